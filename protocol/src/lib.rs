@@ -1,0 +1,29 @@
+//! # secllama-protocol — the wire formats every secllama component shares
+//!
+//! This crate owns the exact bytes that cross trust boundaries, and nothing else: it performs no I/O,
+//! opens no socket and reads no file. Everything that is signed or authenticated is encoded with
+//! deterministic CBOR (RFC 8949 §4.2.1) and decoded strictly (size limits, no duplicate keys, no
+//! trailing bytes, no non-canonical encodings, no unknown fields).
+//!
+//! | module | specification | what |
+//! |---|---|---|
+//! | [`cbor`] | RFC 8949 | deterministic encoding and strict decoding of CBOR values |
+//! | [`cose`] | RFC 9052/9053, RFC 8230, RFC 7517 | COSE_Sign1 (ES256/384/512, PS256/384/512), public keys from PEM, COSE_Key and JWK |
+//! | [`attestation`] | RFC 9711 (EAT) | the attestation document payload and the key binding |
+//! | [`seal`] | RFC 9052 COSE_Encrypt / COSE_Encrypt0, RFC 5869 | sealed requests (RSA-OAEP-256 + A256GCM, session reuse), sealed single and streamed responses |
+//! | [`receipt`] | RFC 9052 COSE_Sign1 | the signed receipt that closes every answer |
+//!
+//! Private-key rule: the `rsa` crate is only ever given public keys here (client-side OAEP wrapping and
+//! RSA signature verification). Opening a sealed request unwraps its content key through the
+//! [`seal::Unwrap`] trait, whose implementation [`seal::AwsLcRsaOaep`] uses aws-lc-rs (constant time).
+
+pub mod attestation;
+pub mod cbor;
+pub mod cose;
+mod error;
+pub mod receipt;
+pub mod seal;
+mod types;
+
+pub use error::{ProtocolError, Result};
+pub use types::{Kid, Nonce, RequestId, Salt, Sha256Digest, sha256};

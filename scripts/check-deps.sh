@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Dependency rules that the design promises and that cargo cannot express by itself.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+fail=0
+if cargo tree --workspace -i serde_cbor >/dev/null 2>&1; then
+  echo "check-deps: serde_cbor (unmaintained) is in the dependency graph"; fail=1
+fi
+for crate in secllama-protocol secllama-verifier secllama-measurements; do
+  if cargo tree -p "$crate" -e normal 2>/dev/null | grep -qE 'tss-esapi|tss2'; then
+    echo "check-deps: $crate depends on a TPM library"; fail=1
+  fi
+done
+# The rsa crate may only see public keys: no private-key type may appear outside test code.
+hits=$(git ls-files '*.rs' | grep -vE '(^|/)(tests|benches)/' \
+  | xargs grep -nE 'RsaPrivateKey|rsa::pkcs1::DecodeRsaPrivateKey|rsa::pkcs8::DecodePrivateKey|rsa::Pkcs1v15Sign::.*sign|BlindedSigningKey' || true)
+if [ -n "$hits" ]; then
+  echo "check-deps: the rsa crate is used with a private key:"; echo "$hits"; fail=1
+fi
+[ $fail -eq 0 ] && echo "check-deps: ok (no serde_cbor; no TPM library in protocol/verifier/measurements; rsa public-key only)"
+exit $fail

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Sets up a fresh Debian machine for secllama: system packages (TPM, QEMU, OVMF, openssl),
+# and the Python venv of test peers (pycose, cryptography, cbor2). Idempotent and quiet when done.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+venv="${SECLLAMA_VENV:-$root/.venv}"
+
+apt_pkgs=(swtpm swtpm-tools tpm2-tools libtss2-dev qemu-system-x86 ovmf openssl pkg-config python3-venv)
+missing=()
+for p in "${apt_pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Python peers: implementations we did not write, used by the interop tests.
+py_reqs=(pycose==1.1.0 cryptography cbor2)
+stamp="$venv/.secllama-reqs"
+want="${py_reqs[*]}"
+if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "setup: creating Python venv at $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "${py_reqs[@]}"
+  echo "$want" > "$stamp"
+fi
