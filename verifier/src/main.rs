@@ -1,1 +1,46 @@
-fn main() {}
+//! `secllama-verify`: the remote user's verifier. `main` only parses arguments and dispatches; each
+//! subcommand lives in `secllama_verifier::cli::<name>`. Exit codes: 0 valid, 1 invalid, 2 usage or
+//! input error.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use clap::{Parser, Subcommand};
+use secllama_verifier::cli;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "secllama-verify",
+    version,
+    about = "Verify secllama evidence, receipts and COSE objects"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check a COSE_Sign1 against a public key (PEM SPKI, COSE_Key or JWK).
+    Cose(cli::cose::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Cose(args) => cli::cose::run(args),
+    };
+    match result {
+        Ok(outcome) => {
+            println!("{}", outcome.report);
+            if outcome.valid {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("secllama-verify: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -123,17 +123,29 @@ impl VerifyingKey {
         }
     }
 
-    /// Reads a PEM `PUBLIC KEY` (SubjectPublicKeyInfo) block.
+    /// Reads a PEM `PUBLIC KEY` (SubjectPublicKeyInfo) block. Line length is not enforced, so keys
+    /// pasted without wrapping are accepted; anything outside the one block is ignored.
     pub fn from_pem(pem: &str) -> Result<Self> {
-        let (label, der) = pem_rfc7468::decode_vec(pem.trim().as_bytes())
-            .map_err(|e| key_err("PEM key", "a PEM block", e.to_string()))?;
-        if label != "PUBLIC KEY" {
-            return Err(key_err(
+        const BEGIN: &str = "-----BEGIN PUBLIC KEY-----";
+        const END: &str = "-----END PUBLIC KEY-----";
+        let start = pem.find(BEGIN).ok_or_else(|| {
+            key_err(
                 "PEM key",
-                "label PUBLIC KEY (SubjectPublicKeyInfo)",
-                label,
-            ));
-        }
+                "a -----BEGIN PUBLIC KEY----- block (SubjectPublicKeyInfo)",
+                "another or no PEM label",
+            )
+        })?;
+        let body = &pem[start + BEGIN.len()..];
+        let end = body
+            .find(END)
+            .ok_or_else(|| key_err("PEM key", "an -----END PUBLIC KEY----- line", "none"))?;
+        let b64: String = body[..end]
+            .chars()
+            .filter(|c| !c.is_ascii_whitespace())
+            .collect();
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .map_err(|e| key_err("PEM key", "base64 between the PEM lines", e.to_string()))?;
         Self::from_spki_der(&der)
     }
 
