@@ -1,1 +1,101 @@
-fn main() {}
+//! Sealing benchmarks: a 1 KiB request sealed and opened on the RSA path and on the session path,
+//! the RSA-OAEP unwrap alone, and response streams of 64 KiB chunks. `scripts/bench.sh` runs these
+//! beside `openssl speed` and prints ours/openssl ratios.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use rand_core::OsRng;
+use secllama_protocol::seal::{
+    AwsLcRsaOaep, ContentKey, RequestContext, RequestPlaintext, ResponseKeys, StreamOpener,
+    StreamSealer, Unwrap, open_request, seal_request, seal_request_session,
+};
+use secllama_protocol::{RequestId, sha256};
+use std::hint::black_box;
+
+const CHUNK: usize = 64 * 1024;
+const CHUNKS: usize = 16;
+
+fn bench(c: &mut Criterion) {
+    let enclave = AwsLcRsaOaep::generate().unwrap();
+    let ctx = RequestContext {
+        method: "POST",
+        path: "/v1/sealed/api/generate",
+        attestation_digest: sha256(&[b"d"]),
+    };
+    let pt = RequestPlaintext::new(vec![b'a'; 1024], 1, &mut OsRng).unwrap();
+
+    let mut g = c.benchmark_group("request_1k");
+    g.bench_function("rsa_seal_open", |b| {
+        b.iter(|| {
+            let (sealed, _) =
+                seal_request(enclave.public_key_der(), &ctx, &pt, &mut OsRng).unwrap();
+            black_box(open_request(&sealed, &ctx, &enclave, |_| None).unwrap());
+        })
+    });
+    let key = ContentKey::generate(&mut OsRng).unwrap();
+    g.bench_function("session_seal_open", |b| {
+        b.iter(|| {
+            let sealed = seal_request_session(&key, &ctx, &pt, &mut OsRng).unwrap();
+            black_box(open_request(&sealed, &ctx, &enclave, |_| Some(key.clone())).unwrap());
+        })
+    });
+    g.finish();
+
+    let (sealed, _) = seal_request(enclave.public_key_der(), &ctx, &pt, &mut OsRng).unwrap();
+    let wrapped = match secllama_protocol::seal::SealedRequest::parse(&sealed)
+        .unwrap()
+        .recipient()
+    {
+        secllama_protocol::seal::RecipientKind::Wrapped { wrapped_key, .. } => wrapped_key.clone(),
+        secllama_protocol::seal::RecipientKind::Session { .. } => unreachable!(),
+    };
+    c.bench_function("rsa3072_oaep_unwrap", |b| {
+        b.iter(|| black_box(enclave.unwrap_key(&wrapped).unwrap()))
+    });
+
+    let keys = ResponseKeys::derive(&key, &RequestId([7; 16]));
+    let data = vec![0x5au8; CHUNK];
+    let mut wire = Vec::new();
+    let mut sealer = StreamSealer::new(keys.clone());
+    for i in 0..CHUNKS {
+        wire.extend(sealer.seal_chunk(&data, i + 1 == CHUNKS).unwrap());
+    }
+    let mut g = c.benchmark_group("stream_64k");
+    g.throughput(Throughput::Bytes((CHUNK * CHUNKS) as u64));
+    g.bench_function("seal", |b| {
+        b.iter(|| {
+            let mut s = StreamSealer::new(keys.clone());
+            for i in 0..CHUNKS {
+                black_box(s.seal_chunk(&data, i + 1 == CHUNKS).unwrap());
+            }
+        })
+    });
+    g.bench_function("open", |b| {
+        b.iter(|| {
+            let mut o = StreamOpener::new(keys.clone());
+            black_box(o.push(&wire).unwrap());
+            o.finish().unwrap();
+        })
+    });
+    g.bench_function("seal_open", |b| {
+        b.iter(|| {
+            let mut s = StreamSealer::new(keys.clone());
+            let mut o = StreamOpener::new(keys.clone());
+            for i in 0..CHUNKS {
+                black_box(
+                    o.push(&s.seal_chunk(&data, i + 1 == CHUNKS).unwrap())
+                        .unwrap(),
+                );
+            }
+            o.finish().unwrap();
+        })
+    });
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(20).measurement_time(std::time::Duration::from_secs(3));
+    targets = bench
+}
+criterion_main!(benches);

@@ -1,5 +1,6 @@
 //! Each rule the protocol promises to enforce, tested on its own: COSE_Sign1 header and tag rules,
 //! request binding to method, path, attestation document and enclave key, and every stream attack.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test crate: a failed unwrap is a failed test
 
 mod common;
 

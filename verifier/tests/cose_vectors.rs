@@ -9,6 +9,7 @@
 //!   secllama rejects an alg other than the key's.
 //!
 //! EdDSA is not supported; those vectors are listed and must be exactly the skipped ones.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test crate: a failed unwrap is a failed test
 
 use base64::Engine;
 use serde_json::Value;

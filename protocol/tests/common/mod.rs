@@ -1,5 +1,5 @@
 //! Fixtures shared by the protocol tests.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use rand_core::OsRng;
 use secllama_protocol::attestation::{
