@@ -285,49 +285,47 @@ impl StreamOpener {
                 found: format!("{} more bytes", bytes.len()),
             });
         }
-        self.buf.extend_from_slice(bytes);
+        // Frames are opened straight from `bytes` when nothing is pending, so a large delivery is not
+        // copied; only an incomplete tail is buffered.
+        let mut joined = std::mem::take(&mut self.buf);
+        let data: &[u8] = if joined.is_empty() {
+            bytes
+        } else {
+            joined.extend_from_slice(bytes);
+            &joined
+        };
         let mut out = Vec::new();
         let mut pos = 0;
-        while self.buf.len() - pos >= 4 {
+        while data.len() - pos >= 4 {
             if self.done {
                 return Err(ProtocolError::Stream {
                     expected: "end of stream after the final chunk".into(),
-                    found: format!("{} more bytes", self.buf.len() - pos),
+                    found: format!("{} more bytes", data.len() - pos),
                 });
             }
             let mut len = [0u8; 4];
-            len.copy_from_slice(&self.buf[pos..pos + 4]);
+            len.copy_from_slice(&data[pos..pos + 4]);
             let len = u32::from_be_bytes(len) as usize;
             if len > MAX_FRAME_LEN {
-                return Err(ProtocolError::TooLarge {
-                    what: "response chunk".into(),
-                    limit: MAX_FRAME_LEN,
-                    found: len,
-                });
+                return Err(ProtocolError::TooLarge { what: "response chunk".into(), limit: MAX_FRAME_LEN, found: len });
             }
-            if self.buf.len() - pos - 4 < len {
+            if data.len() - pos - 4 < len {
                 break;
             }
-            let frame = &self.buf[pos + 4..pos + 4 + len];
-            let (data, last) =
-                self.keys
-                    .open(Mode::Stream, self.counter, frame, "response chunk")?;
-            out.push(Chunk {
-                index: self.counter,
-                data,
-                last,
-            });
+            let frame = &data[pos + 4..pos + 4 + len];
+            let (chunk, last) = self.keys.open(Mode::Stream, self.counter, frame, "response chunk")?;
+            out.push(Chunk { index: self.counter, data: chunk, last });
             self.counter += 1;
             self.done = last;
             pos += 4 + len;
         }
-        if self.done && pos < self.buf.len() {
+        if self.done && pos < data.len() {
             return Err(ProtocolError::Stream {
                 expected: "end of stream after the final chunk".into(),
-                found: format!("{} more bytes", self.buf.len() - pos),
+                found: format!("{} more bytes", data.len() - pos),
             });
         }
-        self.buf.drain(..pos);
+        self.buf = data[pos..].to_vec();
         Ok(out)
     }
 

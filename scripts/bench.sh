@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Runs the protocol benchmarks and, in the same run, `openssl speed` for AES-256-GCM (64 KiB blocks)
+# and RSA-3072, then prints ours/openssl ratios (>1 means secllama is faster).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v openssl >/dev/null || { echo "bench: openssl is required (scripts/setup.sh installs it)"; exit 1; }
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+
+echo "== cargo bench -p secllama-protocol (criterion)"
+cargo bench -q -p secllama-protocol --bench seal -- --output-format bencher 2>/dev/null | tee "$out/ours.txt" | grep 'bench:'
+echo "== openssl speed (same run)"
+openssl speed -seconds 3 -mr -evp aes-256-gcm -bytes 65536 2>/dev/null | grep '^+F:' > "$out/aes.txt"
+openssl speed -seconds 3 -mr rsa3072 2>/dev/null | grep '^+F2:' > "$out/rsa.txt"
+cat "$out/aes.txt" "$out/rsa.txt"
+
+python3 - "$out" <<'PY'
+import re, sys
+d = sys.argv[1]
+ns = {}
+for line in open(f"{d}/ours.txt"):
+    m = re.match(r"test (\S+) \.\.\. bench:\s+([\d,]+) ns/iter", line)
+    if m:
+        ns[m.group(1)] = int(m.group(2).replace(",", ""))
+need = ["request_1k/rsa_seal_open", "request_1k/session_seal_open", "rsa3072_oaep_unwrap",
+        "stream_64k/seal", "stream_64k/open", "stream_64k/seal_open"]
+missing = [n for n in need if n not in ns]
+if missing:
+    sys.exit(f"bench: missing results for {missing}")
+aes_bps = float(open(f"{d}/aes.txt").read().split(":")[3])            # bytes/s at 64 KiB blocks
+rsa = open(f"{d}/rsa.txt").read().strip().split(":")
+rsa_priv_per_s = float(rsa[3])                                          # private-key ops (sign) per second
+stream_bytes = 16 * 64 * 1024
+rows = [
+    ("RSA-3072 OAEP unwrap (aws-lc-rs) vs openssl rsa3072 private op",
+     1e9 / ns["rsa3072_oaep_unwrap"], rsa_priv_per_s, "ops/s"),
+    ("stream seal, 64 KiB chunks vs openssl aes-256-gcm 64 KiB",
+     stream_bytes / (ns["stream_64k/seal"] / 1e9) / 1e6, aes_bps / 1e6, "MB/s"),
+    ("stream open, 64 KiB chunks vs openssl aes-256-gcm 64 KiB",
+     stream_bytes / (ns["stream_64k/open"] / 1e9) / 1e6, aes_bps / 1e6, "MB/s"),
+    ("stream seal+open (2 AES passes) vs openssl aes-256-gcm (1 pass)",
+     stream_bytes / (ns["stream_64k/seal_open"] / 1e9) / 1e6, aes_bps / 1e6, "MB/s"),
+    ("1 KiB request seal+open, RSA path vs openssl rsa3072 private op",
+     1e9 / ns["request_1k/rsa_seal_open"], rsa_priv_per_s, "req/s"),
+]
+print()
+print(f"{'comparison':66} {'ours':>12} {'openssl':>12} {'ours/openssl':>13}")
+for name, ours, peer, unit in rows:
+    print(f"{name:66} {ours:>9.1f} {unit:<3}{peer:>9.1f} {unit:<3}{ours / peer:>12.2f}x")
+print(f"{'1 KiB request seal+open, session path (no RSA)':66} {1e9 / ns['request_1k/session_seal_open']:>9.1f} req/s"
+      f"   = {ns['request_1k/rsa_seal_open'] / ns['request_1k/session_seal_open']:.0f}x the RSA path")
+PY
