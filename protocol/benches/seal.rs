@@ -53,7 +53,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| black_box(enclave.unwrap_key(&wrapped).unwrap()))
     });
 
-    let keys = ResponseKeys::derive(&key, &RequestId([7; 16]));
+    let keys = ResponseKeys::derive(&key, &RequestId([7; 16])).unwrap();
     let data = vec![0x5au8; CHUNK];
     let mut wire = Vec::new();
     let mut sealer = StreamSealer::new(keys.clone());

@@ -87,23 +87,23 @@ proptest! {
             // Reuse the key: no RSA, same plaintext back, and the session id names the key.
             let pt2 = RequestPlaintext::new(b"second".to_vec(), ts, &mut OsRng).unwrap();
             let sealed2 = seal_request_session(&key, &ctx, &pt2, &mut OsRng).unwrap();
-            let opened2 = open_request(&sealed2, &ctx, enclave, |id| (*id == key.session_id()).then(|| key.clone())).unwrap();
+            let opened2 = open_request(&sealed2, &ctx, enclave, |id| (*id == key.session_id().unwrap()).then(|| key.clone())).unwrap();
             prop_assert_eq!(opened2.plaintext, pt2);
-            prop_assert_eq!(opened2.recipient, RecipientKind::Session { id: key.session_id() });
+            prop_assert_eq!(opened2.recipient, RecipientKind::Session { id: key.session_id().unwrap() });
         }
     }
 
     #[test]
     fn single_response_roundtrips(data in bytes(8192), id in any::<[u8; 16]>()) {
         let key = ContentKey::generate(&mut OsRng).unwrap();
-        let keys = ResponseKeys::derive(&key, &RequestId(id));
+        let keys = ResponseKeys::derive(&key, &RequestId(id)).unwrap();
         prop_assert_eq!(open_single(&keys, &seal_single(&keys, &data).unwrap()).unwrap(), data);
     }
 
     #[test]
     fn stream_roundtrips_under_any_split(chunks in proptest::collection::vec(bytes(300), 1..8), cuts in proptest::collection::vec(any::<usize>(), 0..10)) {
         let key = ContentKey::generate(&mut OsRng).unwrap();
-        let keys = ResponseKeys::derive(&key, &RequestId([1; 16]));
+        let keys = ResponseKeys::derive(&key, &RequestId([1; 16])).unwrap();
         let mut sealer = StreamSealer::new(keys.clone());
         let mut wire = Vec::new();
         for (i, c) in chunks.iter().enumerate() {

@@ -13,7 +13,7 @@ use coset::{AsCborValue, CoseSign1, Header, RegisteredLabelWithPrivate, iana};
 pub const TAG_COSE_SIGN1: u64 = 18;
 
 /// What a verification requires beyond a good signature.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct Sign1Policy<'a> {
     /// Externally supplied data bound into the signature (RFC 9052 §4.3).
     pub external_aad: &'a [u8],
@@ -25,6 +25,20 @@ pub struct Sign1Policy<'a> {
     pub deterministic: bool,
     /// Largest accepted input.
     pub max_len: usize,
+}
+
+impl Default for Sign1Policy<'_> {
+    /// No external AAD, any content type, unprotected members allowed, non-deterministic CBOR
+    /// accepted, at most 64 KiB.
+    fn default() -> Self {
+        Self {
+            external_aad: &[],
+            content_type: None,
+            empty_unprotected: false,
+            deterministic: false,
+            max_len: 64 * 1024,
+        }
+    }
 }
 
 /// A COSE_Sign1 whose signature verified.

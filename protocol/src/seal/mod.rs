@@ -63,10 +63,10 @@ impl ContentKey {
 
     /// The session id a client sends instead of a wrapped key when it reuses this key:
     /// HKDF-SHA256(ikm = key, salt = none, info = "secllama/v1/session-id"), 16 bytes.
-    pub fn session_id(&self) -> [u8; 16] {
+    pub fn session_id(&self) -> Result<[u8; 16]> {
         let mut id = [0u8; 16];
-        hkdf_expand(&self.0, None, b"secllama/v1/session-id", &mut id);
-        id
+        hkdf_expand(&self.0, None, b"secllama/v1/session-id", &mut id)?;
+        Ok(id)
     }
 }
 
@@ -76,13 +76,21 @@ impl std::fmt::Debug for ContentKey {
     }
 }
 
-/// HKDF-SHA256 extract-and-expand into `out` (at most 255·32 bytes; our outputs are ≤ 44).
-pub(crate) fn hkdf_expand(ikm: &[u8], salt: Option<&[u8]>, info: &[u8], out: &mut [u8]) {
-    let hk = Hkdf::<Sha256>::new(salt, ikm);
-    // Expand only fails for outputs longer than 8160 bytes; ours are fixed and short.
-    if hk.expand(info, out).is_err() {
-        out.fill(0);
-    }
+/// HKDF-SHA256 extract-and-expand into `out` (RFC 5869; at most 255·32 bytes).
+pub(crate) fn hkdf_expand(
+    ikm: &[u8],
+    salt: Option<&[u8]>,
+    info: &[u8],
+    out: &mut [u8],
+) -> Result<()> {
+    Hkdf::<Sha256>::new(salt, ikm)
+        .expand(info, out)
+        .map_err(|_| {
+            ProtocolError::crypto(
+                "HKDF-SHA256 expand",
+                format!("an output length of {} bytes", out.len()),
+            )
+        })
 }
 
 fn aead_key(key: &[u8; 32]) -> Result<LessSafeKey> {

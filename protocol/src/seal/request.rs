@@ -166,17 +166,14 @@ fn build(
         .map_err(|e| ProtocolError::crypto("random IV", e))?;
     let aad = ctx.external_aad()?;
     let pt = plaintext.to_bytes()?;
-    let mut sealed = Err(ProtocolError::crypto("AES-256-GCM encryption", "not run"));
     let encrypt = coset::CoseEncryptBuilder::new()
         .protected(content_protected())
         .unprotected(HeaderBuilder::new().iv(iv.to_vec()).build())
-        .create_ciphertext(&pt, &aad, |pt, enc_structure| {
-            sealed = aes_gcm_seal(key.as_bytes(), &iv, enc_structure, pt);
-            sealed.clone().unwrap_or_default()
-        })
+        .try_create_ciphertext(&pt, &aad, |pt, enc_structure| {
+            aes_gcm_seal(key.as_bytes(), &iv, enc_structure, pt)
+        })?
         .add_recipient(recipient)
         .build();
-    sealed?;
     encode("COSE_Encrypt", encrypt, Some(TAG_COSE_ENCRYPT))
 }
 
@@ -234,7 +231,7 @@ pub fn seal_request_session(
         .unprotected(
             HeaderBuilder::new()
                 .algorithm(iana::Algorithm::Direct)
-                .key_id(key.session_id().to_vec())
+                .key_id(key.session_id()?.to_vec())
                 .build(),
         )
         .ciphertext(Vec::new())
@@ -389,7 +386,7 @@ impl SealedRequest {
     /// Decrypts with `key` for `ctx`. A session request's key must match its session id.
     pub fn open(&self, ctx: &RequestContext<'_>, key: &ContentKey) -> Result<RequestPlaintext> {
         if let RecipientKind::Session { id } = &self.recipient
-            && key.session_id() != *id
+            && key.session_id()? != *id
         {
             return Err(ProtocolError::mismatch(
                 "session id",

@@ -52,19 +52,18 @@ enum Mode {
 
 impl ResponseKeys {
     /// Derives the response keys of request `id` sealed under `content_key`.
-    pub fn derive(content_key: &ContentKey, id: &RequestId) -> Self {
-        let mut okm = [0u8; 32 + IV_LEN];
-        hkdf_expand(content_key.as_bytes(), Some(&id.0), INFO, &mut okm);
+    pub fn derive(content_key: &ContentKey, id: &RequestId) -> Result<Self> {
+        let mut okm = zeroize::Zeroizing::new([0u8; 32 + IV_LEN]);
+        hkdf_expand(content_key.as_bytes(), Some(&id.0), INFO, &mut okm[..])?;
         let mut key = [0u8; 32];
         let mut base_iv = [0u8; IV_LEN];
         key.copy_from_slice(&okm[..32]);
         base_iv.copy_from_slice(&okm[32..]);
-        okm.zeroize();
-        Self {
+        Ok(Self {
             key,
             base_iv,
             request_id: id.0,
-        }
+        })
     }
 
     fn nonce(&self, counter: u64) -> [u8; IV_LEN] {
@@ -93,15 +92,10 @@ impl ResponseKeys {
     fn seal(&self, mode: Mode, counter: u64, last: bool, data: &[u8]) -> Result<Vec<u8>> {
         let aad = self.aad(mode)?;
         let iv = self.nonce(counter);
-        let mut sealed = Err(ProtocolError::crypto("AES-256-GCM encryption", "not run"));
         let e0 = coset::CoseEncrypt0Builder::new()
             .protected(protected(counter, last))
-            .create_ciphertext(data, &aad, |pt, enc| {
-                sealed = aes_gcm_seal(&self.key, &iv, enc, pt);
-                sealed.clone().unwrap_or_default()
-            })
+            .try_create_ciphertext(data, &aad, |pt, enc| aes_gcm_seal(&self.key, &iv, enc, pt))?
             .build();
-        sealed?;
         encode("COSE_Encrypt0", e0, Some(TAG_COSE_ENCRYPT0))
     }
 
@@ -307,14 +301,24 @@ impl StreamOpener {
             len.copy_from_slice(&data[pos..pos + 4]);
             let len = u32::from_be_bytes(len) as usize;
             if len > MAX_FRAME_LEN {
-                return Err(ProtocolError::TooLarge { what: "response chunk".into(), limit: MAX_FRAME_LEN, found: len });
+                return Err(ProtocolError::TooLarge {
+                    what: "response chunk".into(),
+                    limit: MAX_FRAME_LEN,
+                    found: len,
+                });
             }
             if data.len() - pos - 4 < len {
                 break;
             }
             let frame = &data[pos + 4..pos + 4 + len];
-            let (chunk, last) = self.keys.open(Mode::Stream, self.counter, frame, "response chunk")?;
-            out.push(Chunk { index: self.counter, data: chunk, last });
+            let (chunk, last) =
+                self.keys
+                    .open(Mode::Stream, self.counter, frame, "response chunk")?;
+            out.push(Chunk {
+                index: self.counter,
+                data: chunk,
+                last,
+            });
             self.counter += 1;
             self.done = last;
             pos += 4 + len;
