@@ -361,3 +361,151 @@ fn receipt_digests_are_salted() {
     let b = Salt([2; 32]);
     assert_ne!(a.digest(b"same prompt"), b.digest(b"same prompt"));
 }
+
+mod attestation_decoding {
+    use super::*;
+    use secllama_protocol::attestation::{
+        AttestationPayload, CONTENT_TYPE, MAX_DOCUMENT_LEN, open_document, sign_document,
+    };
+    use secllama_protocol::cbor::{self, Value};
+
+    fn payload_value(key: &SigningKey) -> (AttestationPayload, Vec<(Value, Value)>) {
+        let p = full_payload(key, enclave_key().public_key_der());
+        let Value::Map(entries) = p.to_value() else {
+            panic!("payload is a map")
+        };
+        (p, entries)
+    }
+
+    fn decode(entries: Vec<(Value, Value)>) -> Result<AttestationPayload, ProtocolError> {
+        AttestationPayload::from_bytes(&cbor::to_vec(&Value::Map(entries)).unwrap())
+    }
+
+    #[test]
+    fn duplicate_keys_wrong_types_unknown_keys_and_trailing_bytes_are_errors() {
+        let key = signing_key();
+        let (p, entries) = payload_value(&key);
+        assert_eq!(decode(entries.clone()).unwrap(), p);
+
+        let mut dup = entries.clone();
+        dup.push((Value::Integer(6.into()), Value::Integer(1.into())));
+        assert!(matches!(
+            decode(dup),
+            Err(ProtocolError::DuplicateKey { .. })
+        ));
+
+        let mut wrong = entries.clone();
+        for (k, v) in wrong.iter_mut() {
+            if *k == Value::Integer(6.into()) {
+                *v = Value::Text("yesterday".into());
+            }
+        }
+        let e = decode(wrong).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "attestation.6: expected an unsigned integer, found text \"yesterday\""
+        );
+
+        let mut unknown = entries.clone();
+        unknown.push((Value::Text("extra".into()), Value::Null));
+        assert!(matches!(
+            decode(unknown),
+            Err(ProtocolError::UnexpectedKey { .. })
+        ));
+
+        let mut missing = entries.clone();
+        missing.retain(|(k, _)| *k != Value::Integer(10.into()));
+        assert!(matches!(
+            decode(missing),
+            Err(ProtocolError::Missing { .. })
+        ));
+
+        let mut profile = entries.clone();
+        for (k, v) in profile.iter_mut() {
+            if *k == Value::Integer(265.into()) {
+                *v = Value::Text("tag:someone-else".into());
+            }
+        }
+        assert!(matches!(
+            decode(profile),
+            Err(ProtocolError::Mismatch { .. })
+        ));
+
+        let mut trailing = p.to_bytes().unwrap();
+        trailing.push(0);
+        assert!(matches!(
+            AttestationPayload::from_bytes(&trailing),
+            Err(ProtocolError::TrailingBytes { found: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn nonce_must_be_16_to_64_bytes() {
+        let key = signing_key();
+        for (len, ok) in [(15, false), (16, true), (64, true), (65, false)] {
+            let (_, mut entries) = payload_value(&key);
+            for (k, v) in entries.iter_mut() {
+                if *k == Value::Integer(10.into()) {
+                    *v = Value::Bytes(vec![1; len]);
+                }
+            }
+            assert_eq!(decode(entries).is_ok(), ok, "nonce of {len} bytes");
+        }
+        assert!(secllama_protocol::Nonce::new(vec![0; 15]).is_err());
+    }
+
+    #[test]
+    fn documents_over_64_kib_are_refused_both_ways() {
+        let key = signing_key();
+        let mut p = full_payload(&key, enclave_key().public_key_der());
+        p.tpm.as_mut().unwrap().event_log = vec![0; MAX_DOCUMENT_LEN];
+        assert!(matches!(
+            sign_document(&p, &key),
+            Err(ProtocolError::TooLarge { .. })
+        ));
+        let big = vec![0u8; MAX_DOCUMENT_LEN + 1];
+        assert!(
+            matches!(open_document(&big), Err(ProtocolError::TooLarge { found, .. }) if found == MAX_DOCUMENT_LEN + 1)
+        );
+    }
+
+    #[test]
+    fn the_document_must_be_signed_by_the_key_it_names() {
+        let named = signing_key();
+        let other = signing_key();
+        let p = full_payload(&named, enclave_key().public_key_der());
+        // sign_document refuses to sign with a key the payload does not name.
+        assert!(sign_document(&p, &other).is_err());
+        // Signed by another key under its own kid: the kid does not name the payload's key.
+        let forged = cose::sign(&other, CONTENT_TYPE, &p.to_bytes().unwrap(), b"").unwrap();
+        let e = open_document(&forged).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("attestation document kid: expected"),
+            "{e}"
+        );
+        // Signed by another key under the named key's kid: the signature does not verify.
+        let forged = CoseSign1Builder::new()
+            .protected(
+                HeaderBuilder::new()
+                    .algorithm(iana::Algorithm::ES256)
+                    .content_type(CONTENT_TYPE.to_string())
+                    .key_id(named.public().kid().unwrap().0.to_vec())
+                    .build(),
+            )
+            .payload(p.to_bytes().unwrap())
+            .create_signature(b"", |tbs| other.sign(tbs))
+            .build()
+            .to_tagged_vec()
+            .unwrap();
+        assert!(matches!(
+            open_document(&forged),
+            Err(ProtocolError::BadSignature { .. })
+        ));
+        // The binding changes with each input.
+        let b = p.binding().unwrap();
+        let mut q = p.clone();
+        q.nonce = secllama_protocol::Nonce::new(vec![8; 32]).unwrap();
+        assert_ne!(b, q.binding().unwrap());
+    }
+}
