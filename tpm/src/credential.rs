@@ -1,0 +1,101 @@
+//! Credential activation (TPM 2.0 Part 3 §12.5, Part 1 §24): the TPM releases a verifier's secret,
+//! wrapped by MakeCredential for the EK and bound to the AK's Name, only if that AK is loaded beside
+//! that EK — proving to the verifier that the AK lives in the TPM whose EK it trusts.
+
+use crate::ek::EkKind;
+use crate::{Result, Tpm, TpmError};
+use tss_esapi::attributes::SessionAttributesBuilder;
+use tss_esapi::constants::SessionType;
+use tss_esapi::handles::{AuthHandle, SessionHandle};
+use tss_esapi::interface_types::algorithm::HashingAlgorithm;
+use tss_esapi::interface_types::session_handles::{AuthSession, PolicySession};
+use tss_esapi::structures::{EncryptedSecret, IdObject, SymmetricDefinition};
+use zeroize::Zeroizing;
+
+/// Strips and checks the u16 size of a TPM2B.
+fn tpm2b_body<'a>(what: &'static str, b: &'a [u8]) -> Result<&'a [u8]> {
+    let bad = || {
+        TpmError::unexpected(
+            what,
+            "a TPM2B (u16 size, then that many bytes)",
+            format!("{} bytes", b.len()),
+        )
+    };
+    let (size, body) = b.split_first_chunk::<2>().ok_or_else(bad)?;
+    if usize::from(u16::from_be_bytes(*size)) != body.len() {
+        return Err(bad());
+    }
+    Ok(body)
+}
+
+impl Tpm {
+    /// Activates a credential: `id_object` (TPM2B_ID_OBJECT) and `encrypted_secret`
+    /// (TPM2B_ENCRYPTED_SECRET), made for the RSA-2048 EK and the Name of the AK at `ak_handle`.
+    /// Returns the secret.
+    pub fn activate_credential(
+        &mut self,
+        ak_handle: u32,
+        id_object: &[u8],
+        encrypted_secret: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>> {
+        let id = IdObject::try_from(tpm2b_body("credential blob", id_object)?.to_vec())
+            .map_err(TpmError::tss("reading the credential blob"))?;
+        let secret =
+            EncryptedSecret::try_from(tpm2b_body("encrypted secret", encrypted_secret)?.to_vec())
+                .map_err(TpmError::tss("reading the encrypted secret"))?;
+        let ak = self.ak_handle(ak_handle)?;
+        self.with_ek(EkKind::Rsa2048, |tpm, ek| {
+            let session = tpm
+                .ctx()
+                .start_auth_session(
+                    None,
+                    None,
+                    None,
+                    SessionType::Policy,
+                    SymmetricDefinition::AES_128_CFB,
+                    HashingAlgorithm::Sha256,
+                )
+                .map_err(TpmError::tss("starting the EK policy session"))?
+                .ok_or_else(|| {
+                    TpmError::unexpected("policy session", "a session handle", "none")
+                })?;
+            let result = (|| {
+                let (attrs, mask) = SessionAttributesBuilder::new()
+                    .with_decrypt(true)
+                    .with_encrypt(true)
+                    .build();
+                tpm.ctx()
+                    .tr_sess_set_attributes(session, attrs, mask)
+                    .map_err(TpmError::tss("setting session attributes"))?;
+                let policy = PolicySession::try_from(session)
+                    .map_err(TpmError::tss("using a policy session"))?;
+                // The default EK template's policy is PolicySecret(TPM_RH_ENDORSEMENT).
+                tpm.ctx()
+                    .execute_with_nullauth_session(|ctx| {
+                        ctx.policy_secret(
+                            policy,
+                            AuthHandle::Endorsement,
+                            Default::default(),
+                            Default::default(),
+                            Default::default(),
+                            None,
+                        )
+                    })
+                    .map_err(TpmError::tss("PolicySecret(endorsement)"))?;
+                tpm.ctx()
+                    .execute_with_sessions(
+                        (Some(AuthSession::Password), Some(session), None),
+                        |ctx| ctx.activate_credential(ak, ek, id, secret),
+                    )
+                    .map_err(TpmError::tss("activating the credential"))
+            })();
+            let flushed = tpm
+                .ctx()
+                .flush_context(SessionHandle::from(session).into())
+                .map_err(TpmError::tss("flushing the EK policy session"));
+            let digest = result?;
+            flushed?;
+            Ok(Zeroizing::new(digest.value().to_vec()))
+        })
+    }
+}

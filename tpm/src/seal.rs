@@ -1,0 +1,197 @@
+//! Sealing (TPM 2.0 Part 1 §19.6.10, Part 3 §23.7 PolicyPCR): a secret stored as a keyed-hash object
+//! under the storage root key, whose authPolicy is PolicyPCR over the current PCR values, so only the
+//! same measured software state can unseal it. The blob lives on the host's disk; without the TPM and
+//! the PCR state it is useless.
+
+use crate::eventlog::HashAlg;
+use crate::pcr::selection;
+use crate::{Result, Tpm, TpmError};
+use tss_esapi::attributes::{ObjectAttributesBuilder, SessionAttributesBuilder};
+use tss_esapi::constants::SessionType;
+use tss_esapi::handles::{KeyHandle, SessionHandle};
+use tss_esapi::interface_types::algorithm::{HashingAlgorithm, PublicAlgorithm};
+use tss_esapi::interface_types::key_bits::RsaKeyBits;
+use tss_esapi::interface_types::resource_handles::Hierarchy;
+use tss_esapi::interface_types::session_handles::{AuthSession, PolicySession};
+use tss_esapi::structures::{
+    Digest, KeyedHashScheme, PcrSelectionList, Private, Public, PublicBuilder,
+    PublicKeyedHashParameters, RsaExponent, SensitiveData, SymmetricDefinition,
+    SymmetricDefinitionObject,
+};
+use tss_esapi::traits::{Marshall, UnMarshall};
+use tss_esapi::utils::create_restricted_decryption_rsa_public;
+use zeroize::Zeroizing;
+
+/// Largest secret a sealed object holds (MAX_SYM_DATA).
+pub const MAX_SEALED_LEN: usize = 128;
+
+/// A sealed secret as stored on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedSecret {
+    /// TPM2B_PRIVATE contents (encrypted under the SRK).
+    pub private: Vec<u8>,
+    /// TPMT_PUBLIC of the sealed object (carries the policy digest).
+    pub public: Vec<u8>,
+    /// The banks of the PCR policy.
+    pub banks: Vec<HashAlg>,
+    /// The PCR indices of the policy.
+    pub pcrs: Vec<u32>,
+}
+
+impl Tpm {
+    fn with_srk<T>(&mut self, f: impl FnOnce(&mut Tpm, KeyHandle) -> Result<T>) -> Result<T> {
+        let template = create_restricted_decryption_rsa_public(
+            SymmetricDefinitionObject::AES_128_CFB,
+            RsaKeyBits::Rsa2048,
+            RsaExponent::default(),
+        )
+        .map_err(TpmError::tss("building the SRK template"))?;
+        let srk = self
+            .ctx()
+            .execute_with_nullauth_session(|ctx| {
+                ctx.create_primary(Hierarchy::Owner, template, None, None, None, None)
+            })
+            .map_err(TpmError::tss("creating the storage root key"))?
+            .key_handle;
+        let result = f(self, srk);
+        let flushed = self
+            .ctx()
+            .flush_context(srk.into())
+            .map_err(TpmError::tss("flushing the SRK"));
+        let value = result?;
+        flushed?;
+        Ok(value)
+    }
+
+    /// Runs `f` with a policy session that has satisfied PolicyPCR for `sel` at the current PCR
+    /// values, then flushes the session.
+    fn with_pcr_policy<T>(
+        &mut self,
+        sel: PcrSelectionList,
+        f: impl FnOnce(&mut Tpm, AuthSession) -> Result<T>,
+    ) -> Result<T> {
+        let session = self
+            .ctx()
+            .start_auth_session(
+                None,
+                None,
+                None,
+                SessionType::Policy,
+                SymmetricDefinition::AES_128_CFB,
+                HashingAlgorithm::Sha256,
+            )
+            .map_err(TpmError::tss("starting a policy session"))?
+            .ok_or_else(|| TpmError::unexpected("policy session", "a session handle", "none"))?;
+        let result = (|| {
+            let (attrs, mask) = SessionAttributesBuilder::new()
+                .with_decrypt(true)
+                .with_encrypt(true)
+                .build();
+            self.ctx()
+                .tr_sess_set_attributes(session, attrs, mask)
+                .map_err(TpmError::tss("setting session attributes"))?;
+            let policy = PolicySession::try_from(session)
+                .map_err(TpmError::tss("using a policy session"))?;
+            // An empty pcrDigest makes the TPM use the current PCR values.
+            self.ctx()
+                .policy_pcr(policy, Digest::default(), sel)
+                .map_err(TpmError::tss("PolicyPCR"))?;
+            f(self, session)
+        })();
+        let flushed = self
+            .ctx()
+            .flush_context(SessionHandle::from(session).into())
+            .map_err(TpmError::tss("flushing the policy session"));
+        let value = result?;
+        flushed?;
+        Ok(value)
+    }
+
+    /// Seals `secret` to the current values of PCRs `indices` in `banks`.
+    pub fn seal(
+        &mut self,
+        secret: &[u8],
+        banks: &[HashAlg],
+        indices: &[u32],
+    ) -> Result<SealedSecret> {
+        if secret.is_empty() || secret.len() > MAX_SEALED_LEN {
+            return Err(TpmError::Config {
+                what: "sealed secret",
+                expected: "1 to 128 bytes",
+                found: format!("{} bytes", secret.len()),
+            });
+        }
+        let sel = selection(banks, indices)?;
+        let policy_digest = self.with_pcr_policy(sel, |tpm, session| {
+            let policy = PolicySession::try_from(session)
+                .map_err(TpmError::tss("using a policy session"))?;
+            tpm.ctx()
+                .policy_get_digest(policy)
+                .map_err(TpmError::tss("reading the policy digest"))
+        })?;
+        let attributes = ObjectAttributesBuilder::new()
+            .with_fixed_tpm(true)
+            .with_fixed_parent(true)
+            .with_no_da(true)
+            .with_admin_with_policy(true)
+            .with_user_with_auth(false)
+            .build()
+            .map_err(TpmError::tss("building sealed-object attributes"))?;
+        let public = PublicBuilder::new()
+            .with_public_algorithm(PublicAlgorithm::KeyedHash)
+            .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
+            .with_object_attributes(attributes)
+            .with_auth_policy(policy_digest)
+            .with_keyed_hash_parameters(PublicKeyedHashParameters::new(KeyedHashScheme::Null))
+            .with_keyed_hash_unique_identifier(Digest::default())
+            .build()
+            .map_err(TpmError::tss("building the sealed-object template"))?;
+        let data = SensitiveData::try_from(secret.to_vec())
+            .map_err(TpmError::tss("wrapping the secret"))?;
+        let created = self.with_srk(|tpm, srk| {
+            tpm.ctx()
+                .execute_with_nullauth_session(|ctx| {
+                    ctx.create(srk, public, None, Some(data), None, None)
+                })
+                .map_err(TpmError::tss("creating the sealed object"))
+        })?;
+        Ok(SealedSecret {
+            private: created.out_private.value().to_vec(),
+            public: created
+                .out_public
+                .marshall()
+                .map_err(TpmError::tss("marshalling the sealed object"))?,
+            banks: banks.to_vec(),
+            pcrs: indices.to_vec(),
+        })
+    }
+
+    /// Unseals; fails when any PCR of the policy has changed since sealing.
+    pub fn unseal(&mut self, sealed: &SealedSecret) -> Result<Zeroizing<Vec<u8>>> {
+        let private = Private::try_from(sealed.private.clone())
+            .map_err(TpmError::tss("reading the sealed private"))?;
+        let public = Public::unmarshall(&sealed.public)
+            .map_err(TpmError::tss("reading the sealed public"))?;
+        let sel = selection(&sealed.banks, &sealed.pcrs)?;
+        self.with_srk(|tpm, srk| {
+            let object = tpm
+                .ctx()
+                .execute_with_nullauth_session(|ctx| ctx.load(srk, private, public))
+                .map_err(TpmError::tss("loading the sealed object"))?;
+            let result = tpm.with_pcr_policy(sel, |tpm, session| {
+                tpm.ctx()
+                    .execute_with_session(Some(session), |ctx| ctx.unseal(object.into()))
+                    .map_err(TpmError::tss(
+                        "unsealing (the PCR policy is not satisfied if PCRs changed)",
+                    ))
+            });
+            let flushed = tpm
+                .ctx()
+                .flush_context(object.into())
+                .map_err(TpmError::tss("flushing the sealed object"));
+            let data = result?;
+            flushed?;
+            Ok(Zeroizing::new(data.value().to_vec()))
+        })
+    }
+}

@@ -1,0 +1,101 @@
+//! Strict TCTI strings. tss-esapi's `TctiNameConf::from_str` silently ignores what it cannot parse,
+//! so a typo would connect to a default TPM; here every part must be understood.
+//!
+//! Accepted: `device[:PATH]`, `swtpm[:host=H,port=P]`, `mssim[:host=H,port=P]`, `tabrmd[:CONFIG]`.
+
+use crate::{Result, TpmError};
+use std::str::FromStr;
+use tss_esapi::tcti_ldr::{DeviceConfig, NetworkTPMConfig, TabrmdConfig, TctiNameConf};
+
+const EXPECTED: &str =
+    "device[:PATH], swtpm[:host=H,port=P], mssim[:host=H,port=P] or tabrmd[:CONFIG]";
+
+fn bad(found: &str) -> TpmError {
+    TpmError::Config {
+        what: "TCTI",
+        expected: EXPECTED,
+        found: found.to_string(),
+    }
+}
+
+/// Parses a TCTI string, rejecting anything not fully understood.
+pub fn parse(tcti: &str) -> Result<TctiNameConf> {
+    let (name, conf) = tcti.split_once(':').unwrap_or((tcti, ""));
+    match name {
+        "device" => {
+            let path = if conf.is_empty() { "/dev/tpmrm0" } else { conf };
+            if !path.starts_with('/') {
+                return Err(bad(tcti));
+            }
+            DeviceConfig::from_str(path)
+                .map(TctiNameConf::Device)
+                .map_err(|_| bad(tcti))
+        }
+        "swtpm" | "mssim" => {
+            let mut host = None;
+            let mut port = None;
+            for part in conf.split(',').filter(|p| !p.is_empty()) {
+                match part.split_once('=') {
+                    Some(("host", h)) if !h.is_empty() && host.is_none() => host = Some(h),
+                    Some(("port", p)) if port.is_none() => {
+                        port = Some(p.parse::<u16>().map_err(|_| bad(tcti))?);
+                    }
+                    _ => return Err(bad(tcti)),
+                }
+            }
+            let normalized = format!(
+                "host={},port={}",
+                host.unwrap_or("localhost"),
+                port.unwrap_or(2321)
+            );
+            let net = NetworkTPMConfig::from_str(&normalized).map_err(|_| bad(tcti))?;
+            Ok(if name == "swtpm" {
+                TctiNameConf::Swtpm(net)
+            } else {
+                TctiNameConf::Mssim(net)
+            })
+        }
+        "tabrmd" => TabrmdConfig::from_str(conf)
+            .map(TctiNameConf::Tabrmd)
+            .map_err(|_| bad(tcti)),
+        _ => Err(bad(tcti)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_the_documented_forms() {
+        assert!(matches!(
+            parse("swtpm:host=127.0.0.1,port=2321").unwrap(),
+            TctiNameConf::Swtpm(_)
+        ));
+        assert!(matches!(
+            parse("mssim:port=5000").unwrap(),
+            TctiNameConf::Mssim(_)
+        ));
+        assert!(matches!(
+            parse("device:/dev/tpmrm0").unwrap(),
+            TctiNameConf::Device(_)
+        ));
+        assert!(matches!(parse("device").unwrap(), TctiNameConf::Device(_)));
+    }
+
+    #[test]
+    fn rejects_what_it_does_not_understand() {
+        for s in [
+            "swtpm:host=127.0.0.1,prot=2321",
+            "swtpm:port=99999",
+            "swtpm:port=1,port=2",
+            "swtpm:127.0.0.1:2321",
+            "device:tpmrm0",
+            "tpm:/dev/tpm0",
+            "",
+        ] {
+            let e = parse(s).unwrap_err();
+            assert!(e.to_string().starts_with("TCTI: expected"), "{s}: {e}");
+        }
+    }
+}
