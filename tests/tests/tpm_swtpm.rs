@@ -291,3 +291,65 @@ fn ek_certificate_is_read_from_nv_when_provisioned() {
         "certificate key is not the EK"
     );
 }
+
+/// Splits a tpm2-tools credential file: u32 magic 0xBADCC0DE, u32 version 1, TPM2B_ID_OBJECT,
+/// TPM2B_ENCRYPTED_SECRET (all big-endian).
+fn split_credential_file(b: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    assert_eq!(
+        &b[..8],
+        &[0xba, 0xdc, 0xc0, 0xde, 0, 0, 0, 1],
+        "tpm2-tools credential header"
+    );
+    let n1 = usize::from(u16::from_be_bytes([b[8], b[9]]));
+    let id = b[8..10 + n1].to_vec();
+    let rest = &b[10 + n1..];
+    let n2 = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
+    assert_eq!(rest.len(), 2 + n2, "no trailing bytes");
+    (id, rest.to_vec())
+}
+
+#[test]
+fn activate_credential_releases_a_tpm2_makecredential_secret_only_to_the_right_ak() {
+    use secllama_tpm::ek::EkKind;
+    let sw = Swtpm::start().unwrap();
+    let mut tpm = Tpm::connect(&sw.tcti()).unwrap();
+    let ak = tpm
+        .ensure_ak(DEFAULT_AK_HANDLE, AkKind::RsaSsaSha256)
+        .unwrap();
+    let ek_pub = sw.path("ek.pub");
+    std::fs::write(&ek_pub, tpm.ek_public(EkKind::Rsa2048).unwrap()).unwrap();
+    let secret = sw.path("secret");
+    std::fs::write(&secret, b"a verifier's 32-byte challenge!!").unwrap();
+    let make = |name: &[u8], out: &std::path::Path| {
+        let o = std::process::Command::new("tpm2_makecredential")
+            .args(["-T", "none", "-u"])
+            .arg(&ek_pub)
+            .arg("-s")
+            .arg(&secret)
+            .args(["-n", &hex::encode(name)])
+            .arg("-o")
+            .arg(out)
+            .output()
+            .unwrap();
+        ok(o, "tpm2_makecredential");
+        split_credential_file(&std::fs::read(out).unwrap())
+    };
+    let (id, enc) = make(&ak.name, &sw.path("cred.out"));
+    let got = tpm
+        .activate_credential(DEFAULT_AK_HANDLE, &id, &enc)
+        .unwrap();
+    assert_eq!(got.as_slice(), b"a verifier's 32-byte challenge!!");
+    // Made for another AK name: the TPM refuses (the integrity HMAC binds the name).
+    let mut other = ak.name.clone();
+    *other.last_mut().unwrap() ^= 1;
+    let (id, enc) = make(&other, &sw.path("cred2.out"));
+    assert!(
+        tpm.activate_credential(DEFAULT_AK_HANDLE, &id, &enc)
+            .is_err()
+    );
+    // Malformed TPM2B input is refused before reaching the TPM.
+    assert!(
+        tpm.activate_credential(DEFAULT_AK_HANDLE, &[0, 9, 1], &enc)
+            .is_err()
+    );
+}
