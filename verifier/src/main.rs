@@ -11,7 +11,7 @@ use std::process::ExitCode;
 #[command(
     name = "secllama-verify",
     version,
-    about = "Verify secllama evidence, receipts and COSE objects"
+    about = "Verify secllama evidence, receipts, COSE objects and TPM quotes"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -22,12 +22,15 @@ struct Cli {
 enum Command {
     /// Check a COSE_Sign1 against a public key (PEM SPKI, COSE_Key or JWK).
     Cose(cli::cose::Args),
+    /// Check a TPM2_Quote: AK, TPMS_ATTEST, TPMT_SIGNATURE, nonce and PCR values (tpm2_checkquote inputs).
+    Quote(cli::quote::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Cose(args) => cli::cose::run(args),
+        Command::Quote(args) => cli::quote::run(args),
     };
     match result {
         Ok(outcome) => {
