@@ -373,15 +373,29 @@ fn check_signature(
                 problems.join("; ")
             };
             a.push("ak_attributes", ok, detail);
-            if let (Some((scheme, hash)), Some(sig)) = (p.signing_scheme(), sig) {
-                let ok = sig.scheme == scheme && sig.hash == hash;
-                let want = format!("{}-{}", scheme.name(), hash.name().to_ascii_uppercase());
-                let detail = if ok {
-                    format!("the AK's scheme {want}")
-                } else {
-                    format!("expected the AK's scheme {want}, found {}", sig.describe())
-                };
-                a.push("ak_scheme", ok, detail);
+            match (p.scheme, p.signing_scheme(), sig) {
+                // TPM_ALG_NULL: the key lets the caller choose; the signature check decides.
+                (None, _, _) => {}
+                (Some(_), Some((scheme, hash)), Some(sig)) => {
+                    let ok = sig.scheme == scheme && sig.hash == hash;
+                    let want = format!("{}-{}", scheme.name(), hash.name().to_ascii_uppercase());
+                    let detail = if ok {
+                        format!("the AK's scheme {want}")
+                    } else {
+                        format!("expected the AK's scheme {want}, found {}", sig.describe())
+                    };
+                    a.push("ak_scheme", ok, detail);
+                }
+                (Some(_), Some(_), None) => {}
+                // A scheme that cannot sign (ECDH, OAEP, …) on a key that supposedly signed.
+                (Some(s), None, _) => a.push(
+                    "ak_scheme",
+                    false,
+                    format!(
+                        "expected a signing scheme (RSASSA, RSAPSS or ECDSA with SHA-1/256/384), found {}",
+                        super::alg::alg_name(s.scheme)
+                    ),
+                ),
             }
         }
         AkPublic::Key(k) => a.push(

@@ -49,6 +49,9 @@ impl ObjectAttributes {
     pub const SIGN_ENCRYPT: u32 = 1 << 18;
     /// `x509sign`.
     pub const X509SIGN: u32 = 1 << 19;
+    /// Bits Part 2 §8.3 reserves (0, 3, 8–9, 12–15, 20–31): a TPM rejects them on input with
+    /// TPM_RC_RESERVED_BITS, and so does this parser.
+    pub const RESERVED: u32 = 0xfff0_f309;
 
     const NAMES: [(u32, &'static str); 12] = [
         (Self::FIXED_TPM, "fixedtpm"),
@@ -177,7 +180,16 @@ impl TpmPublic {
                 alg::alg_name(id),
             )
         })?;
+        let at = r.offset();
         let attributes = ObjectAttributes(r.u32("objectAttributes")?);
+        if attributes.0 & ObjectAttributes::RESERVED != 0 {
+            return Err(r.invalid_at(
+                "objectAttributes",
+                at,
+                "no reserved bits set",
+                format!("{:#010x}", attributes.0),
+            ));
+        }
         let auth_policy = r.tpm2b("authPolicy", super::attest::MAX_DIGEST)?.to_vec();
         let symmetric = read_symmetric(&mut r)?;
         let scheme = read_scheme(&mut r, "parameters.scheme")?;

@@ -1,0 +1,170 @@
+//! Quotes and credentials made by a real swtpm through the `tpm` crate, checked by the pure-Rust
+//! verifier; and the verifier's MakeCredential checked by the TPM (ours and tpm2-tools').
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test crate: a failed unwrap is a failed test
+
+use rand_core::OsRng;
+use secllama_tests::swtpm::Swtpm;
+use secllama_tpm::Tpm;
+use secllama_tpm::ak::{AkKind, DEFAULT_AK_HANDLE};
+use secllama_tpm::ek::EkKind;
+use secllama_tpm::eventlog::Measurement;
+use secllama_tpm::quote::Quote;
+use secllama_verifier::tpm::{
+    self as vtpm, PcrValues, QuotePolicy, TpmPublic, appraise_quote_bytes,
+};
+
+fn pcr_values(q: &Quote) -> PcrValues {
+    let mut v = PcrValues::new();
+    for (bank, m) in &q.pcrs {
+        for (i, val) in m {
+            v.insert(
+                vtpm::HashAlg::from_id(bank.alg_id()).unwrap(),
+                *i,
+                val.clone(),
+            )
+            .unwrap();
+        }
+    }
+    v
+}
+
+fn quote_with(tpm: &mut Tpm, kind: AkKind, nonce: &[u8]) -> (Quote, Vec<u8>) {
+    tpm.evict_ak(DEFAULT_AK_HANDLE).unwrap();
+    let ak = tpm.ensure_ak(DEFAULT_AK_HANDLE, kind).unwrap();
+    let banks = tpm.active_banks().unwrap();
+    tpm.extend(&Measurement::tagged(16, &banks, b"agent", "agent"))
+        .unwrap();
+    let q = tpm
+        .quote(DEFAULT_AK_HANDLE, nonce, &banks, &[0, 7, 16, 23])
+        .unwrap();
+    (q, ak.qualified_name)
+}
+
+#[test]
+fn swtpm_quotes_appraise_in_pure_rust_and_every_flipped_byte_is_rejected() {
+    let sw = Swtpm::start().unwrap();
+    let mut tpm = Tpm::connect(&sw.tcti()).unwrap();
+    for kind in [AkKind::RsaSsaSha256, AkKind::EcdsaP256Sha256] {
+        let nonce = [0x42u8; 32];
+        let (q, qn) = quote_with(&mut tpm, kind, &nonce);
+        let pcrs = pcr_values(&q);
+        let policy = QuotePolicy {
+            nonce: &nonce,
+            pcrs: &pcrs,
+            allow_sha1: false,
+            qualified_signer: Some(&qn),
+        };
+        let a = appraise_quote_bytes(&q.attest, &q.signature, &q.ak_public, &policy);
+        assert!(a.valid(), "{kind:?}: {:?}", a.reasons());
+        // The qualified name the verifier computes (AK under the endorsement hierarchy's EK) is the TPM's.
+        let ak = TpmPublic::parse(&q.ak_public).unwrap();
+        assert_eq!(
+            ak.qualified_name(&vtpm::TPM_RH_ENDORSEMENT.to_be_bytes())
+                .len(),
+            qn.len()
+        );
+
+        let other_nonce = [0x43u8; 32];
+        let wrong = QuotePolicy {
+            nonce: &other_nonce,
+            ..policy
+        };
+        assert!(!appraise_quote_bytes(&q.attest, &q.signature, &q.ak_public, &wrong).valid());
+
+        for (what, bytes) in [
+            ("attest", &q.attest),
+            ("signature", &q.signature),
+            ("AK", &q.ak_public),
+        ] {
+            let mut v = bytes.clone();
+            for i in 0..v.len() {
+                for mask in [0x01u8, 0xff] {
+                    v[i] ^= mask;
+                    let (att, sig, akp) = match what {
+                        "attest" => (&v, &q.signature, &q.ak_public),
+                        "signature" => (&q.attest, &v, &q.ak_public),
+                        _ => (&q.attest, &q.signature, &v),
+                    };
+                    let a = appraise_quote_bytes(att, sig, akp, &policy);
+                    assert!(
+                        !a.valid(),
+                        "{kind:?}: flip {mask:#04x} at {what} byte {i} accepted"
+                    );
+                    v[i] ^= mask;
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn our_make_credential_activates_in_the_tpm_crate_and_in_tpm2_activatecredential() {
+    let sw = Swtpm::start().unwrap();
+    let secret = b"challenge from the verifier 0001";
+    let (ek_public, ak_name) = {
+        let mut tpm = Tpm::connect(&sw.tcti()).unwrap();
+        let ak = tpm
+            .ensure_ak(DEFAULT_AK_HANDLE, AkKind::RsaSsaSha256)
+            .unwrap();
+        (tpm.ek_public(EkKind::Rsa2048).unwrap(), ak.name)
+    };
+    let ek = TpmPublic::parse(&ek_public).unwrap();
+    let (id, enc) = vtpm::make_credential(&ek, &ak_name, secret, &mut OsRng).unwrap();
+    {
+        let mut tpm = Tpm::connect(&sw.tcti()).unwrap();
+        assert_eq!(
+            tpm.activate_credential(DEFAULT_AK_HANDLE, &id, &enc)
+                .unwrap()
+                .as_slice(),
+            secret
+        );
+        // Bound to the AK's name: a credential for another name is refused by the TPM.
+        let mut other = ak_name.clone();
+        *other.last_mut().unwrap() ^= 0x80;
+        let (id2, enc2) = vtpm::make_credential(&ek, &other, secret, &mut OsRng).unwrap();
+        assert!(
+            tpm.activate_credential(DEFAULT_AK_HANDLE, &id2, &enc2)
+                .is_err()
+        );
+    }
+
+    // tpm2-tools activates the same file format our writer produces.
+    let cred = sw.path("cred.out");
+    std::fs::write(&cred, vtpm::to_tpm2_tools_file(&id, &enc).unwrap()).unwrap();
+    let run = |tool: &str, args: &[&str]| {
+        let out = sw
+            .tool(tool)
+            .args(args)
+            .current_dir(sw.state_dir())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "tpm2_{tool}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run("createek", &["-c", "ek.ctx", "-G", "rsa"]);
+    run("flushcontext", &["-t"]);
+    run(
+        "startauthsession",
+        &["--policy-session", "-S", "session.ctx"],
+    );
+    run("policysecret", &["-S", "session.ctx", "-c", "e"]);
+    run(
+        "activatecredential",
+        &[
+            "-c",
+            &format!("{DEFAULT_AK_HANDLE:#x}"),
+            "-C",
+            "ek.ctx",
+            "-i",
+            "cred.out",
+            "-o",
+            "secret.out",
+            "-P",
+            "session:session.ctx",
+        ],
+    );
+    assert_eq!(std::fs::read(sw.path("secret.out")).unwrap(), secret);
+}
