@@ -168,3 +168,100 @@ fn our_make_credential_activates_in_the_tpm_crate_and_in_tpm2_activatecredential
     );
     assert_eq!(std::fs::read(sw.path("secret.out")).unwrap(), secret);
 }
+
+/// `secllama-verify quote` (its `run`, the code behind the command line) on files made entirely by
+/// tpm2-tools: `tpm2_createek`, `tpm2_createak`, `tpm2_quote`, `tpm2_pcrread -o`.
+#[test]
+fn a_tpm2_quote_passes_secllama_verify_quote() {
+    use secllama_verifier::cli::{Format, quote};
+    let sw = Swtpm::start().unwrap();
+    let run = |tool: &str, args: &[&str]| {
+        let out = sw
+            .tool(tool)
+            .args(args)
+            .current_dir(sw.state_dir())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "tpm2_{tool}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(
+        "pcrextend",
+        &["16:sha256=ab00000000000000000000000000000000000000000000000000000000000001"],
+    );
+    run("createek", &["-c", "ek.ctx", "-G", "rsa", "-u", "ek.pub"]);
+    run("flushcontext", &["-t"]);
+    run(
+        "createak",
+        &[
+            "-C", "ek.ctx", "-c", "ak.ctx", "-G", "rsa", "-g", "sha256", "-s", "rsassa", "-u",
+            "ak.pub", "-f", "pem", "-n", "ak.name",
+        ],
+    );
+    run("flushcontext", &["-t"]);
+    run("flushcontext", &["-s"]);
+    let list = "sha256:0,1,7,16,23";
+    run(
+        "quote",
+        &[
+            "-c",
+            "ak.ctx",
+            "-l",
+            list,
+            "-q",
+            "c0ffee00c0ffee00c0ffee00c0ffee00",
+            "-m",
+            "q.msg",
+            "-s",
+            "q.sig",
+            "-g",
+            "sha256",
+        ],
+    );
+    run("pcrread", &[list, "-o", "q.pcrs"]);
+    let args = |nonce: &str, format: Format| quote::Args {
+        ak: sw.path("ak.pub"),
+        message: sw.path("q.msg"),
+        signature: sw.path("q.sig"),
+        nonce: nonce.to_string(),
+        pcrs: Some(sw.path("q.pcrs")),
+        pcr_list: Some(list.to_string()),
+        pcr_values: None,
+        allow_sha1: false,
+        qualified_signer: None,
+        format,
+    };
+    let good = quote::run(&args("c0ffee00c0ffee00c0ffee00c0ffee00", Format::Json)).unwrap();
+    assert!(good.valid, "{}", good.report);
+    let report: serde_json::Value = serde_json::from_str(&good.report).unwrap();
+    assert_eq!(report["valid"], true);
+    assert!(
+        report
+            .to_string()
+            .contains("c0ffee00c0ffee00c0ffee00c0ffee00"),
+        "{report}"
+    );
+    let text = quote::run(&args("c0ffee00c0ffee00c0ffee00c0ffee00", Format::Text)).unwrap();
+    assert!(text.valid);
+    let bad = quote::run(&args("c0ffee00c0ffee00c0ffee00c0ffee01", Format::Json)).unwrap();
+    assert!(!bad.valid);
+    assert!(
+        bad.report.contains("c0ffee00c0ffee00c0ffee00c0ffee01"),
+        "{}",
+        bad.report
+    );
+    // A PCR moved after the quote: the values no longer match the quoted digest.
+    run(
+        "pcrextend",
+        &["16:sha256=ab00000000000000000000000000000000000000000000000000000000000002"],
+    );
+    run("pcrread", &[list, "-o", "q.pcrs"]);
+    assert!(
+        !quote::run(&args("c0ffee00c0ffee00c0ffee00c0ffee00", Format::Json))
+            .unwrap()
+            .valid
+    );
+}

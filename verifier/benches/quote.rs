@@ -6,7 +6,8 @@
 
 use criterion::{Criterion, black_box, criterion_group, criterion_main};
 use secllama_verifier::tpm::{
-    AkPublic, HashAlg, PcrValues, QuotePolicy, TpmSignature, appraise_quote, appraise_quote_bytes,
+    AkPublic, HashAlg, PcrSelection, PcrValues, QuotePolicy, TpmSignature, appraise_quote,
+    appraise_quote_bytes,
 };
 use std::path::PathBuf;
 
@@ -49,6 +50,30 @@ fn bench(c: &mut Criterion) {
     c.bench_function("appraise GCE sha256 quote, AK and signature parsed", |b| {
         b.iter(|| appraise_quote(black_box(&attest), &sig_parsed, &ak_parsed, &policy).valid())
     });
+
+    // scripts/bench.sh points this at the files it gives tpm2_checkquote, so both appraise the same
+    // quote: ak.pub (PEM), q.msg, q.sig, q.pcrs (tpm2_pcrread -o), list, nonce (hex).
+    if let Some(dir) = std::env::var_os("SECLLAMA_BENCH_QUOTE_DIR").map(PathBuf::from) {
+        let read = |f: &str| std::fs::read(dir.join(f)).unwrap();
+        let (ak, attest, sig) = (read("ak.pub"), read("q.msg"), read("q.sig"));
+        let list = String::from_utf8(read("list")).unwrap();
+        let nonce = hex::decode(String::from_utf8(read("nonce")).unwrap().trim()).unwrap();
+        let selection = PcrSelection::parse_tpm2_tools(list.trim()).unwrap();
+        let pcrs = PcrValues::from_concatenated(&selection, &read("q.pcrs")).unwrap();
+        let policy = QuotePolicy {
+            nonce: &nonce,
+            pcrs: &pcrs,
+            allow_sha1: false,
+            qualified_signer: None,
+        };
+        assert!(appraise_quote_bytes(&attest, &sig, &ak, &policy).valid());
+        c.bench_function("appraise_tpm2_quote_files", |b| {
+            b.iter(|| {
+                appraise_quote_bytes(black_box(&attest), black_box(&sig), black_box(&ak), &policy)
+                    .valid()
+            })
+        });
+    }
 }
 
 criterion_group!(benches, bench);
