@@ -290,6 +290,26 @@ fn ek_certificate_is_read_from_nv_when_provisioned() {
             .any(|w| w == modulus.as_slice()),
         "certificate key is not the EK"
     );
+    // The pure-Rust verifier chains it to swtpm's local EK CA (the trusted EK CA in this setup).
+    use secllama_verifier::tpm::{TpmPublic, cert};
+    let ca = std::path::Path::new("/var/lib/swtpm-localca");
+    let load = |f: &str| cert::load_certificates(&std::fs::read(ca.join(f)).unwrap()).unwrap();
+    let (issuer, root) = (
+        load("issuercert.pem"),
+        load("swtpm-localca-rootca-cert.pem"),
+    );
+    let ek_key = TpmPublic::parse(&ek_public)
+        .unwrap()
+        .verifying_key()
+        .unwrap();
+    let now = std::time::SystemTime::now();
+    let chain = cert::verify_ak_certificate(&cert, &ek_key, &issuer, &root, now);
+    assert!(chain.valid(), "{:?}", chain.reasons);
+    let no_intermediate: [Vec<u8>; 0] = [];
+    assert!(!cert::verify_ak_certificate(&cert, &ek_key, &no_intermediate, &root, now).valid());
+    let ecc_ek = tpm.ek_public(EkKind::EccP256).unwrap();
+    let other_key = TpmPublic::parse(&ecc_ek).unwrap().verifying_key().unwrap();
+    assert!(!cert::verify_ak_certificate(&cert, &other_key, &issuer, &root, now).valid());
 }
 
 /// Splits a tpm2-tools credential file: u32 magic 0xBADCC0DE, u32 version 1, TPM2B_ID_OBJECT,
