@@ -1,7 +1,8 @@
-//! # secllama-host — the `secllama` launcher and bridge (not yet implemented)
+//! # secllama-host — the `secllama` launcher, bridge and measurement tool
 //!
-//! The host crate will measure an enclave image, launch it in process mode (namespaces, seccomp,
-//! Landlock, TPM-measured) or VM mode (QEMU, OVMF, vTPM, vsock), and run the bridge that relays
-//! ciphertext between remote users and the enclave with connection, time and size limits.
-//!
-//! It is empty until the enclave issue fills it; nothing here pretends to work.
+//! Today it holds the `measure` subcommands (`secllama measure snp`, `secllama measure launch`),
+//! which compute reference values from artifacts. The launcher (process mode: namespaces, seccomp,
+//! Landlock, TPM-measured; VM mode: QEMU, OVMF, vTPM, vsock) and the bridge arrive with the enclave
+//! issue. `main.rs` only dispatches; each subcommand lives in `cli/`.
+
+pub mod cli;

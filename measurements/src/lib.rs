@@ -1,7 +1,19 @@
-//! # secllama-measurements — reference values (not yet implemented)
+//! # secllama-measurements — reference values
 //!
-//! This crate will parse and replay TCG event logs (legacy SHA-1 and crypto-agile), predict the PCRs
-//! of a launch from its artifacts, compute SEV-SNP launch digests, and read and write the reference
-//! manifest that `secllama measure` produces and `secllama-verify` consumes.
+//! secllama computes its golden values from the artifacts themselves instead of asking operators to
+//! copy them from a running machine:
 //!
-//! It is pure Rust and must never link a TPM library. It is empty until the measurements issue fills it.
+//! | module | specification | what |
+//! |---|---|---|
+//! | [`eventlog`] | TCG PC Client Platform Firmware Profile §10 | parse (legacy SHA-1 and crypto-agile) and replay TCG event logs |
+//! | [`manifest`] | `docs/manifest.md` | the reference manifest (TOML) the verifier appraises against |
+//! | [`launch`] | secllama launch description | the ordered measurement events of a launch and the PCRs they give |
+//! | [`snp`] | AMD SEV-SNP ABI §8.17, OVMF SEV metadata | the SEV-SNP launch digest (as `sev-snp-measure` computes it) |
+//!
+//! Pure Rust: this crate never links a TPM library. Parsers take `&[u8]`, report byte offsets in
+//! their errors and never allocate more than their input.
+
+pub mod eventlog;
+pub mod launch;
+pub mod manifest;
+pub mod snp;

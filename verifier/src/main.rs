@@ -24,6 +24,8 @@ enum Command {
     Cose(cli::cose::Args),
     /// Check a TPM2_Quote: AK, TPMS_ATTEST, TPMT_SIGNATURE, nonce and PCR values (tpm2_checkquote inputs).
     Quote(cli::quote::Args),
+    /// Parse a TCG event log and replay it to PCR values.
+    Eventlog(cli::eventlog::Args),
 }
 
 fn main() -> ExitCode {
@@ -31,6 +33,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Cose(args) => cli::cose::run(args),
         Command::Quote(args) => cli::quote::run(args),
+        Command::Eventlog(args) => cli::eventlog::run(args),
     };
     match result {
         Ok(outcome) => {

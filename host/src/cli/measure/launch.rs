@@ -1,0 +1,117 @@
+//! `secllama measure launch --config FILE [--format toml|json] [--manifest OUT]`: the events the
+//! launcher will extend for a launch description, the PCR values they give, the component digests,
+//! and optionally a reference manifest for `secllama-verify`.
+
+use anyhow::Context;
+use secllama_measurements::eventlog::events::type_name;
+use secllama_measurements::launch::{LaunchDescription, Prediction, predict};
+use secllama_measurements::manifest::{
+    EnclaveDigests, MANIFEST_VERSION, Manifest, Required, TpmTrust,
+};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// TOML (the default).
+    Toml,
+    /// JSON.
+    Json,
+}
+
+/// Arguments of `secllama measure launch`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The launch description (TOML with a [launch] table); relative paths are from its folder.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "toml")]
+    pub format: Format,
+    /// Also write a reference manifest (PCRs and enclave digests; add AK trust before use).
+    #[arg(long)]
+    pub manifest: Option<PathBuf>,
+}
+
+/// The prediction as a JSON value (also rendered as TOML).
+pub fn report(p: &Prediction) -> Value {
+    let events: Vec<Value> = p
+        .measurements
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let description = m.event_data.get(8..).map(|d| String::from_utf8_lossy(d).to_string()).unwrap_or_default();
+            let digests: serde_json::Map<String, Value> =
+                m.digests.iter().map(|(b, d)| (b.name().to_string(), Value::String(hex::encode(d)))).collect();
+            json!({"index": i + 1, "pcr": m.pcr, "type": type_name(m.event_type), "description": description, "digests": digests})
+        })
+        .collect();
+    let pcrs: serde_json::Map<String, Value> = p
+        .pcrs
+        .iter()
+        .map(|(b, m)| {
+            let v: serde_json::Map<String, Value> = m
+                .iter()
+                .map(|(i, d)| (i.to_string(), Value::String(hex::encode(d))))
+                .collect();
+            (b.name().to_string(), Value::Object(v))
+        })
+        .collect();
+    let d = &p.digests;
+    json!({
+        "pcrs": pcrs,
+        "enclave": {"agent": hex::encode(d.agent), "runner": hex::encode(d.runner), "model": hex::encode(d.model),
+                    "policy": hex::encode(d.policy), "config": hex::encode(d.config)},
+        "events": events,
+    })
+}
+
+/// The reference manifest for a prediction: TPM evidence required, the predicted PCRs and digests.
+pub fn manifest(p: &Prediction) -> Manifest {
+    let d = &p.digests;
+    let mut m = Manifest {
+        version: MANIFEST_VERSION,
+        required: Required {
+            tpm: true,
+            snp: false,
+        },
+        pcrs: Default::default(),
+        enclave: EnclaveDigests {
+            agent: hex::encode(d.agent),
+            runner: hex::encode(d.runner),
+            model: hex::encode(d.model),
+            policy: hex::encode(d.policy),
+            config: hex::encode(d.config),
+        },
+        tpm: TpmTrust::default(),
+        snp: None,
+    };
+    m.set_pcrs(&p.pcrs);
+    m
+}
+
+/// Runs the subcommand.
+pub fn run(args: &Args) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(&args.config)
+        .with_context(|| format!("reading {}", args.config.display()))?;
+    let desc = LaunchDescription::from_toml(&text)
+        .with_context(|| format!("{}", args.config.display()))?;
+    let base = args.config.parent().map(PathBuf::from).unwrap_or_default();
+    let p = predict(&desc.launch, &base)?;
+    let mut out = match args.format {
+        Format::Json => format!("{}\n", serde_json::to_string_pretty(&report(&p))?),
+        Format::Toml => toml::to_string_pretty(&report(&p))?,
+    };
+    if let Some(path) = &args.manifest {
+        let toml = manifest(&p).to_toml()?;
+        std::fs::write(path, toml).with_context(|| format!("writing {}", path.display()))?;
+        if args.format == Format::Toml {
+            out.push_str(&format!(
+                "# reference manifest written to {}\n",
+                path.display()
+            ));
+        }
+    }
+    Ok(out)
+}

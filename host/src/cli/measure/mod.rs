@@ -1,0 +1,21 @@
+//! `secllama measure`: reference values computed from artifacts.
+
+pub mod launch;
+pub mod snp;
+
+/// `secllama measure <what>`.
+#[derive(Debug, clap::Subcommand)]
+pub enum Measure {
+    /// SEV-SNP launch digest of a VM (same flags and meanings as `sev-snp-measure --mode snp`).
+    Snp(snp::Args),
+    /// Predicted TPM events and PCRs of a launch, and optionally a reference manifest.
+    Launch(launch::Args),
+}
+
+/// Runs a `measure` subcommand and returns what to print.
+pub fn run(m: &Measure) -> anyhow::Result<String> {
+    match m {
+        Measure::Snp(a) => snp::run(a),
+        Measure::Launch(a) => launch::run(a),
+    }
+}

@@ -1,0 +1,3 @@
+//! The `secllama` subcommands, one module each (clap derive).
+
+pub mod measure;

@@ -1,0 +1,42 @@
+//! `secllama`: the operator's tool. `main` only parses arguments and dispatches to
+//! `secllama_host::cli`. Exit codes: 0 success, 1 failure (the error chain is printed).
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use clap::{Parser, Subcommand};
+use secllama_host::cli;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "secllama",
+    version,
+    about = "Measure, launch and bridge secllama enclaves"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Compute reference values from artifacts.
+    #[command(subcommand)]
+    Measure(cli::measure::Measure),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Measure(m) => cli::measure::run(m),
+    };
+    match result {
+        Ok(out) => {
+            print!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("secllama: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
