@@ -5,4 +5,5 @@
 //! Landlock, TPM-measured; VM mode: QEMU, OVMF, vTPM, vsock) and the bridge arrive with the enclave
 //! issue. `main.rs` only dispatches; each subcommand lives in `cli/`.
 
+pub mod bridge;
 pub mod cli;

@@ -22,12 +22,15 @@ enum Command {
     /// Compute reference values from artifacts.
     #[command(subcommand)]
     Measure(cli::measure::Measure),
+    /// Relay TCP connections from remote users to the enclave's listener.
+    Bridge(cli::bridge::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Measure(m) => cli::measure::run(m),
+        Command::Bridge(a) => cli::bridge::run(a),
     };
     match result {
         Ok(out) => {

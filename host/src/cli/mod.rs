@@ -1,3 +1,4 @@
 //! The `secllama` subcommands, one module each (clap derive).
 
+pub mod bridge;
 pub mod measure;

@@ -1,0 +1,68 @@
+//! `secllama bridge --listen ADDR:PORT --enclave unix:PATH|vsock:CID:PORT [limits]`: relays TCP
+//! connections to the enclave (see [`crate::bridge`]). Binds loopback by default and warns loudly
+//! when asked to listen elsewhere.
+
+use crate::bridge::{EnclaveAddr, Limits, serve};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Arguments of `secllama bridge`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// TCP address to accept remote users on.
+    #[arg(long, default_value = "127.0.0.1:11435")]
+    pub listen: SocketAddr,
+    /// The enclave's listener: unix:PATH (process mode) or vsock:CID:PORT (VM mode).
+    #[arg(long)]
+    pub enclave: EnclaveAddr,
+    /// Connections relayed at once.
+    #[arg(long, default_value_t = 64)]
+    pub max_connections: usize,
+    /// Seconds a client has to send its first bytes.
+    #[arg(long, default_value_t = 10)]
+    pub header_timeout: u64,
+    /// Seconds a connection may stay silent.
+    #[arg(long, default_value_t = 120)]
+    pub idle_timeout: u64,
+    /// Bytes in flight per connection and direction.
+    #[arg(long, default_value_t = 65536)]
+    pub buffer_bytes: usize,
+}
+
+/// Runs the bridge until it fails or is interrupted.
+pub fn run(args: &Args) -> anyhow::Result<String> {
+    let limits = Limits {
+        max_connections: args.max_connections,
+        header_timeout: Duration::from_secs(args.header_timeout),
+        idle_timeout: Duration::from_secs(args.idle_timeout),
+        buffer_bytes: args.buffer_bytes.max(1024),
+    };
+    if !args.listen.ip().is_loopback() {
+        tracing_warning(&format!(
+            "WARNING: the bridge listens on {} (not loopback): remote hosts can reach it; it carries only ciphertext, \
+             but make sure this is intended",
+            args.listen
+        ));
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.listen).await?;
+        tracing_warning(&format!(
+            "secllama bridge: {} -> {:?}",
+            listener.local_addr()?,
+            args.enclave
+        ));
+        tokio::select! {
+            r = serve(listener, args.enclave.clone(), limits) => r.map_err(anyhow::Error::from),
+            _ = tokio::signal::ctrl_c() => Ok(()),
+        }
+    })?;
+    Ok(String::new())
+}
+
+#[allow(clippy::print_stderr)]
+fn tracing_warning(msg: &str) {
+    eprintln!("{msg}");
+}

@@ -1,0 +1,142 @@
+//! The bridge against a real unix-socket server on this host (no vsock: host-side vsock is never
+//! used in tests): bytes pass unchanged in both directions, including a 10 MiB stream; connections
+//! past the limit are closed at once; a client that sends nothing is closed after the header timeout;
+//! a silent connection after the idle timeout; an unreachable enclave closes the client.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test crate: a failed unwrap is a failed test
+
+use secllama_host::bridge::{EnclaveAddr, Limits, serve};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UnixListener};
+
+/// A unix-socket echo server that answers each connection by echoing everything back.
+async fn echo_server(path: std::path::PathBuf) {
+    let l = UnixListener::bind(&path).unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = l.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                loop {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if s.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+}
+
+async fn bridge(enclave: EnclaveAddr, limits: Limits) -> std::net::SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(serve(l, enclave, limits));
+    addr
+}
+
+fn limits() -> Limits {
+    Limits {
+        max_connections: 2,
+        header_timeout: Duration::from_millis(300),
+        idle_timeout: Duration::from_millis(600),
+        buffer_bytes: 16 * 1024,
+    }
+}
+
+/// Whether the peer closed the connection within `within`.
+async fn closed(s: &mut TcpStream, within: Duration) -> bool {
+    let mut b = [0u8; 1];
+    matches!(
+        tokio::time::timeout(within, s.read(&mut b)).await,
+        Ok(Ok(0)) | Ok(Err(_))
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relays_bytes_unchanged_both_ways() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("enclave.sock");
+    echo_server(sock.clone()).await;
+    let addr = bridge(EnclaveAddr::Unix(sock), limits()).await;
+    let s = TcpStream::connect(addr).await.unwrap();
+    let (mut r, mut w) = s.into_split();
+    let data: Vec<u8> = (0..10 * 1024 * 1024u32)
+        .map(|i| (i * 31 % 251) as u8)
+        .collect();
+    let sent = data.clone();
+    let writer = tokio::spawn(async move {
+        w.write_all(&sent).await.unwrap();
+        w
+    });
+    let mut got = vec![0u8; data.len()];
+    r.read_exact(&mut got).await.unwrap();
+    assert!(got == data, "10 MiB came back changed");
+    drop(writer.await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_limit_and_timeouts_are_enforced() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("enclave.sock");
+    echo_server(sock.clone()).await;
+    let addr = bridge(EnclaveAddr::Unix(sock), limits()).await;
+
+    // Two live connections fill the limit; the third is closed at once.
+    let mut a = TcpStream::connect(addr).await.unwrap();
+    let mut b = TcpStream::connect(addr).await.unwrap();
+    a.write_all(b"ping").await.unwrap();
+    b.write_all(b"ping").await.unwrap();
+    let mut buf = [0u8; 4];
+    a.read_exact(&mut buf).await.unwrap();
+    b.read_exact(&mut buf).await.unwrap();
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    assert!(
+        closed(&mut c, Duration::from_millis(200)).await,
+        "third connection must be refused"
+    );
+
+    // Silent after the first bytes: closed after the idle timeout (and the slot is freed).
+    let start = Instant::now();
+    assert!(
+        closed(&mut a, Duration::from_secs(3)).await,
+        "idle connection must be closed"
+    );
+    assert!(
+        start.elapsed() >= Duration::from_millis(500),
+        "closed before the idle timeout: {:?}",
+        start.elapsed()
+    );
+    drop(b);
+
+    // A client that never sends its first bytes is closed after the header timeout.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut d = TcpStream::connect(addr).await.unwrap();
+    let start = Instant::now();
+    assert!(closed(&mut d, Duration::from_secs(3)).await);
+    let t = start.elapsed();
+    assert!(
+        t >= Duration::from_millis(250) && t < Duration::from_millis(2000),
+        "header timeout after {t:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_enclave_closes_the_client_and_vsock_is_refused_here() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = bridge(EnclaveAddr::Unix(dir.path().join("nobody.sock")), limits()).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\n\r\n").await.unwrap();
+    assert!(closed(&mut s, Duration::from_secs(2)).await);
+
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let e = serve(l, "vsock:3:5000".parse().unwrap(), limits())
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("vsock"), "{e}");
+    assert!("tcp:1".parse::<EnclaveAddr>().is_err());
+}
