@@ -63,8 +63,15 @@ fn text(v: &Value) -> String {
     }
     out.push_str("replayed PCRs:\n");
     for (bank, m) in v["pcrs"].as_object().into_iter().flatten() {
-        for (i, d) in m.as_object().into_iter().flatten() {
-            out.push_str(&format!("  {bank}:{i:<3} {}\n", d.as_str().unwrap_or("")));
+        let mut values: Vec<(u32, &str)> = m
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(i, d)| (i.parse().unwrap_or(u32::MAX), d.as_str().unwrap_or("")))
+            .collect();
+        values.sort_unstable();
+        for (i, d) in values {
+            out.push_str(&format!("  {bank}:{i:<3} {d}\n"));
         }
     }
     for w in v["warnings"].as_array().into_iter().flatten() {
