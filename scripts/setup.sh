@@ -20,7 +20,7 @@ fi
 
 # Python peers: implementations we did not write, used by the interop tests.
 # cbor2 6 decodes arrays as tuples, which pycose 1.1 does not accept: stay on 5.x.
-py_reqs=(pycose==1.1.0 cryptography==50.0.2 cbor2==5.9.0 sev-snp-measure==0.0.13)
+py_reqs=(pycose==1.1.0 cryptography==50.0.2 cbor2==5.9.0 sev-snp-measure==0.0.13 ollama==0.6.3)
 stamp="$venv/.secllama-reqs"
 want="${py_reqs[*]}"
 if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
