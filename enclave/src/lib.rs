@@ -12,10 +12,15 @@
 //! | [`policy`] | the measured evaluation policy: dataset, models, limits; exact-match decisions with the refusing rule named |
 //! | [`replay`] | request-id replay window and the bounded, expiring session cache of content keys |
 //! | [`receipts`] | the append-only, hash-chained receipt log file |
+//! | [`config`] | the agent's TOML configuration |
+//! | [`agent`] | keys, PCR 23, policy, digests, attestation documents with fresh quotes |
+//! | [`service`] | the enclave API over HTTP/1.1 on a unix listener: attestation, sealed generate/chat/tags streamed to and from the runner, receipts |
 //!
-//! The HTTP service, runner supervision and attestation endpoint arrive with the rest of the
-//! enclave issue; nothing here pretends to serve requests yet.
+//! Not yet: runner supervision (start, restart), vsock listener, the Merkle log.
 
+pub mod agent;
+pub mod config;
 pub mod policy;
 pub mod receipts;
 pub mod replay;
+pub mod service;

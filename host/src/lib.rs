@@ -7,3 +7,4 @@
 
 pub mod bridge;
 pub mod cli;
+pub mod sandbox;

@@ -1,0 +1,216 @@
+//! The agent's state and start-up (DESIGN.md "Keys and evidence"): generate the RSA-3072 encryption
+//! key (aws-lc-rs) and the ES256 signing key in memory, extend PCR 23 with
+//! SHA-256(signing_pub_cose ‖ encryption_spki) and log it, load the measured policy, compute the
+//! enclave digests from the launch artifacts, and build attestation documents with fresh quotes.
+//! TPM calls block: callers run them off the async executor (`spawn_blocking`).
+
+use crate::config::{Config, KEYS_PCR};
+use crate::policy::Policy;
+use crate::receipts::ReceiptLog;
+use crate::replay::{ReplayGuard, SessionCache};
+use anyhow::Context;
+use rand_core::OsRng;
+use secllama_measurements::launch::predict;
+use secllama_protocol::attestation::{
+    AttestationPayload, EnclaveDigests, EnclaveInfo, EnclaveKeys, IsolationMode, LogState,
+    PcrValues, TpmEvidence, sign_document,
+};
+use secllama_protocol::cose::SigningKey;
+use secllama_protocol::seal::AwsLcRsaOaep;
+use secllama_protocol::{Nonce, Sha256Digest, sha256};
+use secllama_tpm::Tpm;
+use secllama_tpm::ek::EkKind;
+use secllama_tpm::eventlog::{EventLogWriter, HashAlg, Measurement};
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// How many recently issued attestation documents sealed requests may bind to.
+pub const ISSUED_DOCUMENTS: usize = 256;
+/// Replay window for client timestamps (either side of the enclave's clock).
+pub const REPLAY_WINDOW_MS: u64 = 5 * 60 * 1000;
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Everything the service needs.
+pub struct Agent {
+    /// The encryption key (private part inside aws-lc-rs).
+    pub unwrap: AwsLcRsaOaep,
+    /// The signing key.
+    pub signing: SigningKey,
+    /// The policy and its digest.
+    pub policy: Policy,
+    /// SHA-256 of the policy file.
+    pub policy_digest: Sha256Digest,
+    /// The enclave digests.
+    pub digests: EnclaveDigests,
+    /// The runner's `host:port`.
+    pub runner: String,
+    /// Replay protection.
+    pub replay: Mutex<ReplayGuard>,
+    /// Session reuse.
+    pub sessions: Mutex<SessionCache>,
+    /// The receipt log.
+    pub receipts: Mutex<ReceiptLog>,
+    /// Digests of recently issued attestation documents.
+    pub issued: Mutex<VecDeque<Sha256Digest>>,
+    tpm: Mutex<Tpm>,
+    ak_handle: u32,
+    quote_pcrs: Vec<u32>,
+    banks: Vec<HashAlg>,
+    event_log: PathBuf,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Agent(..)")
+    }
+}
+
+fn file_digest(path: &Path) -> anyhow::Result<Sha256Digest> {
+    Ok(sha256(&[
+        &std::fs::read(path).with_context(|| format!("reading {}", path.display()))?
+    ]))
+}
+
+impl Agent {
+    /// Starts the agent: keys, PCR 23, policy, digests, AK.
+    pub fn start(config: &Config, base: &Path) -> anyhow::Result<Self> {
+        let unwrap = AwsLcRsaOaep::generate().context("generating the RSA-3072 encryption key")?;
+        let signing = SigningKey::generate(&mut OsRng);
+        let mut tpm =
+            Tpm::from_config_or_env(config.tcti.as_deref()).context("connecting to the TPM")?;
+        let banks = tpm.active_banks()?;
+        tpm.ensure_ak(config.ak_handle, secllama_tpm::ak::AkKind::RsaSsaSha256)
+            .context("the attestation key")?;
+        let cose_key = signing.public().to_bytes()?;
+        let keys = [cose_key.as_slice(), unwrap.public_key_der()].concat();
+        let kid = signing.public().kid()?;
+        let mut log =
+            EventLogWriter::open(&config.event_log, &banks).context("the launch event log")?;
+        tpm.measure(
+            &mut log,
+            &Measurement::tagged(KEYS_PCR, &banks, &keys, &format!("keys:{}", kid.to_hex())),
+        )
+        .context("extending PCR 23 with the key set")?;
+        let policy_bytes = std::fs::read(&config.policy)
+            .with_context(|| format!("reading {}", config.policy.display()))?;
+        let policy = Policy::from_json(&policy_bytes)?;
+        let prediction =
+            predict(&config.launch, base).context("digests of the launch artifacts")?;
+        let d = prediction.digests;
+        let digests = EnclaveDigests {
+            agent: Sha256Digest(d.agent),
+            runner: Sha256Digest(d.runner),
+            model: Sha256Digest(d.model),
+            policy: Sha256Digest(d.policy),
+            config: Sha256Digest(d.config),
+        };
+        let policy_digest = file_digest(&config.policy)?;
+        if policy_digest != digests.policy {
+            anyhow::bail!(
+                "policy {} is not the measured policy: expected sha256 {}, found {}",
+                config.policy.display(),
+                digests.policy.to_hex(),
+                policy_digest.to_hex()
+            );
+        }
+        let runner = config
+            .runner_url
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        Ok(Self {
+            unwrap,
+            signing,
+            policy,
+            policy_digest,
+            digests,
+            runner,
+            replay: Mutex::new(ReplayGuard::new(REPLAY_WINDOW_MS, 1 << 20)),
+            sessions: Mutex::new(SessionCache::new(30 * 60 * 1000, 4096)),
+            receipts: Mutex::new(ReceiptLog::open(&config.receipts)?),
+            issued: Mutex::new(VecDeque::new()),
+            tpm: Mutex::new(tpm),
+            ak_handle: config.ak_handle,
+            quote_pcrs: config.quote_pcrs.clone(),
+            banks,
+            event_log: config.event_log.clone(),
+        })
+    }
+
+    /// A signed attestation document for `nonce`, with a fresh quote over the binding.
+    pub fn attestation(&self, nonce: Nonce) -> anyhow::Result<Vec<u8>> {
+        let keys = EnclaveKeys {
+            signing: self.signing.public(),
+            encryption_spki: self.unwrap.public_key_der().to_vec(),
+        };
+        let binding = secllama_protocol::attestation::binding(
+            &nonce,
+            &keys.signing.to_bytes()?,
+            &keys.encryption_spki,
+        );
+        let (quote, ek_cert) = {
+            let mut tpm = self
+                .tpm
+                .lock()
+                .map_err(|_| anyhow::anyhow!("TPM lock poisoned"))?;
+            let quote = tpm.quote(self.ak_handle, &binding.0, &self.banks, &self.quote_pcrs)?;
+            (quote, tpm.ek_certificate(EkKind::Rsa2048)?)
+        };
+        let mut pcrs = PcrValues::new();
+        for (bank, values) in &quote.pcrs {
+            pcrs.insert(bank.name().to_string(), values.clone());
+        }
+        let event_log = std::fs::read(&self.event_log)
+            .with_context(|| format!("reading {}", self.event_log.display()))?;
+        let log = {
+            let r = self
+                .receipts
+                .lock()
+                .map_err(|_| anyhow::anyhow!("receipt log lock poisoned"))?;
+            LogState {
+                size: r.len(),
+                root: Sha256Digest(r.head()),
+            }
+        };
+        let payload = AttestationPayload {
+            nonce,
+            iat: now_ms() / 1000,
+            keys,
+            enclave: EnclaveInfo {
+                mode: IsolationMode::Process,
+                agent_version: env!("CARGO_PKG_VERSION").into(),
+            },
+            measurements: self.digests,
+            tpm: Some(TpmEvidence {
+                attest: quote.attest,
+                signature: quote.signature,
+                ak_public: quote.ak_public,
+                pcrs,
+                event_log,
+                ek_cert,
+            }),
+            snp: None,
+            log,
+        };
+        let doc = sign_document(&payload, &self.signing)?;
+        let mut issued = self
+            .issued
+            .lock()
+            .map_err(|_| anyhow::anyhow!("lock poisoned"))?;
+        issued.push_back(sha256(&[&doc]));
+        while issued.len() > ISSUED_DOCUMENTS {
+            issued.pop_front();
+        }
+        Ok(doc)
+    }
+}

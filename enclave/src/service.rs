@@ -1,0 +1,371 @@
+//! The enclave API (DESIGN.md "Enclave API") over HTTP/1.1 on the agent's listener:
+//!
+//! | method, path | answer |
+//! |---|---|
+//! | `GET /healthz` | `{"status":"ok"}` |
+//! | `GET /attestation?nonce=<hex>` | the COSE_Sign1 attestation document (`application/cose`) |
+//! | `POST /v1/sealed/api/{generate,chat,tags}` | a sealed stream (see below) |
+//!
+//! A sealed request names the attestation document it was sealed for in the
+//! `X-Secllama-Attestation` header (hex SHA-256; the enclave must have issued it, and the digest is
+//! part of the AAD, so the host cannot change it). The answer is a sealed stream
+//! (`secllama_protocol::seal::StreamSealer`): its data chunks are the runner's bytes as they
+//! arrive — never buffered whole — and its final chunk is a JSON envelope, authenticated like the
+//! rest: `{"status": <runner HTTP status>, "receipt": "<hex COSE_Sign1>"}`, or
+//! `{"status": 4xx/5xx, "problem": {RFC 9457}}` when the enclave refuses (policy, replay) or fails.
+//! Errors before the request could be opened are plain RFC 9457 problem details.
+
+use crate::agent::{Agent, now_ms};
+use crate::policy::Endpoint;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Frame, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use secllama_protocol::receipt::{ReceiptPayload, sign_receipt};
+use secllama_protocol::seal::{
+    RecipientKind, RequestContext, ResponseKeys, StreamSealer, open_request,
+};
+use secllama_protocol::{Nonce, Sha256Digest, sha256};
+use serde_json::{Value, json};
+use sha2::Digest;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+/// Header naming the attestation document a sealed request was sealed for.
+pub const ATTESTATION_HEADER: &str = "x-secllama-attestation";
+/// Content type of a sealed stream.
+pub const SEALED_STREAM: &str = "application/vnd.secllama.sealed-stream";
+/// Largest sealed request body.
+pub const MAX_BODY: usize = secllama_protocol::seal::request::MAX_REQUEST_LEN;
+
+type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+fn problem(status: StatusCode, title: &str, detail: String) -> Value {
+    json!({"type": format!("urn:secllama:problem:{}", title.to_ascii_lowercase().replace(' ', "-")),
+           "title": title, "status": status.as_u16(), "detail": detail})
+}
+
+fn plain(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(body)).boxed());
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(content_type),
+    );
+    r
+}
+
+fn plain_problem(status: StatusCode, title: &str, detail: String) -> Response<Body> {
+    plain(
+        status,
+        "application/problem+json",
+        problem(status, title, detail).to_string().into_bytes(),
+    )
+}
+
+/// A response body fed by a channel of frames.
+struct ChannelBody(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.0.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b))))
+    }
+}
+
+/// Handles one request.
+pub async fn handle(
+    agent: Arc<Agent>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    Ok(match (method, path.as_str()) {
+        (Method::GET, "/healthz") => plain(
+            StatusCode::OK,
+            "application/json",
+            br#"{"status":"ok"}"#.to_vec(),
+        ),
+        (Method::GET, "/attestation") => attestation(agent, req.uri().query().unwrap_or("")).await,
+        (Method::POST, "/v1/sealed/api/generate") => sealed(agent, Endpoint::Generate, req).await,
+        (Method::POST, "/v1/sealed/api/chat") => sealed(agent, Endpoint::Chat, req).await,
+        (Method::POST, "/v1/sealed/api/tags") => sealed(agent, Endpoint::Tags, req).await,
+        _ => plain_problem(
+            StatusCode::NOT_FOUND,
+            "Not Found",
+            format!("no enclave endpoint {path}"),
+        ),
+    })
+}
+
+async fn attestation(agent: Arc<Agent>, query: &str) -> Response<Body> {
+    let nonce = query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("nonce="))
+        .and_then(|h| hex::decode(h).ok())
+        .and_then(|b| Nonce::new(b).ok());
+    let Some(nonce) = nonce else {
+        return plain_problem(
+            StatusCode::BAD_REQUEST,
+            "Bad Nonce",
+            "expected ?nonce=<hex of 16 to 64 bytes>".into(),
+        );
+    };
+    match tokio::task::spawn_blocking(move || agent.attestation(nonce)).await {
+        Ok(Ok(doc)) => plain(
+            StatusCode::OK,
+            "application/cose; cose-type=\"cose-sign1\"",
+            doc,
+        ),
+        Ok(Err(e)) => plain_problem(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Attestation Failed",
+            format!("{e:#}"),
+        ),
+        Err(e) => plain_problem(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Attestation Failed",
+            e.to_string(),
+        ),
+    }
+}
+
+/// Sends one sealed chunk; false when the client is gone.
+async fn send(
+    tx: &tokio::sync::mpsc::Sender<Bytes>,
+    sealer: &mut StreamSealer,
+    data: &[u8],
+    last: bool,
+) -> bool {
+    match sealer.seal_chunk(data, last) {
+        Ok(frame) => tx.send(Bytes::from(frame)).await.is_ok(),
+        Err(_) => false,
+    }
+}
+
+async fn sealed(agent: Arc<Agent>, endpoint: Endpoint, req: Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path().to_string();
+    let doc = req
+        .headers()
+        .get(ATTESTATION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|h| hex::decode(h).ok())
+        .and_then(|b| Sha256Digest::from_slice("attestation digest", &b).ok());
+    let Some(doc) = doc else {
+        return plain_problem(
+            StatusCode::BAD_REQUEST,
+            "Missing Attestation",
+            format!("expected the {ATTESTATION_HEADER} header (hex SHA-256)"),
+        );
+    };
+    if !agent.issued.lock().is_ok_and(|i| i.contains(&doc)) {
+        return plain_problem(
+            StatusCode::CONFLICT,
+            "Unknown Attestation",
+            "expected a document this enclave issued recently; attest again".into(),
+        );
+    }
+    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => return plain_problem(StatusCode::PAYLOAD_TOO_LARGE, "Bad Body", e.to_string()),
+    };
+    let ctx = RequestContext {
+        method: "POST",
+        path: &path,
+        attestation_digest: doc,
+    };
+    let now = now_ms();
+    let opened = open_request(&body, &ctx, &agent.unwrap, |id| {
+        agent.sessions.lock().ok().and_then(|mut s| s.get(id, now))
+    });
+    let opened = match opened {
+        Ok(o) => o,
+        Err(e) => return plain_problem(StatusCode::BAD_REQUEST, "Cannot Open", e.to_string()),
+    };
+    let keys = match ResponseKeys::derive(&opened.content_key, &opened.plaintext.id) {
+        Ok(k) => k,
+        Err(e) => {
+            return plain_problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Key Derivation",
+                e.to_string(),
+            );
+        }
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(8);
+    let mut response = Response::new(ChannelBody(rx).boxed());
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(SEALED_STREAM),
+    );
+    tokio::spawn(async move {
+        let mut sealer = StreamSealer::new(keys);
+        let refuse = |status: StatusCode, title: &str, detail: String| {
+            json!({"status": status.as_u16(), "problem": problem(status, title, detail)})
+                .to_string()
+        };
+        let pt = &opened.plaintext;
+        let replay = agent
+            .replay
+            .lock()
+            .map_err(|_| "lock".to_string())
+            .and_then(|mut r| {
+                r.check(&pt.id, pt.timestamp_ms, now)
+                    .map_err(|e| e.to_string())
+            });
+        if let Err(e) = replay {
+            send(
+                &tx,
+                &mut sealer,
+                refuse(StatusCode::CONFLICT, "Replay", e).as_bytes(),
+                true,
+            )
+            .await;
+            return;
+        }
+        if matches!(opened.recipient, RecipientKind::Wrapped { .. })
+            && let Ok(mut s) = agent.sessions.lock()
+        {
+            let _ = s.insert(opened.content_key.clone(), now);
+        }
+        let allowed = match agent.policy.check(endpoint, &pt.body) {
+            Ok(a) => a,
+            Err(r) => {
+                send(
+                    &tx,
+                    &mut sealer,
+                    refuse(StatusCode::FORBIDDEN, "Policy", r.to_string()).as_bytes(),
+                    true,
+                )
+                .await;
+                return;
+            }
+        };
+        let runner_path = path.trim_start_matches("/v1/sealed");
+        let mut hasher = sha2::Sha256::new();
+        hasher.update(pt.salt.0);
+        let status = match forward(
+            &agent.runner,
+            runner_path,
+            endpoint,
+            pt.body.clone(),
+            &tx,
+            &mut sealer,
+            &mut hasher,
+        )
+        .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                send(
+                    &tx,
+                    &mut sealer,
+                    refuse(StatusCode::BAD_GATEWAY, "Runner", e).as_bytes(),
+                    true,
+                )
+                .await;
+                return;
+            }
+        };
+        let receipt = (|| -> anyhow::Result<Vec<u8>> {
+            let mut log = agent
+                .receipts
+                .lock()
+                .map_err(|_| anyhow::anyhow!("receipt log lock poisoned"))?;
+            let payload = ReceiptPayload {
+                request_digest: pt.salt.digest(&pt.body),
+                response_digest: Sha256Digest(hasher.finalize().into()),
+                model: allowed.model.clone().unwrap_or_default(),
+                policy_digest: agent.policy_digest,
+                signing_kid: agent.signing.public().kid()?,
+                log_index: log.len(),
+                time: now_ms() / 1000,
+            };
+            let receipt = sign_receipt(&payload, &agent.signing)?;
+            log.append(&receipt)?;
+            Ok(receipt)
+        })();
+        let end = match receipt {
+            Ok(r) => json!({"status": status, "receipt": hex::encode(r)}).to_string(),
+            Err(e) => refuse(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Receipt",
+                format!("{e:#}"),
+            ),
+        };
+        send(&tx, &mut sealer, end.as_bytes(), true).await;
+        let _ = sha256(&[]);
+    });
+    response
+}
+
+/// Forwards the request to the runner over loopback and seals its answer chunk by chunk as it
+/// arrives; returns the runner's HTTP status.
+async fn forward(
+    runner: &str,
+    path: &str,
+    endpoint: Endpoint,
+    body: Vec<u8>,
+    tx: &tokio::sync::mpsc::Sender<Bytes>,
+    sealer: &mut StreamSealer,
+    hasher: &mut sha2::Sha256,
+) -> Result<u16, String> {
+    let stream = tokio::net::TcpStream::connect(runner)
+        .await
+        .map_err(|e| format!("connecting to the runner at {runner}: {e}"))?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("runner handshake: {e}"))?;
+    tokio::spawn(conn);
+    let method = if endpoint == Endpoint::Tags {
+        Method::GET
+    } else {
+        Method::POST
+    };
+    let req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(hyper::header::HOST, runner)
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(if endpoint == Endpoint::Tags {
+            Vec::new()
+        } else {
+            body
+        })))
+        .map_err(|e| e.to_string())?;
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(|e| format!("runner request: {e}"))?;
+    let status = resp.status().as_u16();
+    let mut body = resp.into_body();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| format!("runner stream ended abnormally: {e}"))?;
+        if let Ok(data) = frame.into_data() {
+            hasher.update(&data);
+            if !send(tx, sealer, &data, false).await {
+                return Err("client went away".into());
+            }
+        }
+    }
+    Ok(status)
+}
+
+/// Serves the API on a unix listener until it fails.
+pub async fn serve(agent: Arc<Agent>, listener: tokio::net::UnixListener) -> std::io::Result<()> {
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let agent = agent.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| handle(agent.clone(), req));
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}

@@ -1,0 +1,311 @@
+//! The enclave agent end to end, in process, over its real unix listener, with a real swtpm and the
+//! test runner: attestation (COSE signature, quote appraised in pure Rust, binding, event-log replay,
+//! launch PCR and digests as predicted), sealed generate and chat (streaming and not) whose answers
+//! are the runner's exact bytes and end with a verified receipt, session reuse, policy refusal and
+//! replay refusal — both sealed.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test crate: a failed unwrap is a failed test
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use rand_core::OsRng;
+use secllama_enclave::agent::{Agent, now_ms};
+use secllama_enclave::config::Config;
+use secllama_enclave::service::{ATTESTATION_HEADER, serve};
+use secllama_measurements::eventlog::EventLog;
+use secllama_measurements::launch::{LaunchDescription, predict};
+use secllama_protocol::attestation::{VerifiedDocument, check_nonce, open_document};
+use secllama_protocol::receipt::verify_receipt;
+use secllama_protocol::seal::{
+    ContentKey, RequestContext, RequestPlaintext, ResponseKeys, StreamOpener, seal_request,
+    seal_request_session,
+};
+use secllama_protocol::{Nonce, sha256};
+use secllama_tests::runner::{answer_tokens, stream_lines};
+use secllama_tests::swtpm::Swtpm;
+use secllama_tpm::Tpm;
+use secllama_tpm::eventlog::EventLogWriter;
+use secllama_verifier::tpm::{HashAlg, PcrValues, QuotePolicy, appraise_quote_bytes};
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+const PROMPT: &str = "why is the sky blue";
+
+async fn http(
+    sock: &Path,
+    method: &str,
+    path: &str,
+    header: Option<String>,
+    body: Vec<u8>,
+) -> (u16, Bytes) {
+    let stream = tokio::net::UnixStream::connect(sock).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let mut req = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "enclave");
+    if let Some(h) = header {
+        req = req.header(ATTESTATION_HEADER, h);
+    }
+    let resp = sender
+        .send_request(req.body(Full::new(Bytes::from(body))).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.into_body().collect().await.unwrap().to_bytes())
+}
+
+/// Opens a sealed stream: (data bytes, final envelope).
+fn open_stream(
+    key: &ContentKey,
+    pt: &RequestPlaintext,
+    body: &[u8],
+) -> (Vec<u8>, serde_json::Value) {
+    let mut o = StreamOpener::new(ResponseKeys::derive(key, &pt.id).unwrap());
+    let chunks = o.push(body).unwrap();
+    o.finish().unwrap();
+    let (last, data) = chunks.split_last().unwrap();
+    assert!(last.last);
+    (
+        data.iter().flat_map(|c| c.data.clone()).collect(),
+        serde_json::from_slice(&last.data).unwrap(),
+    )
+}
+
+/// Kills and reaps the runner when the test ends (an orphan would hold the test's output open).
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+struct Fixture {
+    _sw: Swtpm,
+    _runner: Reaped,
+    sock: PathBuf,
+    _dir: tempfile::TempDir,
+    predicted: secllama_measurements::launch::Prediction,
+}
+
+fn fixture() -> Fixture {
+    let sw = Swtpm::start().unwrap();
+    let mut runner = Command::new(env!("CARGO_BIN_EXE_secllama-test-runner"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(runner.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let runner_addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("agent"), b"agent binary").unwrap();
+    std::fs::write(d.join("runner"), b"runner binary").unwrap();
+    std::fs::write(d.join("model.gguf"), b"weights").unwrap();
+    std::fs::write(
+        d.join("policy.json"),
+        format!(
+            r#"{{"dataset": [{{"id": "q1", "prompt": "{PROMPT}"}}, {{"id": "c1", "messages": [{{"role": "user", "content": "{PROMPT}"}}]}}],
+                "models": ["tiny:latest"], "max_prompt_bytes": 256, "max_num_predict": 64}}"#
+        ),
+    )
+    .unwrap();
+    let mut tpm = Tpm::connect(&sw.tcti()).unwrap();
+    let banks: Vec<String> = tpm
+        .active_banks()
+        .unwrap()
+        .iter()
+        .map(|b| b.name().to_string())
+        .collect();
+    let sock = d.join("enclave.sock");
+    let config = format!(
+        "listener = \"unix:{}\"\nrunner_url = \"http://{runner_addr}\"\npolicy = \"policy.json\"\nreceipts = \"receipts.log\"\nevent_log = \"launch.log\"\ntcti = \"{}\"\n[launch]\nagent = \"agent\"\nrunner = \"runner\"\nmodel = [\"model.gguf\"]\npolicy = \"policy.json\"\nconfig = \"config.toml\"\nbanks = {banks:?}\n",
+        sock.display(),
+        sw.tcti()
+    );
+    std::fs::write(d.join("config.toml"), &config).unwrap();
+    // The launcher's part: extend the predicted launch events and write the log.
+    let launch = LaunchDescription::from_toml(&config[config.find("[launch]").unwrap()..])
+        .unwrap()
+        .launch;
+    let predicted = predict(&launch, d).unwrap();
+    let mut log = EventLogWriter::open(&d.join("launch.log"), &predicted.banks).unwrap();
+    for m in &predicted.measurements {
+        tpm.measure(&mut log, m).unwrap();
+    }
+    drop((log, tpm));
+    let (config, base) = Config::load(&d.join("config.toml")).unwrap();
+    let agent = Arc::new(Agent::start(&config, &base).unwrap());
+    let listener = tokio::net::UnixListener::bind(&sock).unwrap();
+    tokio::spawn(serve(agent, listener));
+    Fixture {
+        _sw: sw,
+        _runner: Reaped(runner),
+        sock,
+        _dir: dir,
+        predicted,
+    }
+}
+
+async fn attest(f: &Fixture) -> (Vec<u8>, VerifiedDocument) {
+    let nonce = [0x4e; 32];
+    let (status, doc) = http(
+        &f.sock,
+        "GET",
+        &format!("/attestation?nonce={}", hex::encode(nonce)),
+        None,
+        vec![],
+    )
+    .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&doc));
+    let v = open_document(&doc).unwrap();
+    check_nonce(&v, &Nonce::new(nonce.to_vec()).unwrap()).unwrap();
+    (doc.to_vec(), v)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attestation_binds_keys_quote_log_and_digests() {
+    let f = fixture();
+    let (_, v) = attest(&f).await;
+    let p = &v.payload;
+    let tpm = p.tpm.as_ref().unwrap();
+    let mut pcrs = PcrValues::new();
+    for (bank, values) in &tpm.pcrs {
+        for (i, d) in values {
+            pcrs.insert(HashAlg::from_name(bank).unwrap(), *i, d.clone())
+                .unwrap();
+        }
+    }
+    let binding = p.binding().unwrap();
+    let policy = QuotePolicy {
+        nonce: &binding.0,
+        pcrs: &pcrs,
+        allow_sha1: false,
+        qualified_signer: None,
+    };
+    let a = appraise_quote_bytes(&tpm.attest, &tpm.signature, &tpm.ak_public, &policy);
+    assert!(a.valid(), "{:?}", a.reasons());
+    // The event log replays to the quoted PCRs; PCR 15 is the prediction; PCR 23 holds the keys.
+    let replay = EventLog::parse(&tpm.event_log).unwrap().replay();
+    for (bank, values) in &tpm.pcrs {
+        let b = secllama_measurements::eventlog::Bank::from_name(bank).unwrap();
+        for (i, d) in values {
+            assert_eq!(replay[&b].get(i), Some(d), "{bank}:{i}");
+        }
+        assert_eq!(values[&15], f.predicted.pcrs[&b][&15]);
+    }
+    assert_eq!(p.measurements.model.0, f.predicted.digests.model);
+    assert_eq!(p.measurements.policy.0, f.predicted.digests.policy);
+    // A short nonce is refused.
+    let (status, _) = http(&f.sock, "GET", "/attestation?nonce=00", None, vec![]).await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sealed_generate_and_chat_end_with_verified_receipts() {
+    let f = fixture();
+    let (doc, v) = attest(&f).await;
+    let doc_hex = hex::encode(sha256(&[&doc]).0);
+    let spki = v.payload.keys.encryption_spki.clone();
+    let path = "/v1/sealed/api/generate";
+    let ctx = RequestContext {
+        method: "POST",
+        path,
+        attestation_digest: v.digest,
+    };
+    let body =
+        format!(r#"{{"model":"tiny:latest","prompt":"{PROMPT}","options":{{"num_predict":16}}}}"#);
+    let pt = RequestPlaintext::new(body.clone().into_bytes(), now_ms(), &mut OsRng).unwrap();
+    let (sealed, key) = seal_request(&spki, &ctx, &pt, &mut OsRng).unwrap();
+    let (status, answer) = http(&f.sock, "POST", path, Some(doc_hex.clone()), sealed.clone()).await;
+    assert_eq!(status, 200);
+    let (data, end) = open_stream(&key, &pt, &answer);
+    let expected: String = stream_lines(false, &answer_tokens(PROMPT))
+        .iter()
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(
+        String::from_utf8(data.clone()).unwrap(),
+        expected,
+        "the runner's exact NDJSON"
+    );
+    assert_eq!(end["status"], 200);
+    let receipt = verify_receipt(
+        &hex::decode(end["receipt"].as_str().unwrap()).unwrap(),
+        &v.payload.keys.signing,
+    )
+    .unwrap();
+    assert_eq!(receipt.request_digest, pt.salt.digest(body.as_bytes()));
+    assert_eq!(receipt.response_digest, pt.salt.digest(&data));
+    assert_eq!(receipt.model, "tiny:latest");
+    assert_eq!(receipt.log_index, 0);
+
+    // The same sealed bytes again: refused as a replay, inside the sealed channel.
+    let (_, again) = http(&f.sock, "POST", path, Some(doc_hex.clone()), sealed).await;
+    let (data, end) = open_stream(&key, &pt, &again);
+    assert!(data.is_empty());
+    assert_eq!(end["status"], 409, "{end}");
+
+    // Session reuse, non-streaming chat.
+    let chat_path = "/v1/sealed/api/chat";
+    let chat = format!(
+        r#"{{"model":"tiny:latest","stream":false,"messages":[{{"role":"user","content":"{PROMPT}"}}],"options":{{"num_predict":16}}}}"#
+    );
+    let pt2 = RequestPlaintext::new(chat.into_bytes(), now_ms(), &mut OsRng).unwrap();
+    let ctx2 = RequestContext {
+        path: chat_path,
+        ..ctx
+    };
+    let sealed2 = seal_request_session(&key, &ctx2, &pt2, &mut OsRng).unwrap();
+    let (_, answer2) = http(&f.sock, "POST", chat_path, Some(doc_hex.clone()), sealed2).await;
+    let (data2, end2) = open_stream(&key, &pt2, &answer2);
+    let v2: serde_json::Value = serde_json::from_slice(&data2).unwrap();
+    assert_eq!(v2["message"]["content"], answer_tokens(PROMPT).concat());
+    assert_eq!(
+        verify_receipt(
+            &hex::decode(end2["receipt"].as_str().unwrap()).unwrap(),
+            &v.payload.keys.signing
+        )
+        .unwrap()
+        .log_index,
+        1
+    );
+
+    // A prompt outside the dataset: a sealed 403 naming the rule; nothing reaches the runner.
+    let pt3 = RequestPlaintext::new(
+        br#"{"model":"tiny:latest","prompt":"tell me a secret","options":{"num_predict":4}}"#
+            .to_vec(),
+        now_ms(),
+        &mut OsRng,
+    )
+    .unwrap();
+    let sealed3 = seal_request_session(&key, &ctx, &pt3, &mut OsRng).unwrap();
+    let (_, answer3) = http(&f.sock, "POST", path, Some(doc_hex.clone()), sealed3).await;
+    let (data3, end3) = open_stream(&key, &pt3, &answer3);
+    assert!(data3.is_empty());
+    assert_eq!(end3["status"], 403);
+    assert!(
+        end3["problem"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("rule dataset"),
+        "{end3}"
+    );
+
+    // Bound to the attestation document: an unknown document digest is refused before opening.
+    let (status, _) = http(&f.sock, "POST", path, Some("00".repeat(32)), vec![1, 2, 3]).await;
+    assert_eq!(status, 409);
+}
