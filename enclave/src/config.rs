@@ -38,6 +38,10 @@ pub struct Config {
     pub listener: String,
     /// The runner's base URL; its host must be a loopback address.
     pub runner_url: String,
+    /// The runner to start and supervise (program and arguments); absent: the runner is started by
+    /// someone else and only waited for.
+    #[serde(default)]
+    pub runner_command: Option<Vec<String>>,
     /// The policy file.
     pub policy: PathBuf,
     /// The receipt log file.

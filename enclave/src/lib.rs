@@ -16,11 +16,14 @@
 //! | [`agent`] | keys, PCR 23, policy, digests, attestation documents with fresh quotes |
 //! | [`service`] | the enclave API over HTTP/1.1 on a unix listener: attestation, sealed generate/chat/tags streamed to and from the runner, receipts |
 //!
-//! Not yet: runner supervision (start, restart), vsock listener, the Merkle log.
+//! | [`runner`] | runner supervision: start, wait until the API answers, bounded restarts |
+//!
+//! Not yet: vsock listener, the Merkle log.
 
 pub mod agent;
 pub mod config;
 pub mod policy;
 pub mod receipts;
 pub mod replay;
+pub mod runner;
 pub mod service;

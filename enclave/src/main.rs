@@ -24,10 +24,11 @@ fn run() -> anyhow::Result<()> {
     rt.block_on(async move {
         let listener = tokio::net::UnixListener::bind(&path)
             .with_context(|| format!("binding {}", path.display()))?;
-        println!("listening on {}", path.display());
-        secllama_enclave::service::serve(agent, listener)
-            .await
-            .context("serving")
+        let shown = path.display().to_string();
+        secllama_enclave::service::run(agent, config.runner_command.clone(), listener, move || {
+            println!("listening on {shown}");
+        })
+        .await
     })
 }
 

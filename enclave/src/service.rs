@@ -369,3 +369,42 @@ pub async fn serve(agent: Arc<Agent>, listener: tokio::net::UnixListener) -> std
         });
     }
 }
+
+/// Runs the agent: starts and supervises the runner when `runner_command` is given (else waits until
+/// the runner answers), calls `ready`, then serves on `listener` until serving fails or the runner
+/// cannot be kept alive.
+pub async fn run(
+    agent: Arc<Agent>,
+    runner_command: Option<Vec<String>>,
+    listener: tokio::net::UnixListener,
+    ready: impl FnOnce(),
+) -> anyhow::Result<()> {
+    use crate::runner::{Supervisor, wait_ready};
+    let runner = agent.runner.clone();
+    let watch = match runner_command {
+        Some(cmd) => {
+            let (sup, child) = Supervisor::start(cmd, runner).await?;
+            Some(tokio::spawn(sup.watch(child)))
+        }
+        None => {
+            wait_ready(&runner, std::time::Duration::from_secs(60)).await?;
+            None
+        }
+    };
+    ready();
+    let serving = serve(agent, listener);
+    match watch {
+        Some(watch) => tokio::select! {
+            r = serving => Err(anyhow::Error::from(r.err().unwrap_or_else(|| std::io::Error::other("listener closed")))),
+            e = watch => Err(match e {
+                Ok(e) => anyhow::Error::from(e),
+                Err(e) => anyhow::Error::from(e),
+            }),
+        },
+        None => {
+            Err(anyhow::Error::from(serving.await.err().unwrap_or_else(
+                || std::io::Error::other("listener closed"),
+            )))
+        }
+    }
+}

@@ -10,7 +10,7 @@ use http_body_util::{BodyExt, Full};
 use rand_core::OsRng;
 use secllama_enclave::agent::{Agent, now_ms};
 use secllama_enclave::config::Config;
-use secllama_enclave::service::{ATTESTATION_HEADER, serve};
+use secllama_enclave::service::{ATTESTATION_HEADER, run, serve};
 use secllama_measurements::eventlog::EventLog;
 use secllama_measurements::launch::{LaunchDescription, predict};
 use secllama_protocol::attestation::{VerifiedDocument, check_nonce, open_document};
@@ -89,27 +89,42 @@ impl Drop for Reaped {
 
 struct Fixture {
     _sw: Swtpm,
-    _runner: Reaped,
+    _runner: Option<Reaped>,
     sock: PathBuf,
     _dir: tempfile::TempDir,
     predicted: secllama_measurements::launch::Prediction,
 }
 
 fn fixture() -> Fixture {
+    fixture_with(false)
+}
+
+/// With `supervised`, the agent starts the runner itself (crashing after one streamed chunk).
+fn fixture_with(supervised: bool) -> Fixture {
     let sw = Swtpm::start().unwrap();
-    let mut runner = Command::new(env!("CARGO_BIN_EXE_secllama-test-runner"))
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(runner.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let runner_addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_string();
+    let (runner, runner_addr) = if supervised {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        (None, format!("127.0.0.1:{port}"))
+    } else {
+        let mut runner = Command::new(env!("CARGO_BIN_EXE_secllama-test-runner"))
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(runner.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap()
+            .to_string();
+        (Some(Reaped(runner)), addr)
+    };
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::write(d.join("agent"), b"agent binary").unwrap();
@@ -136,6 +151,16 @@ fn fixture() -> Fixture {
         sock.display(),
         sw.tcti()
     );
+    let config = if supervised {
+        let cmd = format!(
+            "runner_command = [{:?}, \"--listen\", {:?}, \"--crash-after\", \"1\"]\n",
+            env!("CARGO_BIN_EXE_secllama-test-runner"),
+            runner_addr
+        );
+        cmd + &config
+    } else {
+        config
+    };
     std::fs::write(d.join("config.toml"), &config).unwrap();
     // The launcher's part: extend the predicted launch events and write the log.
     let launch = LaunchDescription::from_toml(&config[config.find("[launch]").unwrap()..])
@@ -150,10 +175,24 @@ fn fixture() -> Fixture {
     let (config, base) = Config::load(&d.join("config.toml")).unwrap();
     let agent = Arc::new(Agent::start(&config, &base).unwrap());
     let listener = tokio::net::UnixListener::bind(&sock).unwrap();
-    tokio::spawn(serve(agent, listener));
+    if supervised {
+        let (tx, rx) = std::sync::mpsc::channel();
+        tokio::spawn(run(
+            agent,
+            config.runner_command.clone(),
+            listener,
+            move || {
+                let _ = tx.send(());
+            },
+        ));
+        rx.recv_timeout(std::time::Duration::from_secs(30))
+            .expect("the supervised runner became ready");
+    } else {
+        tokio::spawn(serve(agent, listener));
+    }
     Fixture {
         _sw: sw,
-        _runner: Reaped(runner),
+        _runner: runner,
         sock,
         _dir: dir,
         predicted,
@@ -308,4 +347,51 @@ async fn sealed_generate_and_chat_end_with_verified_receipts() {
     // Bound to the attestation document: an unknown document digest is refused before opening.
     let (status, _) = http(&f.sock, "POST", path, Some("00".repeat(32)), vec![1, 2, 3]).await;
     assert_eq!(status, 409);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_crash_mid_stream_is_a_sealed_error_and_the_runner_is_restarted() {
+    let f = fixture_with(true);
+    let (doc, v) = attest(&f).await;
+    let doc_hex = hex::encode(sha256(&[&doc]).0);
+    let path = "/v1/sealed/api/generate";
+    let ctx = RequestContext {
+        method: "POST",
+        path,
+        attestation_digest: v.digest,
+    };
+    let body =
+        format!(r#"{{"model":"tiny:latest","prompt":"{PROMPT}","options":{{"num_predict":16}}}}"#);
+    let pt = RequestPlaintext::new(body.into_bytes(), now_ms(), &mut OsRng).unwrap();
+    let (sealed, key) =
+        seal_request(&v.payload.keys.encryption_spki, &ctx, &pt, &mut OsRng).unwrap();
+    let (_, answer) = http(&f.sock, "POST", path, Some(doc_hex.clone()), sealed).await;
+    let (_, end) = open_stream(&key, &pt, &answer);
+    assert_eq!(end["status"], 502, "{end}");
+    assert!(
+        end.get("receipt").is_none(),
+        "no receipt for a broken answer"
+    );
+
+    // The supervisor restarts the runner; a non-streamed request (which this runner does not crash
+    // on) then succeeds with a receipt. Bounded wait.
+    let body = format!(
+        r#"{{"model":"tiny:latest","prompt":"{PROMPT}","stream":false,"options":{{"num_predict":16}}}}"#
+    );
+    let mut last = serde_json::Value::Null;
+    for _ in 0..50 {
+        let pt = RequestPlaintext::new(body.clone().into_bytes(), now_ms(), &mut OsRng).unwrap();
+        let sealed = seal_request_session(&key, &ctx, &pt, &mut OsRng).unwrap();
+        let (_, answer) = http(&f.sock, "POST", path, Some(doc_hex.clone()), sealed).await;
+        let (data, end) = open_stream(&key, &pt, &answer);
+        if end["status"] == 200 {
+            let v2: serde_json::Value = serde_json::from_slice(&data).unwrap();
+            assert_eq!(v2["response"], answer_tokens(PROMPT).concat());
+            assert!(end["receipt"].is_string());
+            return;
+        }
+        last = end;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the runner was not restarted: last answer {last}");
 }

@@ -1,0 +1,135 @@
+//! Runner supervision: the agent starts the runner (any Ollama-compatible server) as its child,
+//! waits until its API answers on loopback, and restarts it when it dies — a bounded number of times,
+//! so a runner that cannot stay up makes the agent fail rather than loop. Requests in flight when the
+//! runner dies end with a sealed 502 problem (the stream from the runner breaks); later requests go
+//! to the restarted runner.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+use tokio::process::{Child, Command};
+
+/// Restarts allowed before the agent gives up on the runner.
+pub const MAX_RESTARTS: u32 = 5;
+
+/// A runner the agent supervises.
+#[derive(Debug)]
+pub struct Supervisor {
+    command: Vec<String>,
+    addr: String,
+    restarts: AtomicU32,
+}
+
+/// A runner that could not be started or kept alive.
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    /// The command is empty.
+    #[error("runner_command: expected a program and its arguments, found an empty list")]
+    Empty,
+    /// Spawning failed.
+    #[error("runner {program}: could not start: {source}")]
+    Spawn {
+        /// The program.
+        program: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The API did not answer in time.
+    #[error(
+        "runner at {addr}: expected GET /api/version to answer within {secs} s, found no answer"
+    )]
+    NotReady {
+        /// The runner's address.
+        addr: String,
+        /// The wait.
+        secs: u64,
+    },
+    /// It died too often.
+    #[error("runner: expected it to stay up, found it restarted {0} times")]
+    TooManyRestarts(u32),
+}
+
+/// Whether GET /api/version answers 200 at `addr`.
+pub async fn ready(addr: &str) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
+        return false;
+    };
+    let req = format!("GET /api/version HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    if s.write_all(req.as_bytes()).await.is_err() {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), s.read_exact(&mut head)).await,
+        Ok(Ok(_))
+    ) && head.starts_with(b"HTTP/1.1 200")
+}
+
+/// Waits (bounded) until the runner at `addr` answers.
+pub async fn wait_ready(addr: &str, within: Duration) -> Result<(), RunnerError> {
+    let deadline = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < deadline {
+        if ready(addr).await {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err(RunnerError::NotReady {
+        addr: addr.to_string(),
+        secs: within.as_secs(),
+    })
+}
+
+impl Supervisor {
+    /// Starts the runner and waits until it answers.
+    pub async fn start(
+        command: Vec<String>,
+        addr: String,
+    ) -> Result<(Arc<Self>, Child), RunnerError> {
+        let s = Arc::new(Self {
+            command,
+            addr,
+            restarts: AtomicU32::new(0),
+        });
+        let child = s.spawn().await?;
+        Ok((s, child))
+    }
+
+    async fn spawn(&self) -> Result<Child, RunnerError> {
+        let (program, args) = self.command.split_first().ok_or(RunnerError::Empty)?;
+        let child = Command::new(program)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|source| RunnerError::Spawn {
+                program: program.clone(),
+                source,
+            })?;
+        wait_ready(&self.addr, Duration::from_secs(20)).await?;
+        Ok(child)
+    }
+
+    /// Watches the runner and restarts it when it exits; returns when the restart budget is spent.
+    pub async fn watch(self: Arc<Self>, mut child: Child) -> RunnerError {
+        loop {
+            let _ = child.wait().await;
+            let n = self.restarts.fetch_add(1, Ordering::SeqCst) + 1;
+            if n > MAX_RESTARTS {
+                return RunnerError::TooManyRestarts(n - 1);
+            }
+            match self.spawn().await {
+                Ok(c) => child = c,
+                Err(e) => return e,
+            }
+        }
+    }
+
+    /// How many times the runner was restarted.
+    pub fn restarts(&self) -> u32 {
+        self.restarts.load(Ordering::SeqCst)
+    }
+}
