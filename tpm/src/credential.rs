@@ -4,12 +4,9 @@
 
 use crate::ek::EkKind;
 use crate::{Result, Tpm, TpmError};
-use tss_esapi::attributes::SessionAttributesBuilder;
-use tss_esapi::constants::SessionType;
-use tss_esapi::handles::{AuthHandle, SessionHandle};
-use tss_esapi::interface_types::algorithm::HashingAlgorithm;
-use tss_esapi::interface_types::session_handles::{AuthSession, PolicySession};
-use tss_esapi::structures::{EncryptedSecret, IdObject, SymmetricDefinition};
+use tss_esapi::handles::AuthHandle;
+use tss_esapi::interface_types::session_handles::AuthSession;
+use tss_esapi::structures::{EncryptedSecret, IdObject};
 use zeroize::Zeroizing;
 
 /// Strips and checks the u16 size of a TPM2B.
@@ -45,30 +42,7 @@ impl Tpm {
                 .map_err(TpmError::tss("reading the encrypted secret"))?;
         let ak = self.ak_handle(ak_handle)?;
         self.with_ek(EkKind::Rsa2048, |tpm, ek| {
-            let session = tpm
-                .ctx()
-                .start_auth_session(
-                    None,
-                    None,
-                    None,
-                    SessionType::Policy,
-                    SymmetricDefinition::AES_128_CFB,
-                    HashingAlgorithm::Sha256,
-                )
-                .map_err(TpmError::tss("starting the EK policy session"))?
-                .ok_or_else(|| {
-                    TpmError::unexpected("policy session", "a session handle", "none")
-                })?;
-            let result = (|| {
-                let (attrs, mask) = SessionAttributesBuilder::new()
-                    .with_decrypt(true)
-                    .with_encrypt(true)
-                    .build();
-                tpm.ctx()
-                    .tr_sess_set_attributes(session, attrs, mask)
-                    .map_err(TpmError::tss("setting session attributes"))?;
-                let policy = PolicySession::try_from(session)
-                    .map_err(TpmError::tss("using a policy session"))?;
+            tpm.with_policy_session(|tpm, session, policy| {
                 // The default EK template's policy is PolicySecret(TPM_RH_ENDORSEMENT).
                 tpm.ctx()
                     .execute_with_nullauth_session(|ctx| {
@@ -82,20 +56,15 @@ impl Tpm {
                         )
                     })
                     .map_err(TpmError::tss("PolicySecret(endorsement)"))?;
-                tpm.ctx()
+                let digest = tpm
+                    .ctx()
                     .execute_with_sessions(
                         (Some(AuthSession::Password), Some(session), None),
                         |ctx| ctx.activate_credential(ak, ek, id, secret),
                     )
-                    .map_err(TpmError::tss("activating the credential"))
-            })();
-            let flushed = tpm
-                .ctx()
-                .flush_context(SessionHandle::from(session).into())
-                .map_err(TpmError::tss("flushing the EK policy session"));
-            let digest = result?;
-            flushed?;
-            Ok(Zeroizing::new(digest.value().to_vec()))
+                    .map_err(TpmError::tss("activating the credential"))?;
+                Ok(Zeroizing::new(digest.value().to_vec()))
+            })
         })
     }
 }

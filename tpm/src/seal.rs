@@ -63,12 +63,11 @@ impl Tpm {
         Ok(value)
     }
 
-    /// Runs `f` with a policy session that has satisfied PolicyPCR for `sel` at the current PCR
-    /// values, then flushes the session.
-    fn with_pcr_policy<T>(
+    /// Runs `f` with a fresh SHA-256 policy session (encrypted parameters), flushing the session
+    /// whatever `f` returns. Shared by sealing (PolicyPCR) and credential activation (PolicySecret).
+    pub(crate) fn with_policy_session<T>(
         &mut self,
-        sel: PcrSelectionList,
-        f: impl FnOnce(&mut Tpm, AuthSession) -> Result<T>,
+        f: impl FnOnce(&mut Tpm, AuthSession, PolicySession) -> Result<T>,
     ) -> Result<T> {
         let session = self
             .ctx()
@@ -92,11 +91,7 @@ impl Tpm {
                 .map_err(TpmError::tss("setting session attributes"))?;
             let policy = PolicySession::try_from(session)
                 .map_err(TpmError::tss("using a policy session"))?;
-            // An empty pcrDigest makes the TPM use the current PCR values.
-            self.ctx()
-                .policy_pcr(policy, Digest::default(), sel)
-                .map_err(TpmError::tss("PolicyPCR"))?;
-            f(self, session)
+            f(self, session, policy)
         })();
         let flushed = self
             .ctx()
@@ -105,6 +100,22 @@ impl Tpm {
         let value = result?;
         flushed?;
         Ok(value)
+    }
+
+    /// Runs `f` with a policy session that has satisfied PolicyPCR for `sel` at the current PCR
+    /// values.
+    fn with_pcr_policy<T>(
+        &mut self,
+        sel: PcrSelectionList,
+        f: impl FnOnce(&mut Tpm, AuthSession) -> Result<T>,
+    ) -> Result<T> {
+        self.with_policy_session(|tpm, session, policy| {
+            // An empty pcrDigest makes the TPM use the current PCR values.
+            tpm.ctx()
+                .policy_pcr(policy, Digest::default(), sel)
+                .map_err(TpmError::tss("PolicyPCR"))?;
+            f(tpm, session)
+        })
     }
 
     /// Seals `secret` to the current values of PCRs `indices` in `banks`.
