@@ -25,7 +25,7 @@ use secllama_protocol::receipt::{ReceiptPayload, sign_receipt};
 use secllama_protocol::seal::{
     RecipientKind, RequestContext, ResponseKeys, StreamSealer, open_request,
 };
-use secllama_protocol::{Nonce, Sha256Digest, sha256};
+use secllama_protocol::{Nonce, Sha256Digest};
 use serde_json::{Value, json};
 use sha2::Digest;
 use std::convert::Infallible;
@@ -298,7 +298,6 @@ async fn sealed(agent: Arc<Agent>, endpoint: Endpoint, req: Request<Incoming>) -
             ),
         };
         send(&tx, &mut sealer, end.as_bytes(), true).await;
-        let _ = sha256(&[]);
     });
     response
 }
