@@ -7,4 +7,5 @@
 //! `secllama-verify` command-line interface ([`cli`]).
 
 pub mod cli;
+pub mod client;
 pub mod tpm;

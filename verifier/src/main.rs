@@ -26,6 +26,10 @@ enum Command {
     Quote(cli::quote::Args),
     /// Parse a TCG event log and replay it to PCR values.
     Eventlog(cli::eventlog::Args),
+    /// Attest an enclave (fresh nonce) against a reference manifest; prints an EAR-style result.
+    Attest(cli::attest::Args),
+    /// Attest, then send one sealed generate/chat request and verify its receipt.
+    Generate(cli::generate::Args),
 }
 
 fn main() -> ExitCode {
@@ -34,10 +38,14 @@ fn main() -> ExitCode {
         Command::Cose(args) => cli::cose::run(args),
         Command::Quote(args) => cli::quote::run(args),
         Command::Eventlog(args) => cli::eventlog::run(args),
+        Command::Attest(args) => cli::attest::run(args),
+        Command::Generate(args) => cli::generate::run(args),
     };
     match result {
         Ok(outcome) => {
-            println!("{}", outcome.report);
+            if !outcome.report.is_empty() {
+                println!("{}", outcome.report);
+            }
             if outcome.valid {
                 ExitCode::SUCCESS
             } else {

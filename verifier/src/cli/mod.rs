@@ -1,8 +1,10 @@
 //! The `secllama-verify` subcommands, one file each (clap derive). Each `run` returns the report to
 //! print and whether the check passed; `main.rs` only dispatches, prints and sets the exit code.
 
+pub mod attest;
 pub mod cose;
 pub mod eventlog;
+pub mod generate;
 pub mod quote;
 
 use std::path::Path;

@@ -1,0 +1,373 @@
+//! The enclave client end to end: `secllama-verify attest` and `generate` (driven through their
+//! `run` functions) against the real agent in process over its unix listener — and over TCP through a
+//! byte relay, as through the bridge — with a real swtpm and the test runner. The reference manifest
+//! is written from the launch prediction and the AK the agent will use (created with `ensure_ak`
+//! before the agent starts and pinned by its TPM2B_PUBLIC). Checks: affirming; a wrong model digest
+//! contraindicates `enclave` naming `model`; no AK trust is not affirming; a wrong PCR contraindicates
+//! `tpm`; an allowed prompt prints the runner's answer with a verified receipt; a disallowed prompt
+//! exits 1 with the policy's detail.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test crate: a failed unwrap is a failed test
+
+use secllama_enclave::agent::Agent;
+use secllama_enclave::config::Config;
+use secllama_enclave::service::serve;
+use secllama_measurements::launch::{LaunchDescription, Prediction, predict};
+use secllama_measurements::manifest::{EnclaveDigests, Manifest, Required, TpmTrust};
+use secllama_tests::runner::{answer_tokens, stream_lines};
+use secllama_tests::swtpm::Swtpm;
+use secllama_tpm::Tpm;
+use secllama_tpm::eventlog::EventLogWriter;
+use secllama_verifier::cli::{Format, attest, generate};
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+const PROMPT: &str = "why is the sky blue";
+
+/// Kills and reaps the runner when the test ends (an orphan would hold the test's output open).
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Fields drop in order: the runtime (and the agent's tasks) first, then the runner and the swtpm.
+struct Fixture {
+    rt: tokio::runtime::Runtime,
+    _runner: Reaped,
+    _sw: Swtpm,
+    sock: PathBuf,
+    dir: tempfile::TempDir,
+    manifest: Manifest,
+}
+
+fn hex32(d: &[u8; 32]) -> String {
+    hex::encode(d)
+}
+
+fn fixture() -> Fixture {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let sw = Swtpm::start().unwrap();
+    let mut runner = Command::new(env!("CARGO_BIN_EXE_secllama-test-runner"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(runner.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let runner = Reaped(runner);
+    let runner_addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("agent"), b"agent binary").unwrap();
+    std::fs::write(d.join("runner"), b"runner binary").unwrap();
+    std::fs::write(d.join("model.gguf"), b"weights").unwrap();
+    std::fs::write(
+        d.join("policy.json"),
+        format!(
+            r#"{{"dataset": [{{"id": "q1", "prompt": "{PROMPT}"}}, {{"id": "c1", "messages": [{{"role": "user", "content": "{PROMPT}"}}]}}],
+                "models": ["tiny:latest"], "max_prompt_bytes": 256, "max_num_predict": 64}}"#
+        ),
+    )
+    .unwrap();
+    let mut tpm = Tpm::connect(&sw.tcti()).unwrap();
+    let banks: Vec<String> = tpm
+        .active_banks()
+        .unwrap()
+        .iter()
+        .map(|b| b.name().to_string())
+        .collect();
+    let sock = d.join("enclave.sock");
+    let config = format!(
+        "listener = \"unix:{}\"\nrunner_url = \"http://{runner_addr}\"\npolicy = \"policy.json\"\nreceipts = \"receipts.log\"\nevent_log = \"launch.log\"\ntcti = \"{}\"\n[launch]\nagent = \"agent\"\nrunner = \"runner\"\nmodel = [\"model.gguf\"]\npolicy = \"policy.json\"\nconfig = \"config.toml\"\nbanks = {banks:?}\n",
+        sock.display(),
+        sw.tcti()
+    );
+    std::fs::write(d.join("config.toml"), &config).unwrap();
+    // The launcher's part: extend the predicted launch events and write the log.
+    let launch = LaunchDescription::from_toml(&config[config.find("[launch]").unwrap()..])
+        .unwrap()
+        .launch;
+    let predicted = predict(&launch, d).unwrap();
+    let mut log = EventLogWriter::open(&d.join("launch.log"), &predicted.banks).unwrap();
+    for m in &predicted.measurements {
+        tpm.measure(&mut log, m).unwrap();
+    }
+    drop(log);
+    let (config, base) = Config::load(&d.join("config.toml")).unwrap();
+    // The AK the agent will quote with, created now so the manifest can pin it.
+    let ak = tpm
+        .ensure_ak(config.ak_handle, secllama_tpm::ak::AkKind::RsaSsaSha256)
+        .unwrap();
+    drop(tpm);
+    let manifest = reference_manifest(&predicted, &ak.public);
+    let _guard = rt.enter();
+    let agent = Arc::new(Agent::start(&config, &base).unwrap());
+    let listener = tokio::net::UnixListener::bind(&sock).unwrap();
+    rt.spawn(serve(agent, listener));
+    drop(_guard);
+    Fixture {
+        rt,
+        _runner: runner,
+        _sw: sw,
+        sock,
+        dir,
+        manifest,
+    }
+}
+
+fn reference_manifest(p: &Prediction, ak_public: &[u8]) -> Manifest {
+    let mut m = Manifest {
+        version: 1,
+        required: Required::default(),
+        pcrs: Default::default(),
+        enclave: EnclaveDigests {
+            agent: hex32(&p.digests.agent),
+            runner: hex32(&p.digests.runner),
+            model: hex32(&p.digests.model),
+            policy: hex32(&p.digests.policy),
+            config: hex32(&p.digests.config),
+        },
+        tpm: TpmTrust {
+            ak_publics: vec![hex::encode(ak_public)],
+            ..TpmTrust::default()
+        },
+        snp: None,
+    };
+    m.set_pcrs(&p.pcrs);
+    m.validate().unwrap();
+    m
+}
+
+impl Fixture {
+    fn url(&self) -> String {
+        format!("unix:{}", self.sock.display())
+    }
+
+    fn write_manifest(&self, name: &str, m: &Manifest) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, m.to_toml().unwrap()).unwrap();
+        path
+    }
+
+    /// Runs `attest`; returns (exit-0?, the JSON result).
+    fn attest(
+        &self,
+        url: &str,
+        manifest: &Path,
+        save: Option<PathBuf>,
+    ) -> (bool, serde_json::Value) {
+        let out = attest::run(&attest::Args {
+            url: url.to_string(),
+            manifest: manifest.to_path_buf(),
+            save,
+            format: Format::Json,
+        })
+        .unwrap();
+        (out.valid, serde_json::from_str(&out.report).unwrap())
+    }
+
+    /// A TCP listener relaying each connection to the enclave socket (what the bridge does).
+    fn tcp_relay(&self) -> String {
+        let _guard = self.rt.enter();
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        std_listener.set_nonblocking(true).unwrap();
+        let addr = std_listener.local_addr().unwrap();
+        let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
+        let sock = self.sock.clone();
+        self.rt.spawn(async move {
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                let sock = sock.clone();
+                tokio::spawn(async move {
+                    if let Ok(mut unix) = tokio::net::UnixStream::connect(&sock).await {
+                        let _ = tokio::io::copy_bidirectional(&mut tcp, &mut unix).await;
+                    }
+                });
+            }
+        });
+        format!("http://{addr}")
+    }
+}
+
+fn status<'a>(r: &'a serde_json::Value, submod: &str) -> &'a str {
+    r["submods"][submod]["ear.status"].as_str().unwrap()
+}
+
+fn reasons(r: &serde_json::Value, submod: &str) -> String {
+    r["submods"][submod]["reasons"].to_string()
+}
+
+#[test]
+fn attest_affirms_and_contraindicates_on_every_mismatch() {
+    let f = fixture();
+    let good = f.write_manifest("good.toml", &f.manifest);
+    let saved = f.dir.path().join("doc.cose");
+    let (valid, r) = f.attest(&f.url(), &good, Some(saved.clone()));
+    assert!(valid, "{r:#}");
+    assert_eq!(r["eat_profile"], "tag:github.com,2023:veraison/ear");
+    assert_eq!(r["ear.verifier-id"]["developer"], "secllama");
+    assert!(r["iat"].as_u64().unwrap() > 0);
+    assert_eq!(status(&r, "tpm"), "affirming", "{r:#}");
+    assert_eq!(status(&r, "enclave"), "affirming", "{r:#}");
+    // --save wrote the document the result names.
+    let doc = std::fs::read(&saved).unwrap();
+    assert_eq!(
+        r["secllama.attestation-digest"],
+        secllama_protocol::sha256(&[&doc]).to_hex()
+    );
+    assert!(secllama_protocol::attestation::open_document(&doc).is_ok());
+
+    // Over TCP, as through the bridge.
+    let (valid, r) = f.attest(&f.tcp_relay(), &good, None);
+    assert!(valid, "{r:#}");
+
+    // Another model digest: enclave contraindicated, naming the component and both values.
+    let mut m = f.manifest.clone();
+    let expected_model = m.enclave.model.clone();
+    m.enclave.model = "ab".repeat(32);
+    let (valid, r) = f.attest(&f.url(), &f.write_manifest("model.toml", &m), None);
+    assert!(!valid);
+    assert_eq!(status(&r, "enclave"), "contraindicated");
+    assert_eq!(status(&r, "tpm"), "affirming");
+    let why = reasons(&r, "enclave");
+    assert!(why.contains("model: expected abab"), "{why}");
+    assert!(why.contains(&expected_model), "{why}");
+
+    // No AK trust anchor: the quote checks pass but the tpm submod does not affirm, and says so.
+    let mut m = f.manifest.clone();
+    m.tpm.ak_publics.clear();
+    let (valid, r) = f.attest(&f.url(), &f.write_manifest("noak.toml", &m), None);
+    assert!(!valid);
+    assert_ne!(status(&r, "tpm"), "affirming");
+    assert!(reasons(&r, "tpm").contains("no trust anchor"), "{r:#}");
+
+    // Another pinned AK: contraindicated.
+    let mut m = f.manifest.clone();
+    m.tpm.ak_publics = vec![hex::encode(
+        secllama_protocol::attestation::open_document(&doc)
+            .unwrap()
+            .payload
+            .keys
+            .encryption_spki,
+    )];
+    let (valid, r) = f.attest(&f.url(), &f.write_manifest("otherak.toml", &m), None);
+    assert!(!valid);
+    assert_eq!(status(&r, "tpm"), "contraindicated", "{r:#}");
+
+    // A wrong PCR value, and a PCR the quote does not cover: tpm contraindicated.
+    let mut m = f.manifest.clone();
+    let bank = m.pcrs.get_mut("sha256").unwrap();
+    bank.insert("15".into(), "00".repeat(32));
+    let (valid, r) = f.attest(&f.url(), &f.write_manifest("pcr.toml", &m), None);
+    assert!(!valid);
+    assert_eq!(status(&r, "tpm"), "contraindicated");
+    assert!(
+        reasons(&r, "tpm").contains("PCR sha256:15: expected 0000"),
+        "{r:#}"
+    );
+    let mut m = f.manifest.clone();
+    m.pcrs
+        .get_mut("sha256")
+        .unwrap()
+        .insert("7".into(), "00".repeat(32));
+    let (valid, r) = f.attest(&f.url(), &f.write_manifest("pcr7.toml", &m), None);
+    assert!(!valid);
+    assert!(reasons(&r, "tpm").contains("not in the quote"), "{r:#}");
+
+    // An unreachable enclave is an error, not a result.
+    assert!(
+        attest::run(&attest::Args {
+            url: format!("unix:{}", f.dir.path().join("nothing.sock").display()),
+            manifest: good,
+            save: None,
+            format: Format::Text,
+        })
+        .is_err()
+    );
+}
+
+fn generate(
+    f: &Fixture,
+    manifest: &Path,
+    prompt: Option<&str>,
+    messages: Option<PathBuf>,
+    stream: bool,
+) -> (bool, String, String) {
+    let args = generate::Args {
+        url: f.url(),
+        manifest: manifest.to_path_buf(),
+        model: "tiny:latest".into(),
+        prompt: prompt.map(str::to_string),
+        messages,
+        stream,
+        num_predict: 16,
+    };
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let outcome = generate::run_with(&args, &mut out, &mut err).unwrap();
+    (
+        outcome.valid,
+        String::from_utf8(out).unwrap(),
+        String::from_utf8(err).unwrap(),
+    )
+}
+
+#[test]
+fn generate_prints_the_answer_and_a_verified_receipt() {
+    let f = fixture();
+    let good = f.write_manifest("good.toml", &f.manifest);
+    let answer = answer_tokens(PROMPT).concat();
+    assert!(!stream_lines(false, &answer_tokens(PROMPT)).is_empty());
+
+    // Streamed generate.
+    let (valid, out, err) = generate(&f, &good, Some(PROMPT), None, true);
+    assert!(valid, "{err}");
+    assert_eq!(out, format!("{answer}\n"));
+    assert!(err.contains("receipt: verified"), "{err}");
+    assert!(err.contains("log index 0"), "{err}");
+
+    // Non-streamed chat.
+    let messages = f.dir.path().join("messages.json");
+    std::fs::write(
+        &messages,
+        format!(r#"[{{"role": "user", "content": "{PROMPT}"}}]"#),
+    )
+    .unwrap();
+    let (valid, out, err) = generate(&f, &good, None, Some(messages), false);
+    assert!(valid, "{err}");
+    assert_eq!(out, format!("{answer}\n"));
+    assert!(err.contains("log index 1"), "{err}");
+
+    // A prompt outside the dataset: exit 1 with the policy's detail, no answer text.
+    let (valid, out, err) = generate(&f, &good, Some("tell me a secret"), None, true);
+    assert!(!valid);
+    assert!(out.trim().is_empty(), "{out}");
+    assert!(err.contains("HTTP 403"), "{err}");
+    assert!(err.contains("rule dataset"), "{err}");
+
+    // Not affirming: nothing is sent.
+    let mut m = f.manifest.clone();
+    m.enclave.policy = "cd".repeat(32);
+    let (valid, out, err) = generate(
+        &f,
+        &f.write_manifest("bad.toml", &m),
+        Some(PROMPT),
+        None,
+        true,
+    );
+    assert!(!valid);
+    assert!(out.is_empty());
+    assert!(err.contains("nothing was sent"), "{err}");
+}

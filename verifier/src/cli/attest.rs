@@ -1,0 +1,65 @@
+//! `secllama-verify attest`: fetches a fresh attestation document from the enclave (with a random
+//! 32-byte nonce) and appraises it against the reference manifest ([`crate::client`]). Prints the
+//! EAR-style attestation result, JSON by default. Valid (exit 0) only when every required submod is
+//! affirming; an unreadable manifest or an unreachable enclave is an error (exit 2). `--save` writes
+//! the document as received, for later offline receipt checks.
+
+use super::{Format, Outcome};
+use crate::client::{self, Attestation};
+use anyhow::Context;
+use secllama_measurements::manifest::Manifest;
+use std::path::{Path, PathBuf};
+
+/// Arguments of `secllama-verify attest`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// The enclave API: unix:PATH or http://HOST:PORT.
+    #[arg(long)]
+    pub url: String,
+    /// The reference manifest (TOML).
+    #[arg(long)]
+    pub manifest: PathBuf,
+    /// Write the attestation document (COSE_Sign1, raw) to this file.
+    #[arg(long)]
+    pub save: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "json")]
+    pub format: Format,
+}
+
+/// Reads and validates a reference manifest.
+pub fn load_manifest(path: &Path) -> anyhow::Result<Manifest> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading manifest {}", path.display()))?;
+    Manifest::from_toml(&text).with_context(|| format!("manifest {}", path.display()))
+}
+
+/// A single-threaded runtime for one command.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// Renders an appraisal in `format`.
+pub fn render(attestation: &Attestation, format: Format) -> anyhow::Result<String> {
+    Ok(match format {
+        Format::Json => serde_json::to_string_pretty(&attestation.result)?,
+        Format::Text => attestation.result.to_text(),
+    })
+}
+
+/// Runs `attest`. Must not be called from inside an async runtime.
+pub fn run(args: &Args) -> anyhow::Result<Outcome> {
+    let manifest = load_manifest(&args.manifest)?;
+    let attestation = runtime()?.block_on(client::attest(&args.url, &manifest))?;
+    if let Some(path) = &args.save {
+        std::fs::write(path, &attestation.document)
+            .with_context(|| format!("writing the attestation document to {}", path.display()))?;
+    }
+    Ok(Outcome {
+        report: render(&attestation, args.format)?,
+        valid: attestation.result.affirming(),
+    })
+}

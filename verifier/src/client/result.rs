@@ -1,0 +1,166 @@
+//! The attestation result, shaped as an EAT Attestation Result (draft-fv-rats-ear): `eat_profile`,
+//! `iat`, `ear.verifier-id` and one submod per evidence kind with its `ear.status` and the reason
+//! for every failure, plus the SHA-256 of the appraised attestation document.
+
+use secllama_protocol::Sha256Digest;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// The EAR profile.
+pub const EAR_PROFILE: &str = "tag:github.com,2023:veraison/ear";
+
+/// An EAR trust tier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// The evidence was appraised and everything matched.
+    Affirming,
+    /// Everything checked matched, but something could not be established (e.g. no trust anchor).
+    Warning,
+    /// A check failed.
+    Contraindicated,
+    /// Nothing could be appraised.
+    None,
+}
+
+impl Status {
+    /// The EAR name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Affirming => "affirming",
+            Self::Warning => "warning",
+            Self::Contraindicated => "contraindicated",
+            Self::None => "none",
+        }
+    }
+}
+
+/// The appraisal of one evidence kind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Submod {
+    /// The trust tier.
+    #[serde(rename = "ear.status")]
+    pub status: Status,
+    /// Whether the manifest requires this submod to be affirming.
+    #[serde(rename = "secllama.required")]
+    pub required: bool,
+    /// Why the status is not affirming (empty when affirming), or notes.
+    pub reasons: Vec<String>,
+    /// The checks that passed.
+    #[serde(rename = "secllama.passed", skip_serializing_if = "Vec::is_empty")]
+    pub passed: Vec<String>,
+}
+
+impl Submod {
+    /// A contraindicated submod with `reasons`.
+    pub fn failed(required: bool, reasons: Vec<String>) -> Self {
+        Self {
+            status: Status::Contraindicated,
+            required,
+            reasons,
+            passed: Vec::new(),
+        }
+    }
+
+    /// A submod this verifier cannot appraise (status `none`).
+    pub fn unsupported(required: bool) -> Self {
+        Self {
+            status: Status::None,
+            required,
+            reasons: vec!["SEV-SNP evidence is not appraised by this client".into()],
+            passed: Vec::new(),
+        }
+    }
+}
+
+/// Who produced the result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VerifierId {
+    /// The developer.
+    pub developer: String,
+    /// The build.
+    pub build: String,
+}
+
+/// The attestation result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AttestationResult {
+    /// [`EAR_PROFILE`].
+    pub eat_profile: String,
+    /// When the appraisal ran, seconds since the Unix epoch.
+    pub iat: u64,
+    /// Who appraised.
+    #[serde(rename = "ear.verifier-id")]
+    pub verifier_id: VerifierId,
+    /// One appraisal per evidence kind: `tpm`, `enclave`, and `snp` when present or required.
+    pub submods: BTreeMap<String, Submod>,
+    /// SHA-256 of the appraised attestation document, hex (what sealed requests bind to).
+    #[serde(rename = "secllama.attestation-digest")]
+    pub attestation_digest: String,
+}
+
+impl AttestationResult {
+    /// An empty result for the document with digest `digest`.
+    pub fn new(digest: Sha256Digest) -> Self {
+        let iat = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Self {
+            eat_profile: EAR_PROFILE.into(),
+            iat,
+            verifier_id: VerifierId {
+                developer: "secllama".into(),
+                build: format!("secllama-verify {}", env!("CARGO_PKG_VERSION")),
+            },
+            submods: BTreeMap::new(),
+            attestation_digest: digest.to_hex(),
+        }
+    }
+
+    /// Adds (or replaces) a submod.
+    pub fn insert(&mut self, name: &str, submod: Submod) {
+        self.submods.insert(name.to_string(), submod);
+    }
+
+    /// The status of submod `name`, if present.
+    pub fn status(&self, name: &str) -> Option<Status> {
+        self.submods.get(name).map(|s| s.status)
+    }
+
+    /// True only when every required submod is affirming, the `enclave` and `tpm` submods are
+    /// present, and a hardware submod (`tpm`) is affirming — without one, nothing binds the
+    /// enclave's keys and digests to a TEE.
+    pub fn affirming(&self) -> bool {
+        let required_ok = self
+            .submods
+            .values()
+            .all(|s| !s.required || s.status == Status::Affirming);
+        let tee_ok = self.status("tpm") == Some(Status::Affirming);
+        let enclave_ok = self.status("enclave") == Some(Status::Affirming);
+        required_ok && tee_ok && enclave_ok
+    }
+
+    /// One line per submod and reason, for people.
+    pub fn to_text(&self) -> String {
+        let mut out = format!("attestation document sha256:{}\n", self.attestation_digest);
+        for (name, s) in &self.submods {
+            out.push_str(&format!(
+                "{name}: {}{}\n",
+                s.status.as_str(),
+                if s.required { "" } else { " (not required)" }
+            ));
+            for p in &s.passed {
+                out.push_str(&format!("  ok   {p}\n"));
+            }
+            for r in &s.reasons {
+                out.push_str(&format!("  FAIL {r}\n"));
+            }
+        }
+        out.push_str(if self.affirming() {
+            "result: affirming"
+        } else {
+            "result: NOT affirming"
+        });
+        out
+    }
+}

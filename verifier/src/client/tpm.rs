@@ -1,0 +1,230 @@
+//! The `tpm` submod. The document's COSE signature under its own key and the nonce are checked
+//! before this runs ([`super::appraise`]); here, failing closed:
+//!
+//! - the quote: every check of [`crate::tpm::appraise`], with qualifying data = the DESIGN binding
+//!   for the verifier's nonce and the document's keys, over the PCR values the document reports;
+//! - the AK: trusted by the manifest — equal to a pinned `tpm.ak_publics` entry. `tpm.ak_roots`
+//!   needs an AK certificate, which the document does not carry, and `tpm.ek_cas` needs credential
+//!   activation, which this client does not perform: both are reported, never affirming. Without any
+//!   trust anchor the submod is `warning`, never affirming, and says so;
+//! - the event log replays to every quoted PCR value;
+//! - every manifest PCR equals the quoted value (a manifest PCR the quote lacks is a failure).
+
+use super::result::{Status, Submod};
+use crate::tpm::trust::check_pinned_ak;
+use crate::tpm::{AkPublic, HashAlg, PcrValues, QuotePolicy, appraise_quote_bytes};
+use secllama_measurements::eventlog::{Bank, EventLog};
+use secllama_measurements::manifest::Manifest;
+use secllama_protocol::attestation::{TpmEvidence, VerifiedDocument};
+
+/// Decodes one `tpm.ak_publics` entry: PEM as is, else hex.
+fn pinned_bytes(entry: &str) -> Result<Vec<u8>, String> {
+    if entry.trim_start().starts_with("-----BEGIN") {
+        return Ok(entry.as_bytes().to_vec());
+    }
+    hex::decode(entry.trim()).map_err(|e| format!("not hex: {e}"))
+}
+
+/// Appraises the document's TPM evidence against the manifest.
+pub fn appraise(doc: &VerifiedDocument, manifest: &Manifest) -> Submod {
+    let required = manifest.required.tpm;
+    let Some(tpm) = doc.payload.tpm.as_ref() else {
+        return Submod {
+            status: if required {
+                Status::Contraindicated
+            } else {
+                Status::None
+            },
+            required,
+            reasons: vec!["the attestation document carries no TPM evidence".into()],
+            passed: Vec::new(),
+        };
+    };
+    let mut reasons = Vec::new();
+    let mut passed = vec![
+        "document signature under its own signing key".to_string(),
+        "eat_nonce equals the verifier's nonce".to_string(),
+    ];
+    quote(doc, tpm, manifest, &mut reasons, &mut passed);
+    let anchored = ak_trust(tpm, manifest, &mut reasons, &mut passed);
+    replay(tpm, &mut reasons, &mut passed);
+    reference_pcrs(tpm, manifest, &mut reasons, &mut passed);
+    let status = if !reasons.is_empty() {
+        Status::Contraindicated
+    } else if !anchored {
+        reasons.push(
+            "AK not trusted: the manifest has no trust anchor (tpm.ak_publics, tpm.ak_roots), so \
+             the quote's signer is unauthenticated"
+                .into(),
+        );
+        Status::Warning
+    } else {
+        Status::Affirming
+    };
+    Submod {
+        status,
+        required,
+        reasons,
+        passed,
+    }
+}
+
+fn quote(
+    doc: &VerifiedDocument,
+    tpm: &TpmEvidence,
+    manifest: &Manifest,
+    reasons: &mut Vec<String>,
+    passed: &mut Vec<String>,
+) {
+    let binding = match doc.payload.binding() {
+        Ok(b) => b,
+        Err(e) => {
+            reasons.push(format!("binding: {e}"));
+            return;
+        }
+    };
+    let mut pcrs = PcrValues::new();
+    for (bank, values) in &tpm.pcrs {
+        let Some(alg) = HashAlg::from_name(bank) else {
+            reasons.push(format!("quoted PCRs: unknown bank {bank}"));
+            return;
+        };
+        for (i, v) in values {
+            if let Err(e) = pcrs.insert(alg, *i, v.clone()) {
+                reasons.push(format!("quoted PCRs: {e}"));
+                return;
+            }
+        }
+    }
+    let policy = QuotePolicy {
+        nonce: &binding.0,
+        pcrs: &pcrs,
+        allow_sha1: manifest.tpm.allow_sha1,
+        qualified_signer: None,
+    };
+    let a = appraise_quote_bytes(&tpm.attest, &tpm.signature, &tpm.ak_public, &policy);
+    if a.valid() {
+        passed.push(format!(
+            "quote: {} checks, qualifying data = key binding {}",
+            a.checks.len(),
+            binding.to_hex()
+        ));
+    } else {
+        reasons.extend(a.reasons().into_iter().map(|r| format!("quote: {r}")));
+    }
+}
+
+/// Checks AK trust; returns whether the manifest had an anchor that could be applied.
+fn ak_trust(
+    tpm: &TpmEvidence,
+    manifest: &Manifest,
+    reasons: &mut Vec<String>,
+    passed: &mut Vec<String>,
+) -> bool {
+    let t = &manifest.tpm;
+    if t.ak_publics.is_empty() && t.ak_roots.is_empty() {
+        if !t.ek_cas.is_empty() {
+            reasons.push(
+                "AK: tpm.ek_cas needs credential activation, which this client does not perform"
+                    .into(),
+            );
+        }
+        return false;
+    }
+    let ak = match AkPublic::detect(&tpm.ak_public) {
+        Ok(ak) => ak,
+        Err(e) => {
+            reasons.push(format!("AK: {e}"));
+            return true;
+        }
+    };
+    let mut misses = Vec::new();
+    for (i, entry) in t.ak_publics.iter().enumerate() {
+        match pinned_bytes(entry)
+            .map_err(|e| e.to_string())
+            .and_then(|b| check_pinned_ak(&ak, &b).map_err(|e| e.to_string()))
+        {
+            Ok(()) => {
+                passed.push(format!("AK equals pinned tpm.ak_publics[{i}]"));
+                return true;
+            }
+            Err(e) => misses.push(format!("tpm.ak_publics[{i}]: {e}")),
+        }
+    }
+    if !t.ak_roots.is_empty() {
+        misses.push(
+            "tpm.ak_roots: the attestation document carries no AK certificate to chain".into(),
+        );
+    }
+    reasons.push(format!(
+        "AK not trusted by the manifest: {}",
+        misses.join("; ")
+    ));
+    true
+}
+
+fn replay(tpm: &TpmEvidence, reasons: &mut Vec<String>, passed: &mut Vec<String>) {
+    let log = match EventLog::parse(&tpm.event_log) {
+        Ok(l) => l,
+        Err(e) => {
+            reasons.push(format!("event log: {e}"));
+            return;
+        }
+    };
+    let replayed = log.replay();
+    let mut n = 0;
+    for (bank, values) in &tpm.pcrs {
+        let got = Bank::from_name(bank).and_then(|b| replayed.get(&b));
+        for (i, quoted) in values {
+            match got.and_then(|m| m.get(i)) {
+                Some(r) if r == quoted => n += 1,
+                Some(r) => reasons.push(format!(
+                    "event log: {bank}:{i} replays to {}, quoted {}",
+                    hex::encode(r),
+                    hex::encode(quoted)
+                )),
+                None => reasons.push(format!("event log: no events for quoted PCR {bank}:{i}")),
+            }
+        }
+    }
+    if n > 0 {
+        passed.push(format!(
+            "event log ({} events) replays to all {n} quoted PCRs",
+            log.events.len()
+        ));
+    }
+}
+
+fn reference_pcrs(
+    tpm: &TpmEvidence,
+    manifest: &Manifest,
+    reasons: &mut Vec<String>,
+    passed: &mut Vec<String>,
+) {
+    let expected = match manifest.expected_pcrs() {
+        Ok(p) => p,
+        Err(e) => {
+            reasons.push(e.to_string());
+            return;
+        }
+    };
+    if expected.values().all(|m| m.is_empty()) {
+        reasons.push("manifest: no expected PCR values".into());
+        return;
+    }
+    for (bank, values) in &expected {
+        let quoted = tpm.pcrs.get(bank.name());
+        for (i, want) in values {
+            let name = format!("{}:{i}", bank.name());
+            match quoted.and_then(|m| m.get(i)) {
+                Some(q) if q == want => passed.push(format!("PCR {name} = manifest")),
+                Some(q) => reasons.push(format!(
+                    "PCR {name}: expected {}, quoted {}",
+                    hex::encode(want),
+                    hex::encode(q)
+                )),
+                None => reasons.push(format!("PCR {name}: in the manifest but not in the quote")),
+            }
+        }
+    }
+}
