@@ -20,7 +20,24 @@ use rustix::io::Errno;
 use secllama_host::sandbox::{self, Limits, SandboxChild, SandboxError, SandboxSpec};
 use serde_json::Value;
 
-const PROBE: &str = env!("CARGO_BIN_EXE_secllama-sandbox-probe");
+const BUILT_PROBE: &str = env!("CARGO_BIN_EXE_secllama-sandbox-probe");
+
+/// The probe, copied outside /tmp: inside the sandbox /tmp is the private tmpfs, so an artifact
+/// whose path lies under the host's /tmp (a checkout there) would sit in writable space and the
+/// read-only checks around it would not mean what they say.
+fn probe() -> &'static Path {
+    static COPY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    COPY.get_or_init(|| {
+        let dir = tempfile::Builder::new()
+            .prefix("secllama-sandbox-test-")
+            .tempdir_in("/var/tmp")
+            .unwrap()
+            .keep();
+        let to = dir.join("secllama-sandbox-probe");
+        std::fs::copy(BUILT_PROBE, &to).unwrap();
+        to
+    })
+}
 const UID: u32 = 1000;
 const GID: u32 = 1000;
 const TMPFS: u64 = 32 << 20;
@@ -32,12 +49,12 @@ const LIMITS: Limits = Limits {
 };
 
 /// The probe's loader and shared libraries, as `ldd` lists them (absolute paths only).
-fn shared_libraries(program: &str) -> Vec<PathBuf> {
+fn shared_libraries(program: &Path) -> Vec<PathBuf> {
     let out = std::process::Command::new("ldd")
         .arg(program)
         .output()
         .expect("ldd (Debian package libc-bin) must be installed");
-    assert!(out.status.success(), "ldd {program} failed");
+    assert!(out.status.success(), "ldd {} failed", program.display());
     String::from_utf8(out.stdout)
         .unwrap()
         .split_whitespace()
@@ -47,10 +64,10 @@ fn shared_libraries(program: &str) -> Vec<PathBuf> {
 }
 
 fn spec(args: &[&str], socket_dir: Option<&Path>) -> SandboxSpec {
-    let mut read_only = vec![PathBuf::from(PROBE)];
-    read_only.extend(shared_libraries(PROBE));
+    let mut read_only = vec![probe().to_path_buf()];
+    read_only.extend(shared_libraries(probe()));
     SandboxSpec {
-        program: PathBuf::from(PROBE),
+        program: probe().to_path_buf(),
         args: args.iter().map(OsString::from).collect(),
         env: vec![(OsString::from("RUST_BACKTRACE"), OsString::from("1"))],
         read_only,
@@ -259,13 +276,7 @@ fn probe_sees_only_what_the_sandbox_allows() {
     assert_ok(&files["write_tmp"], "write in /tmp");
     assert_ok(&files["write_socket_dir"], "write in the socket dir");
     assert!(socket_dir_path.join("probe-file").exists());
-    assert!(
-        !Path::new(PROBE)
-            .parent()
-            .unwrap()
-            .join("probe-write")
-            .exists()
-    );
+    assert!(!probe().parent().unwrap().join("probe-write").exists());
     assert_refused(&files["write_proc_sys"], "write under /proc/sys");
     assert_refused(&files["read_shadow"], "read /etc/shadow");
     assert_refused(&files["read_passwd"], "read /etc/passwd");
@@ -423,7 +434,7 @@ fn kill_reaps_the_whole_sandbox() {
         while Path::new(&format!("/proc/{gc}")).exists() {
             // A reused pid would belong to another process; only ours has our probe as exe.
             let exe = std::fs::read_link(format!("/proc/{gc}/exe")).ok();
-            if exe.as_deref() != Some(Path::new(PROBE)) {
+            if exe.as_deref() != Some(probe()) {
                 break;
             }
             assert!(
