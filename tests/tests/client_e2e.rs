@@ -371,3 +371,135 @@ fn generate_prints_the_answer_and_a_verified_receipt() {
     assert!(out.is_empty());
     assert!(err.contains("nothing was sent"), "{err}");
 }
+
+/// What a hostile bridge does to the enclave's answer on the sealed request's connection.
+#[derive(Debug, Clone, Copy)]
+enum Attack {
+    /// Flip one bit of the response at this byte offset.
+    Flip(usize),
+    /// Close the connection after this many response bytes.
+    Truncate(usize),
+}
+
+impl Fixture {
+    /// A relay like the bridge that attacks the second connection (the sealed request; the first
+    /// is the attestation), and reports whether the attack happened (the offset was reached).
+    fn hostile_relay(
+        &self,
+        attack: Attack,
+    ) -> (String, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let _guard = self.rt.enter();
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        std_listener.set_nonblocking(true).unwrap();
+        let addr = std_listener.local_addr().unwrap();
+        let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
+        let sock = self.sock.clone();
+        let hit = std::sync::Arc::new(AtomicBool::new(false));
+        let seen = std::sync::Arc::new(AtomicUsize::new(0));
+        let hit2 = hit.clone();
+        self.rt.spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let attack_this = seen.fetch_add(1, Ordering::SeqCst) == 1;
+                let (sock, hit) = (sock.clone(), hit2.clone());
+                tokio::spawn(async move {
+                    let Ok(unix) = tokio::net::UnixStream::connect(&sock).await else {
+                        return;
+                    };
+                    let (mut cr, mut cw) = tcp.into_split();
+                    let (mut ur, mut uw) = unix.into_split();
+                    tokio::spawn(async move {
+                        let _ = tokio::io::copy(&mut cr, &mut uw).await;
+                    });
+                    let mut buf = vec![0u8; 1024];
+                    let mut pos = 0usize;
+                    loop {
+                        let n = match ur.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        let chunk = &mut buf[..n];
+                        if attack_this {
+                            match attack {
+                                Attack::Flip(at) if at >= pos && at < pos + n => {
+                                    chunk[at - pos] ^= 0x01;
+                                    hit.store(true, Ordering::SeqCst);
+                                }
+                                Attack::Truncate(at) if at < pos + n => {
+                                    let keep = at.saturating_sub(pos);
+                                    let _ = cw.write_all(&chunk[..keep]).await;
+                                    hit.store(true, Ordering::SeqCst);
+                                    return; // drops both halves: the connection closes mid-answer
+                                }
+                                _ => {}
+                            }
+                        }
+                        if cw.write_all(chunk).await.is_err() {
+                            break;
+                        }
+                        pos += n;
+                    }
+                });
+            }
+        });
+        (format!("http://{addr}"), hit)
+    }
+}
+
+#[test]
+fn a_hostile_bridge_never_gets_a_forged_answer_printed() {
+    let f = fixture();
+    let good = f.write_manifest("good.toml", &f.manifest);
+    let run = |url: String| {
+        let args = generate::Args {
+            url,
+            manifest: good.clone(),
+            model: "tiny:latest".into(),
+            prompt: Some("why is the sky blue".into()),
+            messages: None,
+            stream: true,
+            num_predict: 16,
+        };
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let valid = generate::run_with(&args, &mut out, &mut err)
+            .map(|o| o.valid)
+            .unwrap_or(false);
+        (
+            valid,
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(err).unwrap(),
+        )
+    };
+    let (valid, honest, _) = run(f.tcp_relay());
+    assert!(
+        valid && !honest.is_empty(),
+        "the honest relay must work: {honest}"
+    );
+    let mut attacked = 0;
+    for attack in [
+        Attack::Flip(5),
+        Attack::Flip(150),
+        Attack::Flip(260),
+        Attack::Flip(400),
+        Attack::Flip(700),
+        Attack::Flip(1100),
+        Attack::Flip(1500),
+        Attack::Truncate(200),
+        Attack::Truncate(600),
+        Attack::Truncate(1200),
+    ] {
+        let (url, hit) = f.hostile_relay(attack);
+        let (valid, out, err) = run(url);
+        if !hit.load(std::sync::atomic::Ordering::SeqCst) {
+            continue; // the answer was shorter than the offset
+        }
+        attacked += 1;
+        assert!(!valid, "{attack:?}: accepted; stdout {out:?}, stderr {err}");
+        assert!(
+            honest.starts_with(out.trim_end()), /* a trailing newline is formatting */
+            "{attack:?}: printed text that is not the authentic answer: {out:?}"
+        );
+    }
+    assert!(attacked >= 6, "only {attacked} attacks reached the answer");
+}
