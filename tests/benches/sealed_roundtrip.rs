@@ -1,0 +1,161 @@
+//! Sealed round trip through the bridge and the enclave vs a plaintext request straight to the same
+//! runner (`cargo bench -p secllama-tests --bench sealed_roundtrip`): a small non-streamed generate,
+//! first request (RSA-wrapped key) and session reuse. Prints p50/p90 and the ratios to plaintext
+//! (goal: session path ≤ 1.3× plaintext at p50). Real swtpm, real test runner, in-process agent and
+//! bridge, loopback only.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    missing_docs
+)]
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use rand_core::OsRng;
+use secllama_enclave::agent::{Agent, now_ms};
+use secllama_enclave::config::Config;
+use secllama_enclave::service::{ATTESTATION_HEADER, serve};
+use secllama_host::bridge::{EnclaveAddr, Limits};
+use secllama_measurements::launch::{LaunchDescription, predict};
+use secllama_protocol::attestation::open_document;
+use secllama_protocol::seal::{
+    RequestContext, RequestPlaintext, ResponseKeys, StreamOpener, seal_request,
+    seal_request_session,
+};
+use secllama_protocol::sha256;
+use secllama_tests::swtpm::Swtpm;
+use secllama_tpm::Tpm;
+use secllama_tpm::eventlog::EventLogWriter;
+use std::io::BufRead;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const PROMPT: &str = "the quick brown fox jumps over the lazy dog";
+const ITERS: usize = 200;
+
+async fn post(addr: &str, path: &str, header: Option<&str>, body: Vec<u8>) -> Bytes {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let mut req = hyper::Request::builder()
+        .method("POST")
+        .uri(path)
+        .header("host", "x");
+    if let Some(h) = header {
+        req = req.header(ATTESTATION_HEADER, h);
+    }
+    let resp = sender
+        .send_request(req.body(Full::new(Bytes::from(body))).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.into_body().collect().await.unwrap().to_bytes()
+}
+
+fn percentiles(mut v: Vec<Duration>) -> (f64, f64) {
+    v.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    (ms(v[v.len() / 2]), ms(v[v.len() * 9 / 10]))
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let sw = Swtpm::start().unwrap();
+        let mut runner = Command::new(env!("CARGO_BIN_EXE_secllama-test-runner")).stdout(Stdio::piped()).spawn().unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(runner.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+        let runner_addr = line.trim().strip_prefix("listening on ").unwrap().to_string();
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for (f, c) in [("agent", "a"), ("runner", "r"), ("model.gguf", "m")] {
+            std::fs::write(d.join(f), c).unwrap();
+        }
+        std::fs::write(d.join("policy.json"), format!(r#"{{"dataset":[{{"id":"b","prompt":"{PROMPT}"}}],"models":["tiny:latest"],"max_prompt_bytes":256,"max_num_predict":16}}"#)).unwrap();
+        let mut tpm = Tpm::connect(&sw.tcti()).unwrap();
+        let banks: Vec<String> = tpm.active_banks().unwrap().iter().map(|b| b.name().to_string()).collect();
+        let sock = d.join("enclave.sock");
+        let config = format!(
+            "listener = \"unix:{}\"\nrunner_url = \"http://{runner_addr}\"\npolicy = \"policy.json\"\nreceipts = \"receipts.log\"\nevent_log = \"launch.log\"\ntcti = \"{}\"\n[launch]\nagent = \"agent\"\nrunner = \"runner\"\nmodel = [\"model.gguf\"]\npolicy = \"policy.json\"\nconfig = \"config.toml\"\nbanks = {banks:?}\n",
+            sock.display(),
+            sw.tcti()
+        );
+        std::fs::write(d.join("config.toml"), &config).unwrap();
+        let launch = LaunchDescription::from_toml(&config[config.find("[launch]").unwrap()..]).unwrap().launch;
+        let p = predict(&launch, d).unwrap();
+        let mut log = EventLogWriter::open(&d.join("launch.log"), &p.banks).unwrap();
+        for m in &p.measurements {
+            tpm.measure(&mut log, m).unwrap();
+        }
+        drop((log, tpm));
+        let (config, base) = Config::load(&d.join("config.toml")).unwrap();
+        let agent = Arc::new(Agent::start(&config, &base).unwrap());
+        tokio::spawn(serve(agent, tokio::net::UnixListener::bind(&sock).unwrap()));
+        let bridge = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let bridge_addr = bridge.local_addr().unwrap().to_string();
+        tokio::spawn(secllama_host::bridge::serve(bridge, EnclaveAddr::Unix(sock.clone()), Limits::default()));
+
+        // Attest once through the bridge.
+        let stream = tokio::net::TcpStream::connect(&bridge_addr).await.unwrap();
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+        tokio::spawn(conn);
+        let req = hyper::Request::builder().uri(format!("/attestation?nonce={}", "ab".repeat(32))).header("host", "x").body(Full::new(Bytes::new())).unwrap();
+        let doc = sender.send_request(req).await.unwrap().into_body().collect().await.unwrap().to_bytes();
+        let v = open_document(&doc).unwrap();
+        let doc_hex = hex::encode(sha256(&[&doc]).0);
+        let path = "/v1/sealed/api/generate";
+        let ctx = RequestContext { method: "POST", path, attestation_digest: v.digest };
+        let body = format!(r#"{{"model":"tiny:latest","prompt":"{PROMPT}","stream":false,"options":{{"num_predict":16}}}}"#);
+
+        let open = |key: &secllama_protocol::seal::ContentKey, pt: &RequestPlaintext, answer: &[u8]| {
+            let mut o = StreamOpener::new(ResponseKeys::derive(key, &pt.id).unwrap());
+            let chunks = o.push(answer).unwrap();
+            o.finish().unwrap();
+            assert!(chunks.len() >= 2);
+        };
+
+        let mut plain = Vec::new();
+        let mut rsa = Vec::new();
+        let mut session = Vec::new();
+        let mut session_key = None;
+        for _ in 0..ITERS {
+            let t = Instant::now();
+            post(&runner_addr, "/api/generate", None, body.clone().into_bytes()).await;
+            plain.push(t.elapsed());
+
+            let t = Instant::now();
+            let pt = RequestPlaintext::new(body.clone().into_bytes(), now_ms(), &mut OsRng).unwrap();
+            let (sealed, key) = seal_request(&v.payload.keys.encryption_spki, &ctx, &pt, &mut OsRng).unwrap();
+            let answer = post(&bridge_addr, path, Some(&doc_hex), sealed).await;
+            open(&key, &pt, &answer);
+            rsa.push(t.elapsed());
+            let key = session_key.get_or_insert(key).clone();
+
+            let t = Instant::now();
+            let pt = RequestPlaintext::new(body.clone().into_bytes(), now_ms(), &mut OsRng).unwrap();
+            let sealed = seal_request_session(&key, &ctx, &pt, &mut OsRng).unwrap();
+            let answer = post(&bridge_addr, path, Some(&doc_hex), sealed).await;
+            open(&key, &pt, &answer);
+            session.push(t.elapsed());
+        }
+        let (p50, p90) = percentiles(plain);
+        println!("\n{:58} {:>9} {:>9} {:>12}", format!("small generate, {ITERS} requests each"), "p50 ms", "p90 ms", "p50 ratio");
+        println!("{:58} {p50:>9.3} {p90:>9.3} {:>12}", "plaintext, straight to the runner", "1.00x");
+        for (name, v) in [("sealed, first request (RSA-3072 wrapped key), via bridge", rsa), ("sealed, session reuse, via bridge", session)] {
+            let (a, b) = percentiles(v);
+            println!("{name:58} {a:>9.3} {b:>9.3} {:>11.2}x", a / p50);
+        }
+        let _ = runner.kill();
+        let _ = runner.wait();
+    });
+}
