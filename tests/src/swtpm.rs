@@ -17,11 +17,23 @@ pub struct Swtpm {
 }
 
 /// Two free consecutive ports (server, control), checked by binding them.
+///
+/// Ports come from a per-process counter below the kernel's ephemeral range (which starts at
+/// 32768), so two swtpms started by parallel tests of one test binary never race for the same
+/// pair, and no ephemeral client socket can take one between the check and swtpm's bind.
 fn free_port_pair() -> Result<u16> {
-    for _ in 0..50 {
-        let a = TcpListener::bind("127.0.0.1:0")?;
-        let port = a.local_addr()?.port();
-        if port < u16::MAX && TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 10_000;
+    const SPAN: u32 = 22_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    // Spread processes apart by pid; step by 2 within a process.
+    let base = LOW + (std::process::id() * 7919) % SPAN;
+    for _ in 0..200 {
+        let offset = NEXT.fetch_add(2, Ordering::SeqCst);
+        let port = (LOW + (base - LOW + offset) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && TcpListener::bind(("127.0.0.1", port + 1)).is_ok()
+        {
             return Ok(port);
         }
     }
@@ -97,9 +109,14 @@ impl Swtpm {
                     break;
                 }
                 if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    self.child = Some(child);
-                    self.port = port;
-                    return Ok(());
+                    // Only ours if our swtpm is still running (one that failed to bind exits).
+                    std::thread::sleep(Duration::from_millis(30));
+                    if child.try_wait()?.is_none() {
+                        self.child = Some(child);
+                        self.port = port;
+                        return Ok(());
+                    }
+                    continue;
                 }
                 if Instant::now() > deadline {
                     let _ = child.kill();
