@@ -15,21 +15,15 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use rand_core::OsRng;
 use secllama_enclave::agent::{Agent, now_ms};
-use secllama_enclave::config::Config;
 use secllama_enclave::service::{ATTESTATION_HEADER, serve};
 use secllama_host::bridge::{EnclaveAddr, Limits};
-use secllama_measurements::launch::{LaunchDescription, predict};
 use secllama_protocol::attestation::open_document;
 use secllama_protocol::seal::{
     RequestContext, RequestPlaintext, ResponseKeys, StreamOpener, seal_request,
     seal_request_session,
 };
 use secllama_protocol::sha256;
-use secllama_tests::swtpm::Swtpm;
-use secllama_tpm::Tpm;
-use secllama_tpm::eventlog::EventLogWriter;
-use std::io::BufRead;
-use std::process::{Command, Stdio};
+use secllama_tests::enclave::{RunnerMode, policy_for, prepare};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -71,35 +65,12 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let sw = Swtpm::start().unwrap();
-        let mut runner = Command::new(env!("CARGO_BIN_EXE_secllama-test-runner")).stdout(Stdio::piped()).spawn().unwrap();
-        let mut line = String::new();
-        std::io::BufReader::new(runner.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
-        let runner_addr = line.trim().strip_prefix("listening on ").unwrap().to_string();
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        for (f, c) in [("agent", "a"), ("runner", "r"), ("model.gguf", "m")] {
-            std::fs::write(d.join(f), c).unwrap();
-        }
-        std::fs::write(d.join("policy.json"), format!(r#"{{"dataset":[{{"id":"b","prompt":"{PROMPT}"}}],"models":["tiny:latest"],"max_prompt_bytes":256,"max_num_predict":16}}"#)).unwrap();
-        let mut tpm = Tpm::connect(&sw.tcti()).unwrap();
-        let banks: Vec<String> = tpm.active_banks().unwrap().iter().map(|b| b.name().to_string()).collect();
-        let sock = d.join("enclave.sock");
-        let config = format!(
-            "listener = \"unix:{}\"\nrunner_url = \"http://{runner_addr}\"\npolicy = \"policy.json\"\nreceipts = \"receipts.log\"\nevent_log = \"launch.log\"\ntcti = \"{}\"\n[launch]\nagent = \"agent\"\nrunner = \"runner\"\nmodel = [\"model.gguf\"]\npolicy = \"policy.json\"\nconfig = \"config.toml\"\nbanks = {banks:?}\n",
-            sock.display(),
-            sw.tcti()
-        );
-        std::fs::write(d.join("config.toml"), &config).unwrap();
-        let launch = LaunchDescription::from_toml(&config[config.find("[launch]").unwrap()..]).unwrap().launch;
-        let p = predict(&launch, d).unwrap();
-        let mut log = EventLogWriter::open(&d.join("launch.log"), &p.banks).unwrap();
-        for m in &p.measurements {
-            tpm.measure(&mut log, m).unwrap();
-        }
-        drop((log, tpm));
-        let (config, base) = Config::load(&d.join("config.toml")).unwrap();
-        let agent = Arc::new(Agent::start(&config, &base).unwrap());
+        let runner_bin = std::path::Path::new(env!("CARGO_BIN_EXE_secllama-test-runner"));
+        let prepared = prepare(runner_bin, RunnerMode::Started, &policy_for(PROMPT)).unwrap();
+        let runner_addr = prepared.config.runner_url.trim_start_matches("http://").to_string();
+        let sock = prepared.sock.clone();
+        let (config, base) = (&prepared.config, &prepared.base);
+        let agent = Arc::new(Agent::start(config, base).unwrap());
         tokio::spawn(serve(agent, tokio::net::UnixListener::bind(&sock).unwrap()));
         let bridge = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let bridge_addr = bridge.local_addr().unwrap().to_string();
@@ -155,7 +126,6 @@ fn main() {
             let (a, b) = percentiles(v);
             println!("{name:58} {a:>9.3} {b:>9.3} {:>11.2}x", a / p50);
         }
-        let _ = runner.kill();
-        let _ = runner.wait();
+        drop(prepared);
     });
 }

@@ -4,5 +4,6 @@
 //! that `scripts/setup.sh` creates), and TPM tests over a private [`swtpm::Swtpm`] per test with
 //! tpm2-tools as the peer.
 
+pub mod enclave;
 pub mod runner;
 pub mod swtpm;

@@ -9,39 +9,23 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test crate: a failed unwrap is a failed test
 
 use secllama_enclave::agent::Agent;
-use secllama_enclave::config::Config;
 use secllama_enclave::service::serve;
-use secllama_measurements::launch::{LaunchDescription, Prediction, predict};
+use secllama_measurements::launch::Prediction;
 use secllama_measurements::manifest::{EnclaveDigests, Manifest, Required, TpmTrust};
+use secllama_tests::enclave::{RunnerMode, policy_for, prepare};
 use secllama_tests::runner::{answer_tokens, stream_lines};
-use secllama_tests::swtpm::Swtpm;
 use secllama_tpm::Tpm;
-use secllama_tpm::eventlog::EventLogWriter;
 use secllama_verifier::cli::{Format, attest, generate};
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 const PROMPT: &str = "why is the sky blue";
 
-/// Kills and reaps the runner when the test ends (an orphan would hold the test's output open).
-struct Reaped(std::process::Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Fields drop in order: the runtime (and the agent's tasks) first, then the runner and the swtpm.
 struct Fixture {
     rt: tokio::runtime::Runtime,
-    _runner: Reaped,
-    _sw: Swtpm,
+    _prepared: secllama_tests::enclave::Prepared,
     sock: PathBuf,
-    dir: tempfile::TempDir,
+    dir: PathBuf,
     manifest: Manifest,
 }
 
@@ -55,77 +39,27 @@ fn fixture() -> Fixture {
         .enable_all()
         .build()
         .unwrap();
-    let sw = Swtpm::start().unwrap();
-    let mut runner = Command::new(env!("CARGO_BIN_EXE_secllama-test-runner"))
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(runner.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let runner = Reaped(runner);
-    let runner_addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_string();
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    std::fs::write(d.join("agent"), b"agent binary").unwrap();
-    std::fs::write(d.join("runner"), b"runner binary").unwrap();
-    std::fs::write(d.join("model.gguf"), b"weights").unwrap();
-    std::fs::write(
-        d.join("policy.json"),
-        format!(
-            r#"{{"dataset": [{{"id": "q1", "prompt": "{PROMPT}"}}, {{"id": "c1", "messages": [{{"role": "user", "content": "{PROMPT}"}}]}}],
-                "models": ["tiny:latest"], "max_prompt_bytes": 256, "max_num_predict": 64}}"#
-        ),
-    )
-    .unwrap();
-    let mut tpm = Tpm::connect(&sw.tcti()).unwrap();
-    let banks: Vec<String> = tpm
-        .active_banks()
-        .unwrap()
-        .iter()
-        .map(|b| b.name().to_string())
-        .collect();
-    let sock = d.join("enclave.sock");
-    let config = format!(
-        "listener = \"unix:{}\"\nrunner_url = \"http://{runner_addr}\"\npolicy = \"policy.json\"\nreceipts = \"receipts.log\"\nevent_log = \"launch.log\"\ntcti = \"{}\"\n[launch]\nagent = \"agent\"\nrunner = \"runner\"\nmodel = [\"model.gguf\"]\npolicy = \"policy.json\"\nconfig = \"config.toml\"\nbanks = {banks:?}\n",
-        sock.display(),
-        sw.tcti()
-    );
-    std::fs::write(d.join("config.toml"), &config).unwrap();
-    // The launcher's part: extend the predicted launch events and write the log.
-    let launch = LaunchDescription::from_toml(&config[config.find("[launch]").unwrap()..])
-        .unwrap()
-        .launch;
-    let predicted = predict(&launch, d).unwrap();
-    let mut log = EventLogWriter::open(&d.join("launch.log"), &predicted.banks).unwrap();
-    for m in &predicted.measurements {
-        tpm.measure(&mut log, m).unwrap();
-    }
-    drop(log);
-    let (config, base) = Config::load(&d.join("config.toml")).unwrap();
+    let runner = Path::new(env!("CARGO_BIN_EXE_secllama-test-runner"));
+    let p = prepare(runner, RunnerMode::Started, &policy_for(PROMPT)).unwrap();
+    let (config, base, predicted) = (&p.config, &p.base, &p.prediction);
+    let mut tpm = Tpm::connect(&p.swtpm.tcti()).unwrap();
     // The AK the agent will quote with, created now so the manifest can pin it.
     let ak = tpm
         .ensure_ak(config.ak_handle, secllama_tpm::ak::AkKind::RsaSsaSha256)
         .unwrap();
     drop(tpm);
-    let manifest = reference_manifest(&predicted, &ak.public);
+    let manifest = reference_manifest(predicted, &ak.public);
     let _guard = rt.enter();
-    let agent = Arc::new(Agent::start(&config, &base).unwrap());
-    let listener = tokio::net::UnixListener::bind(&sock).unwrap();
+    let agent = Arc::new(Agent::start(config, base).unwrap());
+    let listener = tokio::net::UnixListener::bind(&p.sock).unwrap();
     rt.spawn(serve(agent, listener));
     drop(_guard);
     Fixture {
         rt,
-        _runner: runner,
-        _sw: sw,
-        sock,
-        dir,
+        sock: p.sock.clone(),
+        dir: p.dir.path().to_path_buf(),
         manifest,
+        _prepared: p,
     }
 }
 
@@ -158,7 +92,7 @@ impl Fixture {
     }
 
     fn write_manifest(&self, name: &str, m: &Manifest) -> PathBuf {
-        let path = self.dir.path().join(name);
+        let path = self.dir.as_path().join(name);
         std::fs::write(&path, m.to_toml().unwrap()).unwrap();
         path
     }
@@ -214,7 +148,7 @@ fn reasons(r: &serde_json::Value, submod: &str) -> String {
 fn attest_affirms_and_contraindicates_on_every_mismatch() {
     let f = fixture();
     let good = f.write_manifest("good.toml", &f.manifest);
-    let saved = f.dir.path().join("doc.cose");
+    let saved = f.dir.as_path().join("doc.cose");
     let (valid, r) = f.attest(&f.url(), &good, Some(saved.clone()));
     assert!(valid, "{r:#}");
     assert_eq!(r["eat_profile"], "tag:github.com,2023:veraison/ear");
@@ -290,7 +224,7 @@ fn attest_affirms_and_contraindicates_on_every_mismatch() {
     // An unreachable enclave is an error, not a result.
     assert!(
         attest::run(&attest::Args {
-            url: format!("unix:{}", f.dir.path().join("nothing.sock").display()),
+            url: format!("unix:{}", f.dir.as_path().join("nothing.sock").display()),
             manifest: good,
             save: None,
             format: Format::Text,
@@ -339,7 +273,7 @@ fn generate_prints_the_answer_and_a_verified_receipt() {
     assert!(err.contains("log index 0"), "{err}");
 
     // Non-streamed chat.
-    let messages = f.dir.path().join("messages.json");
+    let messages = f.dir.as_path().join("messages.json");
     std::fs::write(
         &messages,
         format!(r#"[{{"role": "user", "content": "{PROMPT}"}}]"#),

@@ -9,10 +9,8 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use rand_core::OsRng;
 use secllama_enclave::agent::{Agent, now_ms};
-use secllama_enclave::config::Config;
 use secllama_enclave::service::{ATTESTATION_HEADER, run, serve};
 use secllama_measurements::eventlog::EventLog;
-use secllama_measurements::launch::{LaunchDescription, predict};
 use secllama_protocol::attestation::{VerifiedDocument, check_nonce, open_document};
 use secllama_protocol::receipt::verify_receipt;
 use secllama_protocol::seal::{
@@ -20,14 +18,10 @@ use secllama_protocol::seal::{
     seal_request_session,
 };
 use secllama_protocol::{Nonce, sha256};
+use secllama_tests::enclave::{RunnerMode, policy_for, prepare};
 use secllama_tests::runner::{answer_tokens, stream_lines};
-use secllama_tests::swtpm::Swtpm;
-use secllama_tpm::Tpm;
-use secllama_tpm::eventlog::EventLogWriter;
 use secllama_verifier::tpm::{HashAlg, PcrValues, QuotePolicy, appraise_quote_bytes};
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 const PROMPT: &str = "why is the sky blue";
@@ -77,21 +71,9 @@ fn open_stream(
     )
 }
 
-/// Kills and reaps the runner when the test ends (an orphan would hold the test's output open).
-struct Reaped(std::process::Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 struct Fixture {
-    _sw: Swtpm,
-    _runner: Option<Reaped>,
+    _prepared: secllama_tests::enclave::Prepared,
     sock: PathBuf,
-    _dir: tempfile::TempDir,
     predicted: secllama_measurements::launch::Prediction,
 }
 
@@ -101,85 +83,20 @@ fn fixture() -> Fixture {
 
 /// With `supervised`, the agent starts the runner itself (crashing after one streamed chunk).
 fn fixture_with(supervised: bool) -> Fixture {
-    let sw = Swtpm::start().unwrap();
-    let (runner, runner_addr) = if supervised {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        (None, format!("127.0.0.1:{port}"))
+    let runner = std::path::Path::new(env!("CARGO_BIN_EXE_secllama-test-runner"));
+    let mode = if supervised {
+        RunnerMode::Supervised(&["--crash-after", "1"])
     } else {
-        let mut runner = Command::new(env!("CARGO_BIN_EXE_secllama-test-runner"))
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufReader::new(runner.stdout.as_mut().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap()
-            .to_string();
-        (Some(Reaped(runner)), addr)
+        RunnerMode::Started
     };
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    std::fs::write(d.join("agent"), b"agent binary").unwrap();
-    std::fs::write(d.join("runner"), b"runner binary").unwrap();
-    std::fs::write(d.join("model.gguf"), b"weights").unwrap();
-    std::fs::write(
-        d.join("policy.json"),
-        format!(
-            r#"{{"dataset": [{{"id": "q1", "prompt": "{PROMPT}"}}, {{"id": "c1", "messages": [{{"role": "user", "content": "{PROMPT}"}}]}}],
-                "models": ["tiny:latest"], "max_prompt_bytes": 256, "max_num_predict": 64}}"#
-        ),
-    )
-    .unwrap();
-    let mut tpm = Tpm::connect(&sw.tcti()).unwrap();
-    let banks: Vec<String> = tpm
-        .active_banks()
-        .unwrap()
-        .iter()
-        .map(|b| b.name().to_string())
-        .collect();
-    let sock = d.join("enclave.sock");
-    let config = format!(
-        "listener = \"unix:{}\"\nrunner_url = \"http://{runner_addr}\"\npolicy = \"policy.json\"\nreceipts = \"receipts.log\"\nevent_log = \"launch.log\"\ntcti = \"{}\"\n[launch]\nagent = \"agent\"\nrunner = \"runner\"\nmodel = [\"model.gguf\"]\npolicy = \"policy.json\"\nconfig = \"config.toml\"\nbanks = {banks:?}\n",
-        sock.display(),
-        sw.tcti()
-    );
-    let config = if supervised {
-        let cmd = format!(
-            "runner_command = [{:?}, \"--listen\", {:?}, \"--crash-after\", \"1\"]\n",
-            env!("CARGO_BIN_EXE_secllama-test-runner"),
-            runner_addr
-        );
-        cmd + &config
-    } else {
-        config
-    };
-    std::fs::write(d.join("config.toml"), &config).unwrap();
-    // The launcher's part: extend the predicted launch events and write the log.
-    let launch = LaunchDescription::from_toml(&config[config.find("[launch]").unwrap()..])
-        .unwrap()
-        .launch;
-    let predicted = predict(&launch, d).unwrap();
-    let mut log = EventLogWriter::open(&d.join("launch.log"), &predicted.banks).unwrap();
-    for m in &predicted.measurements {
-        tpm.measure(&mut log, m).unwrap();
-    }
-    drop((log, tpm));
-    let (config, base) = Config::load(&d.join("config.toml")).unwrap();
-    let agent = Arc::new(Agent::start(&config, &base).unwrap());
-    let listener = tokio::net::UnixListener::bind(&sock).unwrap();
+    let p = prepare(runner, mode, &policy_for(PROMPT)).unwrap();
+    let agent = Arc::new(Agent::start(&p.config, &p.base).unwrap());
+    let listener = tokio::net::UnixListener::bind(&p.sock).unwrap();
     if supervised {
         let (tx, rx) = std::sync::mpsc::channel();
         tokio::spawn(run(
             agent,
-            config.runner_command.clone(),
+            p.config.runner_command.clone(),
             listener,
             move || {
                 let _ = tx.send(());
@@ -191,11 +108,9 @@ fn fixture_with(supervised: bool) -> Fixture {
         tokio::spawn(serve(agent, listener));
     }
     Fixture {
-        _sw: sw,
-        _runner: runner,
-        sock,
-        _dir: dir,
-        predicted,
+        sock: p.sock.clone(),
+        predicted: p.prediction.clone(),
+        _prepared: p,
     }
 }
 

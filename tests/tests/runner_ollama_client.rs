@@ -3,37 +3,23 @@
 //! error for an unknown model. Its crash and stall switches do what the enclave tests rely on.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test crate: a failed unwrap is a failed test
 
+use secllama_tests::enclave::{Reaped, start_runner};
 use secllama_tests::runner::{answer_tokens, stream_lines};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-struct Runner(Child, String);
-
-impl Drop for Runner {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+/// The runner process (reaped on drop) and its address.
+struct Runner(Reaped, String);
 
 fn start(args: &[&str]) -> Runner {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_secllama-test-runner"))
-        .args(args)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_string();
+    let (child, addr) = start_runner(
+        std::path::Path::new(env!("CARGO_BIN_EXE_secllama-test-runner")),
+        args,
+    )
+    .unwrap();
     Runner(child, addr)
 }
 
@@ -120,7 +106,7 @@ fn streamed_bytes_are_ollamas_ndjson_and_faults_work() {
     let _ = s.read_to_string(&mut raw);
     assert!(raw.matches("\"done\":false").count() <= 1, "{raw}");
     assert!(!raw.contains("\"done\":true"));
-    let status = r.0.wait().unwrap();
+    let status = r.0.0.wait().unwrap();
     assert_eq!(status.code(), Some(3));
 
     // Stall after one chunk: the first chunk arrives, then nothing (the read times out).

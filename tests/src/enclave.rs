@@ -1,0 +1,158 @@
+//! A prepared enclave for tests and benchmarks, so that each does not rebuild it: a private swtpm,
+//! the test runner (started here, or left for the agent to supervise), artifacts, a policy, the
+//! agent's config, and the launcher's part — the predicted launch events extended into the TPM and
+//! written to the event log. The caller starts the agent (`Agent::start` + `serve`/`run`) on the
+//! runtime it owns.
+
+use secllama_enclave::config::Config;
+use secllama_measurements::launch::{LaunchDescription, Prediction, predict};
+use secllama_tpm::Tpm;
+use secllama_tpm::eventlog::EventLogWriter;
+use std::error::Error;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// What can go wrong while preparing.
+pub type PrepareError = Box<dyn Error + Send + Sync>;
+
+/// A child process killed and reaped on drop (an orphan would hold the test's output open).
+#[derive(Debug)]
+pub struct Reaped(pub Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the test runner binary `bin` with `args`; returns it and the address it listens on.
+pub fn start_runner(bin: &Path, args: &[&str]) -> Result<(Reaped, String), PrepareError> {
+    let mut child = Reaped(
+        Command::new(bin)
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()?,
+    );
+    let stdout = child.0.stdout.as_mut().ok_or("runner stdout")?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .ok_or_else(|| format!("runner said {line:?}"))?;
+    Ok((child, addr.to_string()))
+}
+
+/// A policy whose dataset is `prompt` for generate and a one-message chat of it.
+pub fn policy_for(prompt: &str) -> String {
+    serde_json::json!({
+        "dataset": [
+            {"id": "q1", "prompt": prompt},
+            {"id": "c1", "messages": [{"role": "user", "content": prompt}]}
+        ],
+        "models": ["tiny:latest"],
+        "max_prompt_bytes": 256,
+        "max_num_predict": 64
+    })
+    .to_string()
+}
+
+/// How the runner is run.
+#[derive(Debug, Clone, Copy)]
+pub enum RunnerMode<'a> {
+    /// Started here; the agent only connects to it.
+    Started,
+    /// Started and supervised by the agent, with these extra arguments.
+    Supervised(&'a [&'a str]),
+}
+
+/// Everything a test needs to start the agent and talk to it.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The TPM.
+    pub swtpm: crate::swtpm::Swtpm,
+    /// The runner, when started here.
+    pub runner: Option<Reaped>,
+    /// The folder holding artifacts, config, logs and the socket.
+    pub dir: tempfile::TempDir,
+    /// The agent's unix socket.
+    pub sock: PathBuf,
+    /// The launch prediction (what the launcher extended).
+    pub prediction: Prediction,
+    /// The agent's config, loaded.
+    pub config: Config,
+    /// The folder relative config paths are taken from.
+    pub base: PathBuf,
+}
+
+/// Prepares an enclave whose runner is `runner_bin` and whose policy is `policy_json`.
+pub fn prepare(
+    runner_bin: &Path,
+    mode: RunnerMode<'_>,
+    policy_json: &str,
+) -> Result<Prepared, PrepareError> {
+    let swtpm = crate::swtpm::Swtpm::start()?;
+    let (runner, runner_addr) = match mode {
+        RunnerMode::Started => {
+            let (r, addr) = start_runner(runner_bin, &[])?;
+            (Some(r), addr)
+        }
+        RunnerMode::Supervised(_) => {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port();
+            (None, format!("127.0.0.1:{port}"))
+        }
+    };
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    std::fs::write(d.join("agent"), b"agent binary")?;
+    std::fs::write(d.join("runner"), b"runner binary")?;
+    std::fs::write(d.join("model.gguf"), b"weights")?;
+    std::fs::write(d.join("policy.json"), policy_json)?;
+    let mut tpm = Tpm::connect(&swtpm.tcti())?;
+    let banks: Vec<String> = tpm
+        .active_banks()?
+        .iter()
+        .map(|b| b.name().to_string())
+        .collect();
+    let sock = d.join("enclave.sock");
+    let launch = format!(
+        "[launch]\nagent = \"agent\"\nrunner = \"runner\"\nmodel = [\"model.gguf\"]\npolicy = \"policy.json\"\nconfig = \"config.toml\"\nbanks = {banks:?}\n"
+    );
+    let mut config = format!(
+        "listener = \"unix:{}\"\nrunner_url = \"http://{runner_addr}\"\npolicy = \"policy.json\"\nreceipts = \"receipts.log\"\nevent_log = \"launch.log\"\ntcti = \"{}\"\n",
+        sock.display(),
+        swtpm.tcti()
+    );
+    if let RunnerMode::Supervised(args) = mode {
+        let mut cmd = vec![
+            runner_bin.display().to_string(),
+            "--listen".into(),
+            runner_addr.clone(),
+        ];
+        cmd.extend(args.iter().map(|a| a.to_string()));
+        config.push_str(&format!("runner_command = {cmd:?}\n"));
+    }
+    config.push_str(&launch);
+    std::fs::write(d.join("config.toml"), &config)?;
+    // The launcher's part: extend the predicted launch events and write the log.
+    let prediction = predict(&LaunchDescription::from_toml(&launch)?.launch, d)?;
+    let mut log = EventLogWriter::open(&d.join("launch.log"), &prediction.banks)?;
+    for m in &prediction.measurements {
+        tpm.measure(&mut log, m)?;
+    }
+    drop((log, tpm));
+    let (config, base) = Config::load(&d.join("config.toml"))?;
+    Ok(Prepared {
+        swtpm,
+        runner,
+        dir,
+        sock,
+        prediction,
+        config,
+        base,
+    })
+}
