@@ -4,8 +4,9 @@
 //! and reality cannot drift; the PCRs are the replay of the very log those events form.
 //!
 //! Events, all `EV_EVENT_TAG` in the configured PCR (default 15): `agent:<file>`, `runner:<file>`,
-//! `model:<file>` for each model file in order, `policy:<file>`, `config:<file>`; each digest is of
-//! the file's content. The enclave's `model` digest is SHA-256 over the concatenated SHA-256 digests
+//! `model:<file>` for each model file in order, `policy:<file>`, `config:<file>`, then
+//! `library:<absolute path>` for each shared library in order; each digest is of the file's
+//! content. The enclave's `model` digest is SHA-256 over the concatenated SHA-256 digests
 //! of the model files, in order.
 
 use crate::eventlog::record::{Measurement, log_bytes};
@@ -64,6 +65,12 @@ pub struct Launch {
     pub policy: PathBuf,
     /// The agent's config file.
     pub config: PathBuf,
+    /// Shared libraries (and the dynamic loader) the agent, the runner and the TPM transport load
+    /// inside the enclave, absolute paths; measured as `library:<path>` after the config. The
+    /// launcher refuses to start a dynamically linked program whose libraries are not all listed
+    /// (`secllama measure libraries` prints the list).
+    #[serde(default)]
+    pub libraries: Vec<PathBuf>,
     /// The PCR to extend.
     #[serde(default = "default_pcr")]
     pub pcr: u32,
@@ -249,6 +256,21 @@ pub fn predict(launch: &Launch, base: &Path) -> Result<Prediction, LaunchError> 
     }
     let policy = measure("policy", &launch.policy)?;
     let config = measure("config", &launch.config)?;
+    for lib in &launch.libraries {
+        if !lib.is_absolute() {
+            return Err(LaunchError::Invalid {
+                key: "launch.libraries".into(),
+                expected: "absolute paths".into(),
+                found: lib.display().to_string(),
+            });
+        }
+        let (digests, _) = file_digests(lib, &banks)?;
+        measurements.push(Measurement::tagged_digests(
+            launch.pcr,
+            digests,
+            &format!("library:{}", lib.display()),
+        ));
+    }
     let log = log_bytes(&banks, &measurements);
     let pcrs = EventLog::parse(&log)
         .map_err(|e| LaunchError::Invalid {

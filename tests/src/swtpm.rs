@@ -149,6 +149,11 @@ impl Swtpm {
         format!("swtpm:host=127.0.0.1,port={}", self.port)
     }
 
+    /// The server port (the control port is the next one).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// The state directory.
     pub fn state_dir(&self) -> &Path {
         self.dir.path()

@@ -75,6 +75,7 @@ fn spec(args: &[&str], socket_dir: Option<&Path>) -> SandboxSpec {
         tmpfs_size: TMPFS,
         uid: UID,
         gid: GID,
+        outside_ids: None,
         limits: LIMITS,
     }
 }
@@ -395,6 +396,38 @@ fn program_outside_read_only_cannot_run() {
         Err(other) => panic!("expected an Exec error, got {other}"),
         Ok(_) => panic!("a program outside read_only must not start"),
     }
+}
+
+/// A root launcher maps the sandbox to an unprivileged host user: seen from the host, the
+/// sandboxed process runs as that user, not as root. A launcher without CAP_SETUID may not ask.
+#[test]
+fn outside_ids_map_to_an_unprivileged_host_user() {
+    let mut s = spec(&["sleep"], None);
+    s.outside_ids = Some((65534, 65534));
+    if !rustix::process::geteuid().is_root() {
+        let err = sandbox::spawn(&s).unwrap_err();
+        assert!(err.to_string().contains("outside_ids"), "{err}");
+        return;
+    }
+    let mut child = sandbox::spawn(&s).unwrap();
+    let line = first_line(&mut child, Duration::from_secs(30));
+    assert!(line.starts_with("ready"), "{line}");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    let ids = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .map(|v| v.split_whitespace().collect::<Vec<_>>())
+            .unwrap()
+    };
+    assert_eq!(ids("Uid:"), ["65534"; 4], "{status}");
+    assert_eq!(ids("Gid:"), ["65534"; 4], "{status}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    s.outside_ids = Some((0, 0));
+    let err = sandbox::spawn(&s).unwrap_err();
+    assert!(err.to_string().contains("non-root host ids"), "{err}");
 }
 
 #[test]

@@ -373,3 +373,41 @@ fn activate_credential_releases_a_tpm2_makecredential_secret_only_to_the_right_a
             .is_err()
     );
 }
+
+/// The launcher hands a development TPM into a sandbox as two unix sockets (`UnixToTcp`), and the
+/// agent's `swtpm-unix:` TCTI relays them back to loopback TCP for the TSS (`LoopbackToUnix`).
+/// Everything done through both relays is what tpm2-tools, connected directly, sees.
+#[test]
+fn swtpm_unix_tcti_relays_both_channels() {
+    use secllama_tpm::relay::UnixToTcp;
+    let sw = Swtpm::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (server, ctrl) = (dir.path().join("tpm.sock"), dir.path().join("tpm.ctrl"));
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], sw.port()));
+    let relay = UnixToTcp::start(&server, &ctrl, addr).unwrap();
+    let tcti = format!(
+        "swtpm-unix:server={},ctrl={}",
+        server.display(),
+        ctrl.display()
+    );
+    let mut tpm = Tpm::connect(&tcti).unwrap();
+    let banks = measure_three(&mut tpm, &dir.path().join("log"));
+    assert!(!banks.is_empty());
+    let log = std::fs::read(dir.path().join("log")).unwrap();
+    let replay = secllama_measurements::eventlog::EventLog::parse(&log)
+        .unwrap()
+        .replay();
+    let direct = pcrread(&sw, "sha256:16,23");
+    for pcr in [16u32, 23] {
+        let ours = hex::encode(&replay[&secllama_measurements::eventlog::Bank::Sha256][&pcr]);
+        assert_eq!(direct[&("sha256".to_string(), pcr)], ours, "PCR {pcr}");
+    }
+    // A second connection through the same relay works too; the sockets go away with the relay.
+    drop(tpm);
+    Tpm::connect(&tcti).unwrap().active_banks().unwrap();
+    drop(relay);
+    assert!(!server.exists() && !ctrl.exists());
+    // A relay only forwards to loopback.
+    let err = UnixToTcp::start(&server, &ctrl, "192.0.2.1:2321".parse().unwrap()).unwrap_err();
+    assert!(err.to_string().contains("loopback"), "{err}");
+}

@@ -35,6 +35,14 @@ pub enum TpmError {
         /// What the TPM returned.
         found: String,
     },
+    /// A swtpm socket relay could not be set up.
+    #[error("TPM relay: {what}: {reason}")]
+    Relay {
+        /// What was being done.
+        what: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// Reading or writing the event log failed.
     #[error("event log {path}: {op}: {source}")]
     Io {

@@ -14,6 +14,7 @@
 //! | [`seal`] | Part 3 §23.7 (PolicyPCR) | secrets sealed to PCR values |
 //! | [`nv`] | Part 3 §31 | NV monotonic counters |
 //! | [`credential`] | Part 3 §12.5 | ActivateCredential for an AK beside its EK |
+//! | [`relay`] | — | swtpm channels carried over unix sockets into a sandbox (development TPMs) |
 //!
 //! Calls block. The TPM has no resource manager behind swtpm and only three transient slots, so every
 //! transient object and session this crate loads is flushed before the call returns. Async callers
@@ -30,6 +31,7 @@ pub mod eventlog;
 pub mod nv;
 pub mod pcr;
 pub mod quote;
+pub mod relay;
 pub mod seal;
 pub mod tcti;
 
@@ -45,8 +47,10 @@ pub const DEFAULT_TCTI: &str = "device:/dev/tpmrm0";
 
 /// A connection to one TPM.
 pub struct Tpm {
+    // Dropped before the relay it may be connected through.
     ctx: Context,
     tcti: String,
+    _relay: Option<relay::LoopbackToUnix>,
 }
 
 impl std::fmt::Debug for Tpm {
@@ -61,11 +65,19 @@ pub type SharedTpm = Arc<Mutex<Tpm>>;
 impl Tpm {
     /// Connects through the TCTI named by `tcti` (see [`tcti::parse`]).
     pub fn connect(tcti: &str) -> Result<Self> {
-        let conf = tcti::parse(tcti)?;
+        let (conf, relay) = match tcti::unix_swtpm(tcti)? {
+            Some((server, ctrl)) => {
+                let relay = relay::LoopbackToUnix::start(&server, &ctrl)?;
+                let local = format!("swtpm:host=127.0.0.1,port={}", relay.port());
+                (tcti::parse(&local)?, Some(relay))
+            }
+            None => (tcti::parse(tcti)?, None),
+        };
         let ctx = Context::new(conf).map_err(TpmError::tss("connecting through the TCTI"))?;
         Ok(Self {
             ctx,
             tcti: tcti.to_string(),
+            _relay: relay,
         })
     }
 

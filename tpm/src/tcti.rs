@@ -1,20 +1,48 @@
 //! Strict TCTI strings. tss-esapi's `TctiNameConf::from_str` silently ignores what it cannot parse,
 //! so a typo would connect to a default TPM; here every part must be understood.
 //!
-//! Accepted: `device[:PATH]`, `swtpm[:host=H,port=P]`, `mssim[:host=H,port=P]`, `tabrmd[:CONFIG]`.
+//! Accepted: `device[:PATH]`, `swtpm[:host=H,port=P]`, `mssim[:host=H,port=P]`, `tabrmd[:CONFIG]`,
+//! and `swtpm-unix:server=PATH,ctrl=PATH` — a swtpm reached through unix sockets, which
+//! [`crate::Tpm::connect`] relays to loopback TCP for the TSS (see [`crate::relay`]).
 
 use crate::{Result, TpmError};
+use std::path::PathBuf;
 use std::str::FromStr;
 use tss_esapi::tcti_ldr::{DeviceConfig, NetworkTPMConfig, TabrmdConfig, TctiNameConf};
 
-const EXPECTED: &str =
-    "device[:PATH], swtpm[:host=H,port=P], mssim[:host=H,port=P] or tabrmd[:CONFIG]";
+const EXPECTED: &str = "device[:PATH], swtpm[:host=H,port=P], mssim[:host=H,port=P], \
+     swtpm-unix:server=PATH,ctrl=PATH or tabrmd[:CONFIG]";
 
 fn bad(found: &str) -> TpmError {
     TpmError::Config {
         what: "TCTI",
         expected: EXPECTED,
         found: found.to_string(),
+    }
+}
+
+/// The socket paths of a `swtpm-unix:server=PATH,ctrl=PATH` TCTI (both absolute), or `None` for
+/// any other TCTI.
+pub fn unix_swtpm(tcti: &str) -> Result<Option<(PathBuf, PathBuf)>> {
+    let Some(conf) = tcti.strip_prefix("swtpm-unix:") else {
+        return Ok(None);
+    };
+    let mut server = None;
+    let mut ctrl = None;
+    for part in conf.split(',') {
+        match part.split_once('=') {
+            Some(("server", p)) if p.starts_with('/') && server.is_none() => {
+                server = Some(PathBuf::from(p));
+            }
+            Some(("ctrl", p)) if p.starts_with('/') && ctrl.is_none() => {
+                ctrl = Some(PathBuf::from(p));
+            }
+            _ => return Err(bad(tcti)),
+        }
+    }
+    match (server, ctrl) {
+        (Some(s), Some(c)) => Ok(Some((s, c))),
+        _ => Err(bad(tcti)),
     }
 }
 
@@ -81,6 +109,19 @@ mod tests {
             TctiNameConf::Device(_)
         ));
         assert!(matches!(parse("device").unwrap(), TctiNameConf::Device(_)));
+        assert_eq!(
+            unix_swtpm("swtpm-unix:server=/r/tpm.sock,ctrl=/r/tpm.ctrl").unwrap(),
+            Some(("/r/tpm.sock".into(), "/r/tpm.ctrl".into()))
+        );
+        assert_eq!(unix_swtpm("swtpm:port=1").unwrap(), None);
+        for s in [
+            "swtpm-unix:server=/a",
+            "swtpm-unix:server=a,ctrl=/b",
+            "swtpm-unix:server=/a,ctrl=/b,ctrl=/c",
+            "swtpm-unix:server=/a,ctl=/b",
+        ] {
+            assert!(unix_swtpm(s).is_err(), "{s}");
+        }
     }
 
     #[test]
@@ -91,6 +132,7 @@ mod tests {
             "swtpm:port=1,port=2",
             "swtpm:127.0.0.1:2321",
             "device:tpmrm0",
+            "swtpm-unix:/tmp/tpm.sock",
             "tpm:/dev/tpm0",
             "",
         ] {

@@ -241,6 +241,17 @@ fn await_id_maps(go: &OwnedFd) -> Result<(), StepFailure> {
 }
 
 fn check_ids(uid: u32, gid: u32) -> Result<(), StepFailure> {
+    // When the launcher mapped the inside ids to ids other than its own, this process still holds
+    // the launcher's kernel ids (unmapped inside): take the mapped ones. With the launcher's own
+    // ids mapped these calls change nothing. Either way no capability is lost: the inside uid 0 is
+    // unmapped, so the kernel's "leaving uid 0" rule does not apply.
+    let fail = |e| StepFailure::new(SetupStep::CheckIds, e);
+    let (g, u) = (
+        rustix::process::Gid::from_raw(gid),
+        rustix::process::Uid::from_raw(uid),
+    );
+    rustix::thread::set_thread_res_gid(g, g, g).map_err(fail)?;
+    rustix::thread::set_thread_res_uid(u, u, u).map_err(fail)?;
     let ok = rustix::process::getuid().as_raw() == uid
         && rustix::process::geteuid().as_raw() == uid
         && rustix::process::getgid().as_raw() == gid

@@ -90,8 +90,10 @@
 //! - Shared libraries are files like any other: a dynamically linked program needs its loader and
 //!   libraries in `read_only` (and, since they run inside the enclave, they belong in the
 //!   measurement too).
-//! - Inside ids map to the launcher's own ids (one uid, one gid). When the launcher runs as root,
-//!   the sandboxed process is therefore kernel uid 0 outside its namespace, without any capability.
+//! - Inside ids map to the launcher's own ids (one uid, one gid) unless
+//!   [`SandboxSpec::outside_ids`] names others (`secllama launch` as root maps to an unprivileged
+//!   host user). Without it, when the launcher runs as root, the sandboxed process is kernel uid 0
+//!   outside its namespace, without any capability.
 //!   Two consequences: it owns root's files by DAC — the mount view, read-only mounts and Landlock
 //!   are what keep it from them (this is also why `/proc` is mounted read-only: global sysctls
 //!   check the owner uid, not a capability); and the kernel exempts uid 0 from `RLIMIT_NPROC`,
@@ -137,6 +139,10 @@ pub struct SandboxSpec {
     pub uid: u32,
     /// The gid inside (non-zero); mapped to the launcher's effective gid.
     pub gid: u32,
+    /// The host (uid, gid) the inside ids map to instead of the launcher's own. Needs
+    /// `CAP_SETUID` and `CAP_SETGID` (a root launcher); must be non-root. A root launcher should
+    /// always set it: otherwise the sandboxed process is kernel uid 0 outside its namespace.
+    pub outside_ids: Option<(u32, u32)>,
     /// Resource limits, set as both soft and hard limit.
     pub limits: Limits,
 }
@@ -158,6 +164,26 @@ pub fn spawn(spec: &SandboxSpec) -> Result<SandboxChild, SandboxError> {
     let filters = seccomp::build()?;
     let exec = child::Exec::new(spec)?;
     let privileged = namespaces::may_map_any_id();
+    if let Some((u, g)) = spec.outside_ids {
+        let own = (
+            rustix::process::geteuid().as_raw(),
+            rustix::process::getegid().as_raw(),
+        );
+        if u == 0 || g == 0 || u == u32::MAX || g == u32::MAX {
+            return Err(SandboxError::spec(
+                "outside_ids",
+                "non-root host ids other than 4294967295",
+                format!("{u}:{g}"),
+            ));
+        }
+        if !privileged && (u, g) != own {
+            return Err(SandboxError::spec(
+                "outside_ids",
+                "the launcher's own ids, unless it has CAP_SETUID and CAP_SETGID",
+                format!("{u}:{g} (launcher {}:{})", own.0, own.1),
+            ));
+        }
+    }
 
     let pipe = || {
         rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
@@ -196,7 +222,7 @@ pub fn spawn(spec: &SandboxSpec) -> Result<SandboxChild, SandboxError> {
 
     // From here on, dropping `sandboxed` kills and reaps the child.
     let mut sandboxed = SandboxChild::new(pid, stdout_rx.into(), stderr_rx.into());
-    namespaces::write_id_maps(pid, spec.uid, spec.gid, !privileged)?;
+    namespaces::write_id_maps(pid, spec.uid, spec.gid, spec.outside_ids, !privileged)?;
     rustix::io::write(&go_tx, &[1])
         .map_err(|e| SandboxError::os("releasing the sandbox child", e))?;
     drop(go_tx);

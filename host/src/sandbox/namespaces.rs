@@ -121,11 +121,13 @@ pub(super) fn clone_into_namespaces(
     }
 }
 
-/// Parent side: maps the single inside uid/gid to the launcher's effective ids.
+/// Parent side: maps the single inside uid/gid to `outside` (uid, gid), by default the launcher's
+/// effective ids.
 pub(super) fn write_id_maps(
     pid: Pid,
     inside_uid: u32,
     inside_gid: u32,
+    outside: Option<(u32, u32)>,
     deny_setgroups: bool,
 ) -> Result<(), SandboxError> {
     let base = format!("/proc/{}", pid.as_raw_nonzero());
@@ -137,8 +139,10 @@ pub(super) fn write_id_maps(
     if deny_setgroups {
         write("setgroups", "deny".into())?;
     }
-    let outside_uid = rustix::process::geteuid().as_raw();
-    let outside_gid = rustix::process::getegid().as_raw();
+    let (outside_uid, outside_gid) = outside.unwrap_or((
+        rustix::process::geteuid().as_raw(),
+        rustix::process::getegid().as_raw(),
+    ));
     write("uid_map", format!("{inside_uid} {outside_uid} 1\n"))?;
     write("gid_map", format!("{inside_gid} {outside_gid} 1\n"))
 }
