@@ -12,6 +12,16 @@
 //! [launch]                                         # the same table `secllama measure launch` reads
 //! agent = "…"
 //! …
+//! [sandbox]                                        # read by `secllama launch` only (defaults shown)
+//! uid = 1000                                       # ids inside the sandbox
+//! gid = 1000
+//! host_uid = 65534                                 # host ids when the launcher runs as root
+//! host_gid = 65534
+//! memory_mib = 16384                               # address space
+//! processes = 256
+//! open_files = 1024
+//! file_size_mib = 1024
+//! tmpfs_mib = 64                                   # private /tmp
 //! ```
 //! Relative paths are taken from the config file's folder.
 
@@ -59,6 +69,50 @@ pub struct Config {
     pub quote_pcrs: Vec<u32>,
     /// The launch (artifacts whose digests the attestation document carries).
     pub launch: Launch,
+    /// How `secllama launch` confines the agent (process mode). The agent does not read it; it is
+    /// here so that the limits are part of the measured config.
+    #[serde(default)]
+    pub sandbox: SandboxSettings,
+}
+
+/// The `[sandbox]` table: ids and resource limits of the process-mode sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SandboxSettings {
+    /// The uid inside the sandbox (non-root).
+    pub uid: u32,
+    /// The gid inside the sandbox (non-root).
+    pub gid: u32,
+    /// The host uid the sandbox runs as when the launcher is root (default `nobody`).
+    pub host_uid: u32,
+    /// The host gid the sandbox runs as when the launcher is root (default `nogroup`).
+    pub host_gid: u32,
+    /// Address space limit in MiB (the runner maps the whole model).
+    pub memory_mib: u64,
+    /// Processes and threads.
+    pub processes: u64,
+    /// Open files.
+    pub open_files: u64,
+    /// Largest file written, in MiB (the receipt log grows).
+    pub file_size_mib: u64,
+    /// Size of the private `/tmp`, in MiB.
+    pub tmpfs_mib: u64,
+}
+
+impl Default for SandboxSettings {
+    fn default() -> Self {
+        Self {
+            uid: 1000,
+            gid: 1000,
+            host_uid: 65534,
+            host_gid: 65534,
+            memory_mib: 16 * 1024,
+            processes: 256,
+            open_files: 1024,
+            file_size_mib: 1024,
+            tmpfs_mib: 64,
+        }
+    }
 }
 
 /// A configuration that cannot be used.

@@ -1,10 +1,17 @@
 //! # secllama-host — the `secllama` launcher, bridge and measurement tool
 //!
-//! Today it holds the `measure` subcommands (`secllama measure snp`, `secllama measure launch`),
-//! which compute reference values from artifacts. The launcher (process mode: namespaces, seccomp,
-//! Landlock, TPM-measured; VM mode: QEMU, OVMF, vTPM, vsock) and the bridge arrive with the enclave
-//! issue. `main.rs` only dispatches; each subcommand lives in `cli/`.
+//! | module | what |
+//! |---|---|
+//! | [`cli`] | one module per subcommand: `measure {snp,launch,libraries}`, `launch`, `bridge` |
+//! | [`launch`] | process-mode launch: checks, TPM measurement, TPM relay, sandboxed agent |
+//! | [`sandbox`] | namespaces, mounts, seccomp, Landlock, capabilities, rlimits |
+//! | [`bridge`] | the untrusted TCP → enclave byte relay |
+//! | [`libraries`] | the shared libraries an enclave loads (measured and mounted) |
+//!
+//! VM mode (QEMU, OVMF, vTPM, vsock) arrives with its issue. `main.rs` only dispatches.
 
 pub mod bridge;
 pub mod cli;
+pub mod launch;
+pub mod libraries;
 pub mod sandbox;

@@ -22,6 +22,8 @@ enum Command {
     /// Compute reference values from artifacts.
     #[command(subcommand)]
     Measure(cli::measure::Measure),
+    /// Measure a launch into the TPM and run the enclave in the process sandbox, with its bridge.
+    Launch(cli::launch::Args),
     /// Relay TCP connections from remote users to the enclave's listener.
     Bridge(cli::bridge::Args),
 }
@@ -30,6 +32,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Measure(m) => cli::measure::run(m),
+        Command::Launch(a) => cli::launch::run(a),
         Command::Bridge(a) => cli::bridge::run(a),
     };
     match result {

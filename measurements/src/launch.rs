@@ -87,6 +87,23 @@ pub struct LaunchDescription {
     pub launch: Launch,
 }
 
+impl Launch {
+    /// The `[launch]` table of any TOML file — a launch description or the agent's config, which
+    /// embeds the same table.
+    pub fn from_embedding_toml(text: &str) -> Result<Self, LaunchError> {
+        let invalid = |found: String| LaunchError::Invalid {
+            key: "launch".into(),
+            expected: "a [launch] table with agent, runner, model, policy, config".into(),
+            found,
+        };
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        let launch = table
+            .remove("launch")
+            .ok_or_else(|| invalid("no [launch] table".into()))?;
+        launch.try_into().map_err(|e: toml::de::Error| invalid(e.to_string()))
+    }
+}
+
 impl LaunchDescription {
     /// Parses a description.
     pub fn from_toml(text: &str) -> Result<Self, LaunchError> {

@@ -38,11 +38,7 @@ pub fn run(args: &Args) -> anyhow::Result<String> {
         buffer_bytes: args.buffer_bytes.max(1024),
     };
     if !args.listen.ip().is_loopback() {
-        tracing_warning(&format!(
-            "WARNING: the bridge listens on {} (not loopback): remote hosts can reach it; it carries only ciphertext, \
-             but make sure this is intended",
-            args.listen
-        ));
+        warn_public(args.listen);
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -60,6 +56,14 @@ pub fn run(args: &Args) -> anyhow::Result<String> {
         }
     })?;
     Ok(String::new())
+}
+
+/// Warns that the bridge accepts connections from other hosts.
+pub fn warn_public(listen: SocketAddr) {
+    tracing_warning(&format!(
+        "WARNING: the bridge listens on {listen} (not loopback): remote hosts can reach it; it \
+         carries only ciphertext, but make sure this is intended"
+    ));
 }
 
 #[allow(clippy::print_stderr)]

@@ -1,4 +1,5 @@
 //! The `secllama` subcommands, one module each (clap derive).
 
 pub mod bridge;
+pub mod launch;
 pub mod measure;

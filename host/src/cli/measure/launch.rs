@@ -4,7 +4,7 @@
 
 use anyhow::Context;
 use secllama_measurements::eventlog::events::type_name;
-use secllama_measurements::launch::{LaunchDescription, Prediction, predict};
+use secllama_measurements::launch::{Launch, Prediction, predict};
 use secllama_measurements::manifest::{
     EnclaveDigests, MANIFEST_VERSION, Manifest, Required, TpmTrust,
 };
@@ -23,7 +23,8 @@ pub enum Format {
 /// Arguments of `secllama measure launch`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The launch description (TOML with a [launch] table); relative paths are from its folder.
+    /// A launch description or the agent's config (TOML with a [launch] table); relative paths are
+    /// from its folder.
     #[arg(long)]
     pub config: PathBuf,
     /// Output format.
@@ -32,6 +33,10 @@ pub struct Args {
     /// Also write a reference manifest (PCRs and enclave digests; add AK trust before use).
     #[arg(long)]
     pub manifest: Option<PathBuf>,
+    /// Pin this AK in the manifest: a TPM2B_PUBLIC file (`secllama launch` writes `ak.pub` beside
+    /// the enclave socket; `tpm2_readpublic -o` writes the same format).
+    #[arg(long, requires = "manifest")]
+    pub ak_public: Vec<PathBuf>,
 }
 
 /// The prediction as a JSON value (also rendered as TOML).
@@ -95,16 +100,22 @@ pub fn manifest(p: &Prediction) -> Manifest {
 pub fn run(args: &Args) -> anyhow::Result<String> {
     let text = std::fs::read_to_string(&args.config)
         .with_context(|| format!("reading {}", args.config.display()))?;
-    let desc = LaunchDescription::from_toml(&text)
+    let launch = Launch::from_embedding_toml(&text)
         .with_context(|| format!("{}", args.config.display()))?;
     let base = args.config.parent().map(PathBuf::from).unwrap_or_default();
-    let p = predict(&desc.launch, &base)?;
+    let p = predict(&launch, &base)?;
     let mut out = match args.format {
         Format::Json => format!("{}\n", serde_json::to_string_pretty(&report(&p))?),
         Format::Toml => toml::to_string_pretty(&report(&p))?,
     };
     if let Some(path) = &args.manifest {
-        let toml = manifest(&p).to_toml()?;
+        let mut m = manifest(&p);
+        for f in &args.ak_public {
+            let public = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
+            m.tpm.ak_publics.push(hex::encode(public));
+        }
+        m.validate().context("the manifest with the pinned AKs")?;
+        let toml = m.to_toml()?;
         std::fs::write(path, toml).with_context(|| format!("writing {}", path.display()))?;
         if args.format == Format::Toml {
             out.push_str(&format!(

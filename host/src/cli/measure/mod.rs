@@ -1,6 +1,7 @@
 //! `secllama measure`: reference values computed from artifacts.
 
 pub mod launch;
+pub mod libraries;
 pub mod snp;
 
 /// `secllama measure <what>`.
@@ -10,6 +11,8 @@ pub enum Measure {
     Snp(snp::Args),
     /// Predicted TPM events and PCRs of a launch, and optionally a reference manifest.
     Launch(launch::Args),
+    /// The shared libraries a launch loads, as the `libraries = [...]` line for [launch].
+    Libraries(libraries::Args),
 }
 
 /// Runs a `measure` subcommand and returns what to print.
@@ -17,5 +20,6 @@ pub fn run(m: &Measure) -> anyhow::Result<String> {
     match m {
         Measure::Snp(a) => snp::run(a),
         Measure::Launch(a) => launch::run(a),
+        Measure::Libraries(a) => libraries::run(a),
     }
 }

@@ -1,0 +1,107 @@
+//! `secllama launch --config FILE [--tcti T] [--listen ADDR:PORT] [--no-bridge]`: measures the
+//! launch into the TPM, starts the agent (and through it the runner) in the process sandbox, and
+//! relays remote users to it with the bridge, until interrupted (SIGINT/SIGTERM) or the agent
+//! exits. See [`crate::launch`].
+//!
+//! Prints, once ready: `enclave listening on unix:PATH (pid N, landlock ABI A)` and, unless
+//! `--no-bridge`, `bridge listening on ADDR:PORT`.
+
+use crate::bridge::{EnclaveAddr, Limits, serve};
+use anyhow::Context;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Arguments of `secllama launch`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The agent's config (its [launch] table names what is measured; [sandbox] the limits).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// The TPM (a swtpm on loopback: swtpm:host=127.0.0.1,port=P); default: SECLLAMA_TCTI.
+    #[arg(long)]
+    pub tcti: Option<String>,
+    /// Where the bridge accepts remote users (port 0: any free port).
+    #[arg(long, default_value = "127.0.0.1:11435")]
+    pub listen: SocketAddr,
+    /// Do not start the bridge.
+    #[arg(long)]
+    pub no_bridge: bool,
+    /// Seconds the agent (and the runner it waits for) has to become ready.
+    #[arg(long, default_value_t = 120)]
+    pub ready_timeout: u64,
+}
+
+#[allow(clippy::print_stdout, clippy::print_stderr)]
+fn say(line: &str) {
+    println!("{line}");
+    let _ = std::io::stdout().flush();
+}
+
+/// Runs the enclave until interrupted or until the agent exits.
+pub fn run(args: &Args) -> anyhow::Result<String> {
+    let tcti = match &args.tcti {
+        Some(t) => t.clone(),
+        None => std::env::var(secllama_tpm::TCTI_ENV).with_context(|| {
+            format!("--tcti or {}: expected the TPM to measure into", secllama_tpm::TCTI_ENV)
+        })?,
+    };
+    if !args.listen.ip().is_loopback() && !args.no_bridge {
+        super::bridge::warn_public(args.listen);
+    }
+    let mut enclave = crate::launch::start(
+        &args.config,
+        &tcti,
+        Duration::from_secs(args.ready_timeout),
+        std::io::stderr(),
+    )?;
+    say(&format!(
+        "enclave listening on unix:{} (pid {}, landlock ABI {})",
+        enclave.socket.display(),
+        enclave.pid(),
+        enclave.landlock_abi
+    ));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let socket = enclave.socket.clone();
+    let no_bridge = args.no_bridge;
+    let listen = args.listen;
+    let outcome: anyhow::Result<String> = rt.block_on(async {
+        let bridge = async {
+            if no_bridge {
+                return std::future::pending::<anyhow::Result<()>>().await;
+            }
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("bridge: binding {listen}"))?;
+            say(&format!("bridge listening on {}", listener.local_addr()?));
+            serve(listener, EnclaveAddr::Unix(socket), Limits::default())
+                .await
+                .map_err(anyhow::Error::from)
+        };
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let exited = async {
+            loop {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                match enclave.exited() {
+                    Ok(Some(status)) => return status,
+                    Ok(None) => {}
+                    Err(e) => return e.to_string(),
+                }
+            }
+        };
+        tokio::select! {
+            r = bridge => r.map(|()| String::new()),
+            _ = tokio::signal::ctrl_c() => Ok("interrupted".into()),
+            _ = term.recv() => Ok("terminated".into()),
+            status = exited => Err(anyhow::anyhow!("the agent exited: {status}")),
+        }
+    });
+    enclave.stop()?;
+    let reason = outcome?;
+    say(&format!("enclave stopped ({reason})"));
+    Ok(String::new())
+}

@@ -1,0 +1,148 @@
+//! Shared libraries a process-mode enclave loads: the dynamic loader and every library of the
+//! agent and the runner (as `ldd` lists them), plus the TSS TCTI module the agent `dlopen`s
+//! (`libtss2-tctildr` loads `libtss2-tcti-<name>.so.0` at run time, which `ldd` cannot see) and
+//! that module's own libraries.
+//!
+//! These files run inside the enclave, so they are measured like the binaries (`[launch]
+//! libraries`, `library:<path>` events) and bind-mounted read-only into the sandbox. The launcher
+//! refuses a launch whose programs need a library the list does not name.
+//!
+//! `ldd` runs the binary's dynamic loader in trace mode; it is pointed only at the operator's own
+//! artifacts, on the host, before launch.
+
+use anyhow::{Context, bail};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The TCTI modules the agent may load inside the sandbox, by TCTI kind.
+const TCTI_MODULES: &[(&str, &str)] = &[
+    ("swtpm", "libtss2-tcti-swtpm.so.0"),
+    ("device", "libtss2-tcti-device.so.0"),
+];
+
+/// Absolute paths `ldd` lists for `program`; empty for a statically linked program.
+pub fn ldd(program: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let out = Command::new("ldd")
+        .arg(program)
+        .output()
+        .context("running ldd (Debian package libc-bin)")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        // ldd says "not a dynamic executable" (exit 1) for static binaries and scripts.
+        let err = String::from_utf8_lossy(&out.stderr);
+        if text.contains("not a dynamic executable") || err.contains("not a dynamic executable") {
+            return Ok(Vec::new());
+        }
+        bail!("ldd {}: {}", program.display(), err.trim());
+    }
+    let mut libs = Vec::new();
+    for line in text.lines() {
+        if line.contains("not found") {
+            bail!(
+                "ldd {}: a library is missing on this host: {}",
+                program.display(),
+                line.trim()
+            );
+        }
+        libs.extend(
+            line.split_whitespace()
+                .filter(|t| t.starts_with('/'))
+                .map(PathBuf::from),
+        );
+    }
+    Ok(libs)
+}
+
+/// Everything `programs` load, plus the TCTI module for `tcti_kind` (`swtpm`, `device`) found
+/// beside `libtss2-tctildr` when one of the programs links it. Sorted, without duplicates.
+pub fn needed(programs: &[&Path], tcti_kind: &str) -> anyhow::Result<Vec<PathBuf>> {
+    let mut all = BTreeSet::new();
+    for p in programs {
+        all.extend(ldd(p)?);
+    }
+    let tctildr = all
+        .iter()
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("libtss2-tctildr.so"))
+        })
+        .cloned();
+    if let Some(loader) = tctildr {
+        let module = TCTI_MODULES
+            .iter()
+            .find(|(kind, _)| *kind == tcti_kind)
+            .map(|(_, m)| *m)
+            .with_context(|| {
+                format!("TCTI kind {tcti_kind:?}: expected one of swtpm, device")
+            })?;
+        let dir = loader.parent().unwrap_or(Path::new("/"));
+        let module = dir.join(module);
+        if !module.exists() {
+            bail!(
+                "the agent loads TCTI modules at run time and {} is missing (Debian package libtss2-tcti-{tcti_kind}0)",
+                module.display()
+            );
+        }
+        all.extend(ldd(&module)?);
+        all.insert(module);
+    }
+    Ok(all.into_iter().collect())
+}
+
+/// The libraries of `needed` that `listed` does not name (compared by canonical path, so a
+/// `/lib/…` entry covers the same file under `/usr/lib/…`).
+pub fn missing(needed: &[PathBuf], listed: &[PathBuf]) -> Vec<PathBuf> {
+    let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let have: BTreeSet<PathBuf> = listed.iter().map(|p| canon(p)).collect();
+    needed
+        .iter()
+        .filter(|p| !have.contains(&canon(p)))
+        .cloned()
+        .collect()
+}
+
+/// `libraries = [...]` as a TOML line for the `[launch]` table.
+pub fn toml_line(libs: &[PathBuf]) -> String {
+    let items: Vec<String> = libs
+        .iter()
+        .map(|p| format!("{:?}", p.display().to_string()))
+        .collect();
+    format!("libraries = [{}]\n", items.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    #[test]
+    fn ldd_lists_the_loader_and_libc_of_a_dynamic_program() {
+        let libs = ldd(Path::new("/bin/sh")).unwrap();
+        assert!(
+            libs.iter()
+                .any(|p| p.to_string_lossy().contains("ld-linux")),
+            "{libs:?}"
+        );
+        assert!(
+            libs.iter().any(|p| p.to_string_lossy().contains("libc.so")),
+            "{libs:?}"
+        );
+    }
+
+    #[test]
+    fn missing_compares_canonical_paths() {
+        let libs = ldd(Path::new("/bin/sh")).unwrap();
+        assert_eq!(missing(&libs, &libs), Vec::<PathBuf>::new());
+        let canonical: Vec<PathBuf> = libs
+            .iter()
+            .map(|p| std::fs::canonicalize(p).unwrap())
+            .collect();
+        assert_eq!(missing(&libs, &canonical), Vec::<PathBuf>::new());
+        assert_eq!(missing(&libs, &[]), libs);
+        assert_eq!(
+            toml_line(&[PathBuf::from("/a"), PathBuf::from("/b")]),
+            "libraries = [\"/a\", \"/b\"]\n"
+        );
+    }
+}
