@@ -90,7 +90,13 @@ fn swtpm_address(tcti: &str) -> anyhow::Result<SocketAddr> {
     let (mut host, mut port) = ("127.0.0.1".to_string(), 2321u16);
     for part in conf.split(',') {
         match part.split_once('=') {
-            Some(("host", h)) => host = if h == "localhost" { "127.0.0.1".into() } else { h.into() },
+            Some(("host", h)) => {
+                host = if h == "localhost" {
+                    "127.0.0.1".into()
+                } else {
+                    h.into()
+                }
+            }
             Some(("port", p)) => {
                 port = p
                     .parse()
@@ -126,7 +132,13 @@ struct Plan {
 fn plan(config_arg: &Path) -> anyhow::Result<Plan> {
     let config_path = canonical(config_arg, "the config")?;
     let (config, base) = Config::load(&config_path)?;
-    let abs = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
+    let abs = |p: &Path| {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            base.join(p)
+        }
+    };
     let l = &config.launch;
     let measured = canonical(&abs(&l.config), "[launch] config")?;
     ensure!(
@@ -167,7 +179,10 @@ fn plan(config_arg: &Path) -> anyhow::Result<Plan> {
         .parent()
         .context("listener: the socket needs a folder")?
         .to_path_buf();
-    for (key, p) in [("event_log", &config.event_log), ("receipts", &config.receipts)] {
+    for (key, p) in [
+        ("event_log", &config.event_log),
+        ("receipts", &config.receipts),
+    ] {
         ensure!(
             p.parent() == Some(state.as_path()),
             "{key}: expected a file in the listener's folder {} (the sandbox's only writable \
@@ -234,7 +249,11 @@ fn measure_into_tpm(p: &Plan, tcti: &str) -> anyhow::Result<Prediction> {
         active == prediction.banks,
         "[launch] banks: expected every bank the TPM has allocated ({:?}), found {:?}",
         active.iter().map(|b| b.name()).collect::<Vec<_>>(),
-        prediction.banks.iter().map(|b| b.name()).collect::<Vec<_>>()
+        prediction
+            .banks
+            .iter()
+            .map(|b| b.name())
+            .collect::<Vec<_>>()
     );
     let pcrs = [p.config.launch.pcr, secllama_enclave::config::KEYS_PCR];
     let now = tpm.read_pcrs(secllama_tpm::pcr::selection(&active, &pcrs)?)?;
@@ -281,14 +300,24 @@ pub fn start(
     std::fs::create_dir_all(&p.state)
         .with_context(|| format!("creating the state folder {}", p.state.display()))?;
     let socket = p.config.listener_path();
-    for stale in TPM_SOCKETS.iter().map(|n| p.state.join(n)).chain([socket.clone()]) {
+    for stale in TPM_SOCKETS
+        .iter()
+        .map(|n| p.state.join(n))
+        .chain([socket.clone()])
+    {
         let _ = std::fs::remove_file(stale);
     }
     let prediction = measure_into_tpm(&p, tcti)?;
     let [server, ctrl] = TPM_SOCKETS.map(|n| p.state.join(n));
     let relay = UnixToTcp::start(&server, &ctrl, tpm_addr)?;
     if let Some((u, g)) = owner {
-        for f in [&p.state, &p.config.event_log, &server, &ctrl, &p.config.receipts] {
+        for f in [
+            &p.state,
+            &p.config.event_log,
+            &server,
+            &ctrl,
+            &p.config.receipts,
+        ] {
             if f.exists() {
                 std::os::unix::fs::chown(f, Some(u), Some(g))
                     .with_context(|| format!("giving {} to uid {u}", f.display()))?;

@@ -73,9 +73,7 @@ pub fn needed(programs: &[&Path], tcti_kind: &str) -> anyhow::Result<Vec<PathBuf
             .iter()
             .find(|(kind, _)| *kind == tcti_kind)
             .map(|(_, m)| *m)
-            .with_context(|| {
-                format!("TCTI kind {tcti_kind:?}: expected one of swtpm, device")
-            })?;
+            .with_context(|| format!("TCTI kind {tcti_kind:?}: expected one of swtpm, device"))?;
         let dir = loader.parent().unwrap_or(Path::new("/"));
         let module = dir.join(module);
         if !module.exists() {

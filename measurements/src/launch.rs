@@ -100,7 +100,9 @@ impl Launch {
         let launch = table
             .remove("launch")
             .ok_or_else(|| invalid("no [launch] table".into()))?;
-        launch.try_into().map_err(|e: toml::de::Error| invalid(e.to_string()))
+        launch
+            .try_into()
+            .map_err(|e: toml::de::Error| invalid(e.to_string()))
     }
 }
 

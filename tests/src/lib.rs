@@ -7,3 +7,16 @@
 pub mod enclave;
 pub mod runner;
 pub mod swtpm;
+
+/// A binary of another workspace package, built by `cargo test --workspace` into the same target
+/// folder as this test executable (`target/<profile>/`).
+pub fn workspace_bin(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    // target/<profile>/deps/<test> → target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    dir.join(name)
+}

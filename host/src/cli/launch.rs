@@ -44,7 +44,10 @@ pub fn run(args: &Args) -> anyhow::Result<String> {
     let tcti = match &args.tcti {
         Some(t) => t.clone(),
         None => std::env::var(secllama_tpm::TCTI_ENV).with_context(|| {
-            format!("--tcti or {}: expected the TPM to measure into", secllama_tpm::TCTI_ENV)
+            format!(
+                "--tcti or {}: expected the TPM to measure into",
+                secllama_tpm::TCTI_ENV
+            )
         })?,
     };
     if !args.listen.ip().is_loopback() && !args.no_bridge {
@@ -81,8 +84,7 @@ pub fn run(args: &Args) -> anyhow::Result<String> {
                 .await
                 .map_err(anyhow::Error::from)
         };
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let exited = async {
             loop {
                 tokio::time::sleep(Duration::from_millis(200)).await;

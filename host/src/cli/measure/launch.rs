@@ -100,8 +100,8 @@ pub fn manifest(p: &Prediction) -> Manifest {
 pub fn run(args: &Args) -> anyhow::Result<String> {
     let text = std::fs::read_to_string(&args.config)
         .with_context(|| format!("reading {}", args.config.display()))?;
-    let launch = Launch::from_embedding_toml(&text)
-        .with_context(|| format!("{}", args.config.display()))?;
+    let launch =
+        Launch::from_embedding_toml(&text).with_context(|| format!("{}", args.config.display()))?;
     let base = args.config.parent().map(PathBuf::from).unwrap_or_default();
     let p = predict(&launch, &base)?;
     let mut out = match args.format {

@@ -18,10 +18,16 @@ pub struct Args {
 pub fn run(args: &Args) -> anyhow::Result<String> {
     let text = std::fs::read_to_string(&args.config)
         .with_context(|| format!("reading {}", args.config.display()))?;
-    let launch = Launch::from_embedding_toml(&text)
-        .with_context(|| format!("{}", args.config.display()))?;
+    let launch =
+        Launch::from_embedding_toml(&text).with_context(|| format!("{}", args.config.display()))?;
     let base = args.config.parent().unwrap_or(Path::new("."));
-    let abs = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
+    let abs = |p: &Path| {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            base.join(p)
+        }
+    };
     let libs = crate::libraries::needed(&[&abs(&launch.agent), &abs(&launch.runner)], "swtpm")?;
     Ok(crate::libraries::toml_line(&libs))
 }

@@ -1,0 +1,353 @@
+//! `secllama launch` end to end, every component a real process: a private swtpm; the launcher
+//! measuring the launch into it and starting the agent (and through it the test runner) in the
+//! process sandbox with its bridge; `secllama measure launch` writing the manifest with the AK the
+//! launcher published; `secllama-verify attest` and `generate` through the bridge. Then the things a
+//! launcher must refuse: a second launch on the same TPM lifetime (PCRs not zero), unmeasured
+//! libraries, a runner command that is not the measured runner. Finally SIGTERM stops everything.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test crate: a failed unwrap is a failed test
+
+use secllama_tests::enclave::{Reaped, policy_for};
+use secllama_tests::runner::answer_tokens;
+use secllama_tests::swtpm::Swtpm;
+use secllama_tests::workspace_bin;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const PROMPT: &str = "why is the sky blue";
+
+fn bin(name: &str) -> PathBuf {
+    let p = workspace_bin(name);
+    assert!(
+        p.exists(),
+        "{} missing: run through `cargo test --workspace`",
+        p.display()
+    );
+    p
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).to_string()
+}
+
+/// Writes the artifacts and the agent's config; returns the config path.
+fn write_config(art: &Path, state: &Path, banks: &[String], runner_cmd0: &Path) -> PathBuf {
+    std::fs::create_dir_all(art).unwrap();
+    std::fs::write(art.join("policy.json"), policy_for(PROMPT)).unwrap();
+    std::fs::write(art.join("model.gguf"), b"tiny weights").unwrap();
+    let runner = Path::new(env!("CARGO_BIN_EXE_secllama-test-runner"));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = art.join("config.toml");
+    let body = format!(
+        "listener = \"unix:{state}/enclave.sock\"\n\
+         runner_url = \"http://127.0.0.1:{port}\"\n\
+         runner_command = [\"{cmd0}\", \"--listen\", \"127.0.0.1:{port}\"]\n\
+         policy = \"policy.json\"\n\
+         receipts = \"{state}/receipts.log\"\n\
+         event_log = \"{state}/launch.log\"\n\
+         [sandbox]\nmemory_mib = 4096\nprocesses = 128\n\
+         [launch]\nagent = \"{agent}\"\nrunner = \"{runner}\"\nmodel = [\"model.gguf\"]\n\
+         policy = \"policy.json\"\nconfig = \"config.toml\"\nbanks = {banks:?}\n",
+        state = state.display(),
+        cmd0 = runner_cmd0.display(),
+        agent = bin("secllama-enclave").display(),
+        runner = runner.display(),
+    );
+    std::fs::write(&config, &body).unwrap();
+    let libs = run(Command::new(bin("secllama"))
+        .args(["measure", "libraries", "--config"])
+        .arg(&config));
+    assert!(libs.status.success(), "{}", text(&libs.stderr));
+    std::fs::write(&config, format!("{body}{}", text(&libs.stdout))).unwrap();
+    config
+}
+
+/// Starts `secllama launch`; returns it and the bridge address once both lines are printed.
+fn launch(config: &Path, tcti: &str) -> (Reaped, String) {
+    let mut child = Reaped(
+        Command::new(bin("secllama"))
+            .args([
+                "launch",
+                "--listen",
+                "127.0.0.1:0",
+                "--tcti",
+                tcti,
+                "--config",
+            ])
+            .arg(config)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut out = BufReader::new(child.0.stdout.take().unwrap());
+    let mut seen = Vec::new();
+    let bridge = loop {
+        let mut line = String::new();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "launcher ended before it was ready: {seen:?}"
+        );
+        if let Some(addr) = line.trim().strip_prefix("bridge listening on ") {
+            break addr.to_string();
+        }
+        seen.push(line);
+    };
+    assert!(
+        seen.iter()
+            .any(|l| l.starts_with("enclave listening on unix:")),
+        "{seen:?}"
+    );
+    // Keep draining stdout so the launcher never blocks on it.
+    std::thread::spawn(move || for _ in out.lines() {});
+    (child, bridge)
+}
+
+#[test]
+fn launch_attest_generate_refuse_and_stop() {
+    let sw = Swtpm::start().unwrap();
+    let banks: Vec<String> = secllama_tpm::Tpm::connect(&sw.tcti())
+        .unwrap()
+        .active_banks()
+        .unwrap()
+        .iter()
+        .map(|b| b.name().to_string())
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let (art, state) = (dir.path().join("art"), dir.path().join("run"));
+    let runner = Path::new(env!("CARGO_BIN_EXE_secllama-test-runner"));
+    let config = write_config(&art, &state, &banks, runner);
+
+    let (mut launcher, bridge) = launch(&config, &sw.tcti());
+    let url = format!("http://{bridge}");
+
+    // The agent runs as an unprivileged host user when the launcher is root.
+    let agent_pid = std::fs::read_to_string(format!(
+        "/proc/{}/task/{}/children",
+        launcher.0.id(),
+        launcher.0.id()
+    ))
+    .unwrap_or_default()
+    .split_whitespace()
+    .next()
+    .map(str::to_string);
+    let pid = agent_pid
+        .clone()
+        .expect("the launcher's child (the sandboxed agent) in /proc/PID/task/PID/children");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    let ids: Vec<&str> = uid.split_whitespace().skip(1).collect();
+    if rustix::process::geteuid().is_root() {
+        assert_eq!(ids, ["65534"; 4], "{uid}");
+    } else {
+        assert!(!ids.contains(&"0"), "{uid}");
+    }
+
+    // The manifest from the artifacts, pinning the AK the launcher published.
+    let manifest = dir.path().join("manifest.toml");
+    let m = run(Command::new(bin("secllama"))
+        .args(["measure", "launch", "--config"])
+        .arg(&config)
+        .arg("--manifest")
+        .arg(&manifest)
+        .arg("--ak-public")
+        .arg(state.join("ak.pub")));
+    assert!(m.status.success(), "{}", text(&m.stderr));
+
+    let saved = dir.path().join("doc.cose");
+    let a = run(Command::new(bin("secllama-verify"))
+        .args(["attest", "--format", "text", "--url", &url, "--manifest"])
+        .arg(&manifest)
+        .arg("--save")
+        .arg(&saved));
+    let report = text(&a.stdout);
+    assert!(a.status.success(), "{report}{}", text(&a.stderr));
+    assert!(report.contains("result: affirming"), "{report}");
+    assert!(report.contains("AK equals pinned"), "{report}");
+
+    // A replayed (stale) attestation document is refused for a fresh nonce.
+    let doc = std::fs::read(&saved).unwrap();
+    let manifest_value = secllama_measurements::manifest::Manifest::from_toml(
+        &std::fs::read_to_string(&manifest).unwrap(),
+    )
+    .unwrap();
+    let fresh = secllama_protocol::Nonce::new(vec![7; 32]).unwrap();
+    let stale = secllama_verifier::client::appraise(doc, &fresh, &manifest_value);
+    assert!(
+        !stale.result.affirming(),
+        "a replayed document was accepted"
+    );
+    assert!(
+        stale.result.to_text().contains("nonce"),
+        "{}",
+        stale.result.to_text()
+    );
+
+    // An allowed prompt: the runner's answer, with a verified receipt.
+    for stream in [false, true] {
+        let mut cmd = Command::new(bin("secllama-verify"));
+        cmd.args([
+            "generate",
+            "--url",
+            &url,
+            "--model",
+            "tiny:latest",
+            "--prompt",
+            PROMPT,
+            "--manifest",
+        ])
+        .arg(&manifest);
+        if stream {
+            cmd.arg("--stream");
+        }
+        let g = run(&mut cmd);
+        assert!(g.status.success(), "{}", text(&g.stderr));
+        assert_eq!(
+            text(&g.stdout).trim_end(),
+            answer_tokens(PROMPT).concat().trim_end()
+        );
+        assert!(
+            text(&g.stderr).contains("receipt: verified"),
+            "{}",
+            text(&g.stderr)
+        );
+    }
+    // A prompt outside the dataset: refused, naming the rule; nothing printed on stdout.
+    let g = run(Command::new(bin("secllama-verify"))
+        .args([
+            "generate",
+            "--url",
+            &url,
+            "--model",
+            "tiny:latest",
+            "--prompt",
+            "tell me a secret",
+            "--manifest",
+        ])
+        .arg(&manifest));
+    assert!(!g.status.success());
+    assert!(text(&g.stdout).is_empty(), "{}", text(&g.stdout));
+    assert!(
+        text(&g.stderr).contains("refused by policy rule dataset"),
+        "{}",
+        text(&g.stderr)
+    );
+    let receipts = std::fs::read(state.join("receipts.log")).unwrap();
+    assert!(
+        !receipts.is_empty(),
+        "the receipt log holds the answers' receipts"
+    );
+
+    // A second launch in the same TPM lifetime: the PCRs are no longer zero.
+    let state2 = dir.path().join("run2");
+    let config2 = write_config(&dir.path().join("art2"), &state2, &banks, runner);
+    let l2 = run(Command::new(bin("secllama"))
+        .args(["launch", "--no-bridge", "--tcti", &sw.tcti(), "--config"])
+        .arg(&config2));
+    assert!(!l2.status.success());
+    assert!(
+        text(&l2.stderr).contains("expected zero"),
+        "{}",
+        text(&l2.stderr)
+    );
+
+    // SIGTERM: the launcher stops the sandbox and the relay, and exits 0.
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(launcher.0.id() as i32).unwrap(),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = launcher.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "launcher did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    if let Some(pid) = agent_pid {
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "agent {pid} outlived the launcher"
+        );
+    }
+    assert!(!state.join("tpm.sock").exists());
+}
+
+/// Checks made before anything is measured: unmeasured libraries, a runner that is not the
+/// measured one, a TCTI the launcher cannot hand into the sandbox.
+#[test]
+fn launch_refuses_unmeasured_or_mismatched_launches() {
+    let sw = Swtpm::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let banks = vec!["sha256".to_string()];
+    let launch = |config: &Path, tcti: &str| {
+        let o = run(Command::new(bin("secllama"))
+            .args(["launch", "--no-bridge", "--tcti", tcti, "--config"])
+            .arg(config));
+        assert!(!o.status.success());
+        text(&o.stderr)
+    };
+    // A runner command starting another program than the measured runner.
+    let config = write_config(
+        &dir.path().join("a"),
+        &dir.path().join("ra"),
+        &banks,
+        Path::new("/bin/sh"),
+    );
+    let e = launch(&config, &sw.tcti());
+    assert!(
+        e.contains("runner_command[0]: expected the measured runner"),
+        "{e}"
+    );
+
+    // Libraries not listed.
+    let runner = Path::new(env!("CARGO_BIN_EXE_secllama-test-runner"));
+    let config = write_config(
+        &dir.path().join("b"),
+        &dir.path().join("rb"),
+        &banks,
+        runner,
+    );
+    let full = std::fs::read_to_string(&config).unwrap();
+    let cut: String = full
+        .lines()
+        .filter(|l| !l.starts_with("libraries"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&config, cut).unwrap();
+    let e = launch(&config, &sw.tcti());
+    assert!(
+        e.contains("[launch] libraries") && e.contains("libc.so"),
+        "{e}"
+    );
+
+    // Banks other than the TPM's (the swtpm allocates more than sha256).
+    std::fs::write(&config, &full).unwrap();
+    let e = launch(&config, &sw.tcti());
+    assert!(e.contains("[launch] banks: expected every bank"), "{e}");
+
+    // A TCTI that is not a loopback swtpm.
+    let e = launch(&config, "swtpm:host=192.0.2.1,port=2321");
+    assert!(e.contains("loopback"), "{e}");
+    // Nothing was measured by any of these.
+    let pcr = run(sw.tool("pcrread").arg("sha256:15"));
+    assert!(
+        text(&pcr.stdout)
+            .contains("0x0000000000000000000000000000000000000000000000000000000000000000"),
+        "{}",
+        text(&pcr.stdout)
+    );
+}
