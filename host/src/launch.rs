@@ -299,6 +299,14 @@ pub fn start(
 
     std::fs::create_dir_all(&p.state)
         .with_context(|| format!("creating the state folder {}", p.state.display()))?;
+    if let Some((u, g)) = owner {
+        for f in &p.read_only {
+            reachable_by(f, u, g, 0o4)?;
+        }
+        if let Some(parent) = p.state.parent() {
+            reachable_by(parent, u, g, 0o1)?;
+        }
+    }
     let socket = p.config.listener_path();
     for stale in TPM_SOCKETS
         .iter()
@@ -380,6 +388,44 @@ pub fn start(
         prediction,
         landlock_abi,
     })
+}
+
+/// Checks that host user `uid`/`gid` (the sandbox's, when the launcher is root) can search every
+/// folder above `path` and has `want` (0o4 read, 0o1 search) on `path` itself: the sandbox binds
+/// each artifact by path as that user, and a launcher-private folder (mode 0700) would stop it.
+fn reachable_by(path: &Path, uid: u32, gid: u32, want: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let allows = |m: &std::fs::Metadata, bits: u32| {
+        let mode = m.mode();
+        (mode & bits) != 0
+            || (m.uid() == uid && mode & (bits << 6) != 0)
+            || (m.gid() == gid && mode & (bits << 3) != 0)
+    };
+    let mut checks: Vec<(PathBuf, u32)> = path
+        .ancestors()
+        .skip(1)
+        .map(|a| (a.to_path_buf(), 0o1))
+        .collect();
+    checks.push((path.to_path_buf(), want));
+    for (p, bits) in checks {
+        let m = std::fs::metadata(&p).with_context(|| format!("{}", p.display()))?;
+        ensure!(
+            allows(&m, bits),
+            "{}: the sandbox runs as host uid {uid} (gid {gid}), which cannot {} it (mode {:o}, \
+             owner {}:{}); make it {} for others or set [sandbox] host_uid/host_gid",
+            p.display(),
+            if bits == 0o1 { "search" } else { "read" },
+            m.mode() & 0o7777,
+            m.uid(),
+            m.gid(),
+            if bits == 0o1 {
+                "searchable (o+x)"
+            } else {
+                "readable (o+r)"
+            }
+        );
+    }
+    Ok(())
 }
 
 /// Copies the agent's stdout and stderr to `log`; the receiver gets `()` once the agent prints

@@ -111,16 +111,20 @@ fn launch(config: &Path, tcti: &str) -> (Reaped, String) {
     (child, bridge)
 }
 
-#[test]
-fn launch_attest_generate_refuse_and_stop() {
-    let sw = Swtpm::start().unwrap();
-    let banks: Vec<String> = secllama_tpm::Tpm::connect(&sw.tcti())
+fn sw_banks(sw: &Swtpm) -> Vec<String> {
+    secllama_tpm::Tpm::connect(&sw.tcti())
         .unwrap()
         .active_banks()
         .unwrap()
         .iter()
         .map(|b| b.name().to_string())
-        .collect();
+        .collect()
+}
+
+#[test]
+fn launch_attest_generate_refuse_and_stop() {
+    let sw = Swtpm::start().unwrap();
+    let banks = sw_banks(&sw);
     let dir = tempfile::tempdir().unwrap();
     let (art, state) = (dir.path().join("art"), dir.path().join("run"));
     let runner = Path::new(env!("CARGO_BIN_EXE_secllama-test-runner"));
@@ -338,6 +342,23 @@ fn launch_refuses_unmeasured_or_mismatched_launches() {
     std::fs::write(&config, &full).unwrap();
     let e = launch(&config, &sw.tcti());
     assert!(e.contains("[launch] banks: expected every bank"), "{e}");
+
+    // A root launcher runs the sandbox as `nobody`: a launcher-private artifact folder is refused
+    // by name before anything is measured.
+    if rustix::process::geteuid().is_root() {
+        use std::os::unix::fs::PermissionsExt;
+        let full = std::fs::read_to_string(&config).unwrap();
+        let fixed = full.replace(
+            "banks = [\"sha256\"]",
+            &format!("banks = {:?}", sw_banks(&sw)),
+        );
+        std::fs::write(&config, fixed).unwrap();
+        let folder = dir.path().join("b");
+        std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let e = launch(&config, &sw.tcti());
+        assert!(e.contains("cannot search it (mode 700"), "{e}");
+        std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
 
     // A TCTI that is not a loopback swtpm.
     let e = launch(&config, "swtpm:host=192.0.2.1,port=2321");
