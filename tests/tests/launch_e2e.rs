@@ -263,6 +263,30 @@ fn launch_attest_generate_refuse_and_stop() {
         text(&l2.stderr)
     );
 
+    // SIGKILL to a launcher takes its enclave down too (no orphaned enclave keeps serving).
+    {
+        let sw2 = Swtpm::start().unwrap();
+        let state3 = dir.path().join("run3");
+        let config3 = write_config(&dir.path().join("art3"), &state3, &banks, runner);
+        let (mut l3, _) = launch(&config3, &sw2.tcti());
+        let children = format!("/proc/{0}/task/{0}/children", l3.0.id());
+        let agent3 = std::fs::read_to_string(&children).unwrap();
+        let agent3 = agent3.split_whitespace().next().unwrap().to_string();
+        l3.0.kill().unwrap();
+        l3.0.wait().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Path::new(&format!("/proc/{agent3}")).exists()
+            && std::fs::read_link(format!("/proc/{agent3}/exe")).ok()
+                == Some(bin("secllama-enclave"))
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the enclave outlived its SIGKILLed launcher"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     // SIGTERM: the launcher stops the sandbox and the relay, and exits 0.
     rustix::process::kill_process(
         rustix::process::Pid::from_raw(launcher.0.id() as i32).unwrap(),

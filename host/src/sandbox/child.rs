@@ -179,6 +179,10 @@ fn confine_and_exec(plan: &mut ChildPlan) -> Result<Infallible, StepFailure> {
     reset_signals()?;
     await_id_maps(&plan.go)?;
     check_ids(plan.uid, plan.gid)?;
+    // If the launcher dies (even by SIGKILL), the sandbox dies with it. Set after the id change,
+    // which would clear it; execve keeps it (the program is neither set-id nor file-capable).
+    rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+        .map_err(|e| StepFailure::new(SetupStep::Signals, e))?;
     wire_stdio(plan)?;
     rustix::process::setsid().map_err(|e| StepFailure::new(SetupStep::Session, e))?;
     if plan.clear_groups {

@@ -84,6 +84,9 @@
 //!
 //! ## What callers must know
 //!
+//! - The program gets `SIGKILL` when the thread that called [`spawn`] exits (`PR_SET_PDEATHSIG`):
+//!   an enclave never outlives its launcher, even a launcher killed with `SIGKILL`. Call
+//!   [`spawn`] from a thread that lives as long as the sandbox should (the launcher's main thread).
 //! - The program is pid 1 of its pid namespace: signals other than `SIGKILL`/`SIGSTOP` from the
 //!   host are delivered only if it installed a handler, and it must reap its own orphans.
 //!   [`SandboxChild::kill`] sends `SIGKILL`, which takes the whole namespace down.
