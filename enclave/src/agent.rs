@@ -52,6 +52,8 @@ pub struct Agent {
     pub digests: EnclaveDigests,
     /// The runner's `host:port`.
     pub runner: String,
+    /// Idle connections to the runner.
+    pub runner_pool: crate::runner::Pool,
     /// Replay protection.
     pub replay: Mutex<ReplayGuard>,
     /// Session reuse.
@@ -135,6 +137,7 @@ impl Agent {
             policy_digest,
             digests,
             runner,
+            runner_pool: crate::runner::Pool::default(),
             replay: Mutex::new(ReplayGuard::new(REPLAY_WINDOW_MS, 1 << 20)),
             sessions: Mutex::new(SessionCache::new(30 * 60 * 1000, 4096)),
             receipts: Mutex::new(ReceiptLog::open(&config.receipts)?),

@@ -3,11 +3,24 @@
 //! `chain_n = SHA-256(chain_{n-1} ‖ SHA-256(receipt_n))` and `chain_{-1}` is 32 zero bytes. Opening a
 //! log recomputes the chain, so a rewritten, reordered or truncated record is detected with its byte
 //! offset. (The RFC 9162 Merkle log with signed tree heads replaces this in a later issue.)
+//!
+//! Durability is a group commit: [`ReceiptLog::append`] writes the record (so its index is fixed and
+//! it is in the page cache before the answer ends) and a flusher thread `fdatasync`s the file at most
+//! [`SYNC_INTERVAL`] later, one sync for however many receipts arrived meanwhile. A crash can lose
+//! at most that window of receipts; the clients hold them, and the host (untrusted, it stores the
+//! file) could drop records anyway — signed heads and the TPM NV counter are what reveal that. If a
+//! sync ever fails, every later append fails: the enclave stops issuing receipts it cannot persist.
 
 use sha2::{Digest, Sha256};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// Longest time between a receipt's append and its `fdatasync`.
+pub const SYNC_INTERVAL: Duration = Duration::from_millis(10);
 
 /// Largest receipt a record may hold.
 pub const MAX_RECEIPT: usize = 64 * 1024;
@@ -91,13 +104,41 @@ pub fn verify(path: &str, bytes: &[u8]) -> Result<(Vec<Vec<u8>>, [u8; 32]), Rece
     Ok((receipts, head))
 }
 
+/// State shared with the flusher thread.
+#[derive(Debug)]
+struct Flush {
+    file: File,
+    dirty: AtomicBool,
+    failed: AtomicBool,
+    stop: AtomicBool,
+}
+
+impl Flush {
+    fn sync_if_dirty(&self) {
+        if self.dirty.swap(false, Ordering::AcqRel) && self.file.sync_data().is_err() {
+            self.failed.store(true, Ordering::Release);
+        }
+    }
+}
+
 /// An open, verified receipt log.
 #[derive(Debug)]
 pub struct ReceiptLog {
     path: PathBuf,
-    file: File,
+    flush: Arc<Flush>,
+    flusher: Option<std::thread::JoinHandle<()>>,
     head: [u8; 32],
     len: u64,
+}
+
+impl Drop for ReceiptLog {
+    fn drop(&mut self) {
+        self.flush.stop.store(true, Ordering::Release);
+        if let Some(t) = self.flusher.take() {
+            let _ = t.join();
+        }
+        self.flush.sync_if_dirty();
+    }
 }
 
 impl ReceiptLog {
@@ -121,9 +162,26 @@ impl ReceiptLog {
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(io("reading"))?;
         let (receipts, head) = verify(&p, &bytes)?;
+        let flush = Arc::new(Flush {
+            file,
+            dirty: AtomicBool::new(false),
+            failed: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+        });
+        let f = flush.clone();
+        let flusher = std::thread::Builder::new()
+            .name("receipt-sync".into())
+            .spawn(move || {
+                while !f.stop.load(Ordering::Acquire) {
+                    std::thread::sleep(SYNC_INTERVAL);
+                    f.sync_if_dirty();
+                }
+            })
+            .map_err(io("starting the sync thread"))?;
         Ok(Self {
             path: path.to_path_buf(),
-            file,
+            flush,
+            flusher: Some(flusher),
             head,
             len: receipts.len() as u64,
         })
@@ -144,7 +202,25 @@ impl ReceiptLog {
         self.head
     }
 
-    /// Appends a receipt durably; returns its index.
+    /// Waits until every appended receipt is on disk.
+    pub fn sync(&self) -> Result<(), ReceiptLogError> {
+        self.flush.dirty.store(true, Ordering::Release);
+        self.flush.sync_if_dirty();
+        self.check_synced()
+    }
+
+    fn check_synced(&self) -> Result<(), ReceiptLogError> {
+        if self.flush.failed.load(Ordering::Acquire) {
+            return Err(ReceiptLogError::Io {
+                path: self.path.display().to_string(),
+                op: "syncing (an earlier fdatasync failed; no more receipts are issued)",
+                source: std::io::Error::other("fdatasync failed"),
+            });
+        }
+        Ok(())
+    }
+
+    /// Appends a receipt (on disk within [`SYNC_INTERVAL`]); returns its index.
     pub fn append(&mut self, receipt: &[u8]) -> Result<u64, ReceiptLogError> {
         let path = self.path.display().to_string();
         if receipt.is_empty() || receipt.len() > MAX_RECEIPT {
@@ -161,14 +237,15 @@ impl ReceiptLog {
         record.extend_from_slice(&(receipt.len() as u32).to_be_bytes());
         record.extend_from_slice(receipt);
         record.extend_from_slice(&next);
-        self.file
+        self.check_synced()?;
+        (&self.flush.file)
             .write_all(&record)
-            .and_then(|_| self.file.sync_data())
             .map_err(|source| ReceiptLogError::Io {
                 path,
                 op: "appending",
                 source,
             })?;
+        self.flush.dirty.store(true, Ordering::Release);
         self.head = next;
         self.len += 1;
         Ok(self.len - 1)

@@ -133,3 +133,59 @@ impl Supervisor {
         self.restarts.load(Ordering::SeqCst)
     }
 }
+
+/// Idle HTTP/1 connections to the runner, reused across requests (a new loopback TCP connection
+/// and handshake per request would be most of the agent's own latency). A connection goes back to
+/// the pool only after its answer was read to the end; a runner restart closes them, and closed
+/// ones are dropped on the way out.
+#[derive(Debug, Default)]
+pub struct Pool {
+    idle: std::sync::Mutex<Vec<RunnerConnection>>,
+}
+
+/// One HTTP/1 connection to the runner.
+pub type RunnerConnection =
+    hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>;
+
+/// Idle connections kept.
+const MAX_IDLE: usize = 16;
+
+impl Pool {
+    /// An idle connection ready for a request, if one is left; `fresh` tells whether it is new.
+    pub async fn get(&self, runner: &str) -> Result<(RunnerConnection, bool), String> {
+        loop {
+            let idle = self.idle.lock().ok().and_then(|mut v| v.pop());
+            let Some(mut c) = idle else { break };
+            if !c.is_closed() && c.ready().await.is_ok() {
+                return Ok((c, false));
+            }
+        }
+        Ok((Self::connect(runner).await?, true))
+    }
+
+    /// A new connection.
+    pub async fn connect(runner: &str) -> Result<RunnerConnection, String> {
+        let stream = tokio::net::TcpStream::connect(runner)
+            .await
+            .map_err(|e| format!("connecting to the runner at {runner}: {e}"))?;
+        let _ = stream.set_nodelay(true);
+        let (sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(|e| format!("runner handshake: {e}"))?;
+        tokio::spawn(conn);
+        Ok(sender)
+    }
+
+    /// Returns a connection whose answer was read completely.
+    pub fn put(&self, c: RunnerConnection) {
+        if c.is_closed() {
+            return;
+        }
+        if let Ok(mut v) = self.idle.lock()
+            && v.len() < MAX_IDLE
+        {
+            v.push(c);
+        }
+    }
+}

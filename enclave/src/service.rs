@@ -249,6 +249,7 @@ async fn sealed(agent: Arc<Agent>, endpoint: Endpoint, req: Request<Incoming>) -
         let mut hasher = sha2::Sha256::new();
         hasher.update(pt.salt.0);
         let status = match forward(
+            &agent.runner_pool,
             &agent.runner,
             runner_path,
             endpoint,
@@ -304,7 +305,9 @@ async fn sealed(agent: Arc<Agent>, endpoint: Endpoint, req: Request<Incoming>) -
 
 /// Forwards the request to the runner over loopback and seals its answer chunk by chunk as it
 /// arrives; returns the runner's HTTP status.
+#[allow(clippy::too_many_arguments)]
 async fn forward(
+    pool: &crate::runner::Pool,
     runner: &str,
     path: &str,
     endpoint: Endpoint,
@@ -313,34 +316,39 @@ async fn forward(
     sealer: &mut StreamSealer,
     hasher: &mut sha2::Sha256,
 ) -> Result<u16, String> {
-    let stream = tokio::net::TcpStream::connect(runner)
-        .await
-        .map_err(|e| format!("connecting to the runner at {runner}: {e}"))?;
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(|e| format!("runner handshake: {e}"))?;
-    tokio::spawn(conn);
     let method = if endpoint == Endpoint::Tags {
         Method::GET
     } else {
         Method::POST
     };
-    let req = Request::builder()
-        .method(method)
-        .uri(path)
-        .header(hyper::header::HOST, runner)
-        .header(hyper::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(if endpoint == Endpoint::Tags {
-            Vec::new()
-        } else {
-            body
-        })))
-        .map_err(|e| e.to_string())?;
-    let resp = sender
-        .send_request(req)
-        .await
-        .map_err(|e| format!("runner request: {e}"))?;
+    let body = Bytes::from(if endpoint == Endpoint::Tags {
+        Vec::new()
+    } else {
+        body
+    });
+    let request = || {
+        Request::builder()
+            .method(method.clone())
+            .uri(path)
+            .header(hyper::header::HOST, runner)
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(body.clone()))
+            .map_err(|e| e.to_string())
+    };
+    let (mut sender, fresh) = pool.get(runner).await?;
+    let resp = match sender.send_request(request()?).await {
+        Ok(r) => r,
+        // An idle connection the runner closed meanwhile (e.g. it restarted): the request never
+        // reached it, so one retry on a new connection is safe.
+        Err(e) if !fresh && (e.is_canceled() || e.is_closed() || e.is_incomplete_message()) => {
+            sender = crate::runner::Pool::connect(runner).await?;
+            sender
+                .send_request(request()?)
+                .await
+                .map_err(|e| format!("runner request: {e}"))?
+        }
+        Err(e) => return Err(format!("runner request: {e}")),
+    };
     let status = resp.status().as_u16();
     let mut body = resp.into_body();
     while let Some(frame) = body.frame().await {
@@ -352,6 +360,7 @@ async fn forward(
             }
         }
     }
+    pool.put(sender);
     Ok(status)
 }
 

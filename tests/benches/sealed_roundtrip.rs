@@ -31,7 +31,19 @@ const PROMPT: &str = "the quick brown fox jumps over the lazy dog";
 const ITERS: usize = 200;
 
 async fn post(addr: &str, path: &str, header: Option<&str>, body: Vec<u8>) -> Bytes {
+    if let Some(sock) = addr.strip_prefix("unix:") {
+        let stream = tokio::net::UnixStream::connect(sock).await.unwrap();
+        return exchange(stream, path, header, body).await;
+    }
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    exchange(stream, path, header, body).await
+}
+
+async fn exchange<S>(stream: S, path: &str, header: Option<&str>, body: Vec<u8>) -> Bytes
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
@@ -98,6 +110,8 @@ fn main() {
         let mut plain = Vec::new();
         let mut rsa = Vec::new();
         let mut session = Vec::new();
+        let mut direct = Vec::new();
+        let unix_addr = format!("unix:{}", sock.display());
         let mut session_key = None;
         for _ in 0..ITERS {
             let t = Instant::now();
@@ -118,11 +132,18 @@ fn main() {
             let answer = post(&bridge_addr, path, Some(&doc_hex), sealed).await;
             open(&key, &pt, &answer);
             session.push(t.elapsed());
+
+            let t = Instant::now();
+            let pt = RequestPlaintext::new(body.clone().into_bytes(), now_ms(), &mut OsRng).unwrap();
+            let sealed = seal_request_session(&key, &ctx, &pt, &mut OsRng).unwrap();
+            let answer = post(&unix_addr, path, Some(&doc_hex), sealed).await;
+            open(&key, &pt, &answer);
+            direct.push(t.elapsed());
         }
         let (p50, p90) = percentiles(plain);
         println!("\n{:58} {:>9} {:>9} {:>12}", format!("small generate, {ITERS} requests each"), "p50 ms", "p90 ms", "p50 ratio");
         println!("{:58} {p50:>9.3} {p90:>9.3} {:>12}", "plaintext, straight to the runner", "1.00x");
-        for (name, v) in [("sealed, first request (RSA-3072 wrapped key), via bridge", rsa), ("sealed, session reuse, via bridge", session)] {
+        for (name, v) in [("sealed, first request (RSA-3072 wrapped key), via bridge", rsa), ("sealed, session reuse, via bridge", session), ("sealed, session reuse, straight to the agent's socket", direct)] {
             let (a, b) = percentiles(v);
             println!("{name:58} {a:>9.3} {b:>9.3} {:>11.2}x", a / p50);
         }
