@@ -132,6 +132,8 @@ async fn relay(
     enclave: &EnclaveAddr,
     limits: Limits,
 ) -> std::io::Result<()> {
+    // Answers are streamed in small sealed chunks: send each at once rather than coalescing.
+    let _ = client.set_nodelay(true);
     let mut first = vec![0u8; limits.buffer_bytes];
     let n = match tokio::time::timeout(limits.header_timeout, client.read(&mut first)).await {
         Ok(r) => r?,

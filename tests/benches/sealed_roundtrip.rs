@@ -1,7 +1,8 @@
 //! Sealed round trip through the bridge and the enclave vs a plaintext request straight to the same
 //! runner (`cargo bench -p secllama-tests --bench sealed_roundtrip`): a small non-streamed generate,
-//! first request (RSA-wrapped key) and session reuse. Prints p50/p90 and the ratios to plaintext
-//! (goal: session path ≤ 1.3× plaintext at p50). Real swtpm, real test runner, in-process agent and
+//! first request (RSA-wrapped key) and session reuse (also straight to the agent's socket, to
+//! show the bridge's share); then a 10 MiB streamed answer. Prints p50/p90 and the ratios to
+//! plaintext (goal: session path ≤ 1.3× plaintext at p50). Real swtpm, real test runner, in-process agent and
 //! bridge, loopback only.
 #![allow(
     clippy::unwrap_used,
@@ -23,12 +24,13 @@ use secllama_protocol::seal::{
     seal_request_session,
 };
 use secllama_protocol::sha256;
-use secllama_tests::enclave::{RunnerMode, policy_for, prepare};
+use secllama_tests::enclave::{Prepared, RunnerMode, policy_for, prepare};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const PROMPT: &str = "the quick brown fox jumps over the lazy dog";
 const ITERS: usize = 200;
+const BIG_ITERS: usize = 10;
 
 async fn post(addr: &str, path: &str, header: Option<&str>, body: Vec<u8>) -> Bytes {
     if let Some(sock) = addr.strip_prefix("unix:") {
@@ -70,6 +72,52 @@ fn percentiles(mut v: Vec<Duration>) -> (f64, f64) {
     (ms(v[v.len() / 2]), ms(v[v.len() * 9 / 10]))
 }
 
+/// A prepared enclave with the agent and a bridge in this runtime, attested once through the bridge.
+async fn start_enclave(
+    runner_bin: &std::path::Path,
+    mode: RunnerMode<'_>,
+) -> (
+    Prepared,
+    String,
+    secllama_protocol::attestation::VerifiedDocument,
+    String,
+) {
+    let prepared = prepare(runner_bin, mode, &policy_for(PROMPT)).unwrap();
+    let sock = prepared.sock.clone();
+    let agent = Arc::new(Agent::start(&prepared.config, &prepared.base).unwrap());
+    tokio::spawn(serve(agent, tokio::net::UnixListener::bind(&sock).unwrap()));
+    let bridge = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let bridge_addr = bridge.local_addr().unwrap().to_string();
+    tokio::spawn(secllama_host::bridge::serve(
+        bridge,
+        EnclaveAddr::Unix(sock),
+        Limits::default(),
+    ));
+    let stream = tokio::net::TcpStream::connect(&bridge_addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = hyper::Request::builder()
+        .uri(format!("/attestation?nonce={}", "ab".repeat(32)))
+        .header("host", "x")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let doc = sender
+        .send_request(req)
+        .await
+        .unwrap()
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes();
+    let v = open_document(&doc).unwrap();
+    let doc_hex = hex::encode(sha256(&[&doc]).0);
+    (prepared, bridge_addr, v, doc_hex)
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -78,24 +126,9 @@ fn main() {
         .unwrap();
     rt.block_on(async {
         let runner_bin = std::path::Path::new(env!("CARGO_BIN_EXE_secllama-test-runner"));
-        let prepared = prepare(runner_bin, RunnerMode::Started, &policy_for(PROMPT)).unwrap();
+        let (prepared, bridge_addr, v, doc_hex) = start_enclave(runner_bin, RunnerMode::Started).await;
         let runner_addr = prepared.config.runner_url.trim_start_matches("http://").to_string();
         let sock = prepared.sock.clone();
-        let (config, base) = (&prepared.config, &prepared.base);
-        let agent = Arc::new(Agent::start(config, base).unwrap());
-        tokio::spawn(serve(agent, tokio::net::UnixListener::bind(&sock).unwrap()));
-        let bridge = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let bridge_addr = bridge.local_addr().unwrap().to_string();
-        tokio::spawn(secllama_host::bridge::serve(bridge, EnclaveAddr::Unix(sock.clone()), Limits::default()));
-
-        // Attest once through the bridge.
-        let stream = tokio::net::TcpStream::connect(&bridge_addr).await.unwrap();
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
-        tokio::spawn(conn);
-        let req = hyper::Request::builder().uri(format!("/attestation?nonce={}", "ab".repeat(32))).header("host", "x").body(Full::new(Bytes::new())).unwrap();
-        let doc = sender.send_request(req).await.unwrap().into_body().collect().await.unwrap().to_bytes();
-        let v = open_document(&doc).unwrap();
-        let doc_hex = hex::encode(sha256(&[&doc]).0);
         let path = "/v1/sealed/api/generate";
         let ctx = RequestContext { method: "POST", path, attestation_digest: v.digest };
         let body = format!(r#"{{"model":"tiny:latest","prompt":"{PROMPT}","stream":false,"options":{{"num_predict":16}}}}"#);
@@ -148,5 +181,45 @@ fn main() {
             println!("{name:58} {a:>9.3} {b:>9.3} {:>11.2}x", a / p50);
         }
         drop(prepared);
+
+        // A 10 MiB streamed answer: the runner streams 4 KiB tokens without pacing.
+        let args = ["--answer-bytes", "10485760"];
+        let (big, bridge_addr, v, doc_hex) = start_enclave(runner_bin, RunnerMode::StartedWith(&args)).await;
+        let runner_addr = big.config.runner_url.trim_start_matches("http://").to_string();
+        let ctx = RequestContext { method: "POST", path, attestation_digest: v.digest };
+        let body = format!(r#"{{"model":"tiny:latest","prompt":"{PROMPT}","stream":true,"options":{{"num_predict":64}}}}"#);
+        let pt = RequestPlaintext::new(body.clone().into_bytes(), now_ms(), &mut OsRng).unwrap();
+        let (sealed, key) = seal_request(&v.payload.keys.encryption_spki, &ctx, &pt, &mut OsRng).unwrap();
+        let first = post(&bridge_addr, path, Some(&doc_hex), sealed).await;
+        let mut answer_len = 0;
+        let (mut plain, mut session) = (Vec::new(), Vec::new());
+        let mut o = StreamOpener::new(ResponseKeys::derive(&key, &pt.id).unwrap());
+        o.push(&first).unwrap();
+        o.finish().unwrap();
+        for _ in 0..BIG_ITERS {
+            let t = Instant::now();
+            let answer = post(&runner_addr, "/api/generate", None, body.clone().into_bytes()).await;
+            plain.push(t.elapsed());
+            answer_len = answer.len();
+
+            let t = Instant::now();
+            let pt = RequestPlaintext::new(body.clone().into_bytes(), now_ms(), &mut OsRng).unwrap();
+            let sealed = seal_request_session(&key, &ctx, &pt, &mut OsRng).unwrap();
+            let answer = post(&bridge_addr, path, Some(&doc_hex), sealed).await;
+            let mut o = StreamOpener::new(ResponseKeys::derive(&key, &pt.id).unwrap());
+            let chunks = o.push(&answer).unwrap();
+            o.finish().unwrap();
+            let opened: usize = chunks.iter().map(|c| c.data.len()).sum();
+            let last = chunks.last().map(|c| String::from_utf8_lossy(&c.data).to_string()).unwrap_or_default();
+            session.push(t.elapsed());
+            assert!(opened >= answer_len, "opened {opened} bytes, the runner sent {answer_len}: {:?}", last);
+        }
+        let (p50, p90) = percentiles(plain);
+        let mib = answer_len as f64 / (1024.0 * 1024.0);
+        println!("\n{:58} {:>9} {:>9} {:>12}", format!("streamed answer of {mib:.1} MiB NDJSON, {BIG_ITERS} requests each"), "p50 ms", "p90 ms", "p50 ratio");
+        println!("{:58} {p50:>9.1} {p90:>9.1} {:>12}   ({:.0} MiB/s)", "plaintext, straight to the runner", "1.00x", mib / (p50 / 1e3));
+        let (a, b) = percentiles(session);
+        println!("{:58} {a:>9.1} {b:>9.1} {:>11.2}x   ({:.0} MiB/s)", "sealed, session reuse, via bridge", a / p50, mib / (a / 1e3));
+        drop(big);
     });
 }

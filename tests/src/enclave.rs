@@ -64,6 +64,8 @@ pub fn policy_for(prompt: &str) -> String {
 pub enum RunnerMode<'a> {
     /// Started here; the agent only connects to it.
     Started,
+    /// Started here with these arguments.
+    StartedWith(&'a [&'a str]),
     /// Started and supervised by the agent, with these extra arguments.
     Supervised(&'a [&'a str]),
 }
@@ -97,6 +99,10 @@ pub fn prepare(
     let (runner, runner_addr) = match mode {
         RunnerMode::Started => {
             let (r, addr) = start_runner(runner_bin, &[])?;
+            (Some(r), addr)
+        }
+        RunnerMode::StartedWith(args) => {
+            let (r, addr) = start_runner(runner_bin, args)?;
             (Some(r), addr)
         }
         RunnerMode::Supervised(_) => {

@@ -26,6 +26,24 @@ pub struct Faults {
     pub crash_after: Option<usize>,
     /// Stop sending (keep the connection open) after this many streamed chunks.
     pub stall_after: Option<usize>,
+    /// Not a fault: answer with at least this many bytes of text, in 4 KiB tokens streamed without
+    /// pacing (throughput benchmarks).
+    pub answer_bytes: Option<usize>,
+}
+
+/// Size of each token of a [`big_answer`].
+pub const BIG_TOKEN_BYTES: usize = 4096;
+
+/// `tokens` repeated into [`BIG_TOKEN_BYTES`]-byte tokens until there are at least `total` bytes.
+pub fn big_answer(tokens: &[String], total: usize) -> Vec<String> {
+    let text: String = tokens.concat();
+    let mut token = String::with_capacity(BIG_TOKEN_BYTES + text.len());
+    while token.len() < BIG_TOKEN_BYTES && !text.is_empty() {
+        token.push_str(&text);
+    }
+    token.truncate(BIG_TOKEN_BYTES.min(token.len()));
+    let n = total.div_ceil(BIG_TOKEN_BYTES.max(1)).max(1);
+    vec![token; n]
 }
 
 /// The deterministic answer to `prompt`: its words reversed, each a token.
@@ -133,7 +151,9 @@ async fn handle(req: Request<Incoming>, faults: Faults) -> Result<Response<Body>
                 v["prompt"].as_str().unwrap_or("").to_string()
             };
             let mut tokens = answer_tokens(&prompt);
-            if let Some(n) = v["options"]["num_predict"].as_u64() {
+            if let Some(total) = faults.answer_bytes {
+                tokens = big_answer(&tokens, total);
+            } else if let Some(n) = v["options"]["num_predict"].as_u64() {
                 tokens.truncate(usize::try_from(n).unwrap_or(usize::MAX).max(1));
             }
             if v["stream"] == json!(false) {
@@ -159,7 +179,9 @@ async fn handle(req: Request<Incoming>, faults: Faults) -> Result<Response<Body>
                     {
                         return;
                     }
-                    tokio::time::sleep(Duration::from_millis(2)).await;
+                    if faults.answer_bytes.is_none() {
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
                 }
             });
             let mut r = Response::new(ReceiverStream(rx).boxed());

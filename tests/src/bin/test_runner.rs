@@ -1,4 +1,4 @@
-//! `secllama-test-runner [--listen ADDR] [--crash-after N] [--stall-after N]`: the deterministic
+//! `secllama-test-runner [--listen ADDR] [--crash-after N] [--stall-after N] [--answer-bytes N]`: the deterministic
 //! Ollama-compatible runner of `secllama_tests::runner`. Prints `listening on ADDR` once bound.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -21,6 +21,10 @@ fn main() -> ExitCode {
             ("--stall-after", Some(v)) => v
                 .parse()
                 .map(|v| faults.stall_after = Some(v))
+                .map_err(|e| e.to_string()),
+            ("--answer-bytes", Some(v)) => v
+                .parse()
+                .map(|v| faults.answer_bytes = Some(v))
                 .map_err(|e| e.to_string()),
             _ => Err(format!("unknown or incomplete argument {a}")),
         };
