@@ -3,6 +3,8 @@
 //! ```toml
 //! listener = "unix:/run/secllama/enclave.sock"   # vsock:PORT arrives with VM mode
 //! runner_url = "http://127.0.0.1:11434"          # the runner's Ollama API, loopback only
+//! runner_command = ["/opt/bin/ollama", "serve"]  # optional: started and supervised by the agent
+//! runner_env = { OLLAMA_HOST = "127.0.0.1:11434" }  # the runner's whole environment
 //! policy = "policy.json"
 //! receipts = "receipts.log"
 //! event_log = "launch.log"                        # the launcher's TCG log; the agent appends its key event
@@ -52,6 +54,10 @@ pub struct Config {
     /// someone else and only waited for.
     #[serde(default)]
     pub runner_command: Option<Vec<String>>,
+    /// The runner's complete environment (it inherits nothing from the agent), e.g.
+    /// `OLLAMA_HOST`, `OLLAMA_MODELS`, `HOME`.
+    #[serde(default)]
+    pub runner_env: std::collections::BTreeMap<String, String>,
     /// The policy file.
     pub policy: PathBuf,
     /// The receipt log file.

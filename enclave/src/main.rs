@@ -25,7 +25,8 @@ fn run() -> anyhow::Result<()> {
         let listener = tokio::net::UnixListener::bind(&path)
             .with_context(|| format!("binding {}", path.display()))?;
         let shown = path.display().to_string();
-        secllama_enclave::service::run(agent, config.runner_command.clone(), listener, move || {
+        let env = config.runner_env.clone().into_iter().collect();
+        secllama_enclave::service::run(agent, config.runner_command.clone(), env, listener, move || {
             println!("listening on {shown}");
         })
         .await

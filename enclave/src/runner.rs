@@ -16,6 +16,7 @@ pub const MAX_RESTARTS: u32 = 5;
 #[derive(Debug)]
 pub struct Supervisor {
     command: Vec<String>,
+    env: Vec<(String, String)>,
     addr: String,
     restarts: AtomicU32,
 }
@@ -83,13 +84,15 @@ pub async fn wait_ready(addr: &str, within: Duration) -> Result<(), RunnerError>
 }
 
 impl Supervisor {
-    /// Starts the runner and waits until it answers.
+    /// Starts the runner (with exactly the environment `env`) and waits until it answers.
     pub async fn start(
         command: Vec<String>,
+        env: Vec<(String, String)>,
         addr: String,
     ) -> Result<(Arc<Self>, Child), RunnerError> {
         let s = Arc::new(Self {
             command,
+            env,
             addr,
             restarts: AtomicU32::new(0),
         });
@@ -101,6 +104,8 @@ impl Supervisor {
         let (program, args) = self.command.split_first().ok_or(RunnerError::Empty)?;
         let child = Command::new(program)
             .args(args)
+            .env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .kill_on_drop(true)

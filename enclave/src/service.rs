@@ -384,6 +384,7 @@ pub async fn serve(agent: Arc<Agent>, listener: tokio::net::UnixListener) -> std
 pub async fn run(
     agent: Arc<Agent>,
     runner_command: Option<Vec<String>>,
+    runner_env: Vec<(String, String)>,
     listener: tokio::net::UnixListener,
     ready: impl FnOnce(),
 ) -> anyhow::Result<()> {
@@ -391,7 +392,7 @@ pub async fn run(
     let runner = agent.runner.clone();
     let watch = match runner_command {
         Some(cmd) => {
-            let (sup, child) = Supervisor::start(cmd, runner).await?;
+            let (sup, child) = Supervisor::start(cmd, runner_env, runner).await?;
             Some(tokio::spawn(sup.watch(child)))
         }
         None => {
