@@ -26,9 +26,15 @@ fn run() -> anyhow::Result<()> {
             .with_context(|| format!("binding {}", path.display()))?;
         let shown = path.display().to_string();
         let env = config.runner_env.clone().into_iter().collect();
-        secllama_enclave::service::run(agent, config.runner_command.clone(), env, listener, move || {
-            println!("listening on {shown}");
-        })
+        secllama_enclave::service::run(
+            agent,
+            config.runner_command.clone(),
+            env,
+            listener,
+            move || {
+                println!("listening on {shown}");
+            },
+        )
         .await
     })
 }

@@ -381,6 +381,166 @@ impl Fixture {
     }
 }
 
+/// Chunk-level attacks on the sealed answer, which arrives as HTTP/1.1 chunked encoding with one
+/// sealed chunk per HTTP chunk.
+#[derive(Debug, Clone, Copy)]
+enum ChunkAttack {
+    /// Leave out sealed chunk k (the HTTP framing stays valid).
+    Drop(usize),
+    /// Swap sealed chunks k and k+1.
+    Swap(usize),
+    /// Send chunk k twice.
+    Duplicate(usize),
+    /// Send the first sealed request a second time in place of the next one.
+    Replay,
+    /// Re-frame the answer unchanged (the control: the relay itself breaks nothing).
+    Identity,
+}
+
+/// Splits an HTTP/1.1 response with a chunked body into (head, chunks); `None` if incomplete.
+fn split_chunked(resp: &[u8]) -> Option<(Vec<u8>, Vec<Vec<u8>>)> {
+    let head_end = resp.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let mut chunks = Vec::new();
+    let mut pos = head_end;
+    loop {
+        let line_end = pos + resp[pos..].windows(2).position(|w| w == b"\r\n")?;
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&resp[pos..line_end]).ok()?, 16).ok()?;
+        let data = line_end + 2;
+        if size == 0 {
+            return Some((resp[..head_end].to_vec(), chunks));
+        }
+        chunks.push(resp.get(data..data + size)?.to_vec());
+        pos = data + size + 2;
+        if pos > resp.len() {
+            return None;
+        }
+    }
+}
+
+fn join_chunked(head: &[u8], chunks: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = head.to_vec();
+    for c in chunks {
+        out.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+        out.extend_from_slice(c);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"0\r\n\r\n");
+    out
+}
+
+impl Fixture {
+    /// A relay that forwards everything but rewrites sealed answers per `attack` (on every
+    /// sealed request after the first, which it records), and reports whether it did.
+    fn rechunking_relay(
+        &self,
+        attack: ChunkAttack,
+    ) -> (String, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Arc, Mutex};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let _guard = self.rt.enter();
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        std_listener.set_nonblocking(true).unwrap();
+        let addr = std_listener.local_addr().unwrap();
+        let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
+        let sock = self.sock.clone();
+        let hit = Arc::new(AtomicBool::new(false));
+        let recorded: Arc<Mutex<Option<Vec<u8>>>> = Arc::new(Mutex::new(None));
+        let hit2 = hit.clone();
+        self.rt.spawn(async move {
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                let (sock, hit, recorded) = (sock.clone(), hit2.clone(), recorded.clone());
+                tokio::spawn(async move {
+                    // The whole request: headers, then Content-Length bytes.
+                    let mut req = Vec::new();
+                    let mut buf = vec![0u8; 65536];
+                    loop {
+                        let Ok(n) = tcp.read(&mut buf).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        req.extend_from_slice(&buf[..n]);
+                        if let Some(h) = req.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&req[..h]).to_ascii_lowercase();
+                            let len = head
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:"))
+                                .and_then(|v| v.trim().parse::<usize>().ok())
+                                .unwrap_or(0);
+                            if req.len() >= h + 4 + len {
+                                break;
+                            }
+                        }
+                    }
+                    let sealed = req.starts_with(b"POST /v1/sealed/");
+                    let mut attack_this = false;
+                    if sealed {
+                        let mut r = recorded.lock().unwrap();
+                        match r.as_ref() {
+                            None => *r = Some(req.clone()),
+                            Some(first) => {
+                                attack_this = true;
+                                if let ChunkAttack::Replay = attack {
+                                    req = first.clone();
+                                    hit.store(true, Ordering::SeqCst);
+                                }
+                            }
+                        }
+                    }
+                    let Ok(mut unix) = tokio::net::UnixStream::connect(&sock).await else {
+                        return;
+                    };
+                    if unix.write_all(&req).await.is_err() {
+                        return;
+                    }
+                    let mut resp = Vec::new();
+                    loop {
+                        if sealed && split_chunked(&resp).is_some() {
+                            break;
+                        }
+                        match unix.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => resp.extend_from_slice(&buf[..n]),
+                        }
+                        if !sealed && !resp.is_empty() {
+                            // Attestation: plain Content-Length answer, pass it on as it comes.
+                            let _ = tcp.write_all(&resp).await;
+                            resp.clear();
+                        }
+                    }
+                    if attack_this && let Some((head, mut chunks)) = split_chunked(&resp) {
+                        let n = chunks.len();
+                        match attack {
+                            ChunkAttack::Drop(k) if k < n => {
+                                chunks.remove(k);
+                                hit.store(true, Ordering::SeqCst);
+                            }
+                            ChunkAttack::Swap(k) if k + 1 < n => {
+                                chunks.swap(k, k + 1);
+                                hit.store(true, Ordering::SeqCst);
+                            }
+                            ChunkAttack::Identity => hit.store(true, Ordering::SeqCst),
+                            ChunkAttack::Duplicate(k) if k < n => {
+                                let c = chunks[k].clone();
+                                chunks.insert(k, c);
+                                hit.store(true, Ordering::SeqCst);
+                            }
+                            _ => {}
+                        }
+                        resp = join_chunked(&head, &chunks);
+                    }
+                    let _ = tcp.write_all(&resp).await;
+                    let _ = tcp.shutdown().await;
+                });
+            }
+        });
+        (format!("http://{addr}"), hit)
+    }
+}
+
 #[test]
 fn a_hostile_bridge_never_gets_a_forged_answer_printed() {
     let f = fixture();
@@ -436,4 +596,44 @@ fn a_hostile_bridge_never_gets_a_forged_answer_printed() {
         );
     }
     assert!(attacked >= 6, "only {attacked} attacks reached the answer");
+
+    // Chunk-level attacks and a replayed request: the first run through each relay is honest (it
+    // records the sealed request), the second is attacked.
+    let (url, hit) = f.rechunking_relay(ChunkAttack::Identity);
+    assert!(run(url.clone()).0);
+    let (valid, out, err) = run(url);
+    assert!(hit.load(std::sync::atomic::Ordering::SeqCst));
+    assert!(
+        valid && out == honest,
+        "the re-framing relay alone broke the answer: {err}"
+    );
+    let mut attacked = 0;
+    for attack in [
+        ChunkAttack::Drop(0),
+        ChunkAttack::Drop(1),
+        ChunkAttack::Drop(3),
+        ChunkAttack::Swap(0),
+        ChunkAttack::Swap(2),
+        ChunkAttack::Duplicate(1),
+        ChunkAttack::Replay,
+    ] {
+        let (url, hit) = f.rechunking_relay(attack);
+        let (valid, out, err) = run(url.clone());
+        assert!(
+            valid && out == honest,
+            "{attack:?}: the recording run must be honest: {err}"
+        );
+        let (valid, out, err) = run(url);
+        assert!(
+            hit.load(std::sync::atomic::Ordering::SeqCst),
+            "{attack:?}: the answer had too few chunks to attack"
+        );
+        attacked += 1;
+        assert!(!valid, "{attack:?}: accepted; stdout {out:?}, stderr {err}");
+        assert!(
+            honest.starts_with(out.trim_end()),
+            "{attack:?}: printed text that is not the authentic answer: {out:?}"
+        );
+    }
+    assert_eq!(attacked, 7);
 }
