@@ -97,6 +97,7 @@ fn fixture_with(supervised: bool) -> Fixture {
         tokio::spawn(run(
             agent,
             p.config.runner_command.clone(),
+            p.config.runner_env.clone().into_iter().collect(),
             listener,
             move || {
                 let _ = tx.send(());
