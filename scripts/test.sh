@@ -14,6 +14,9 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "== supply-chain checks"
 bash scripts/check-deps.sh
 echo "== cargo test (release)"
+# Every binary first: the end-to-end tests run the launcher, the agent and the verifier as processes
+# (cargo test alone builds only the binaries of packages that have integration tests).
+cargo build --workspace --release --bins
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e

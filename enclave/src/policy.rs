@@ -149,10 +149,21 @@ impl Policy {
             Endpoint::Generate => ("prompt", &["model", "prompt", "stream", "options"]),
             _ => ("messages", &["model", "messages", "stream", "options"]),
         };
-        if let Some(k) = obj.keys().find(|k| !allowed_fields.contains(&k.as_str())) {
+        // Fields clients send empty by default (the official Python client always sends
+        // `"tools": []`): accepted only empty, since tools would change what the model does.
+        let empty_ok = |k: &str, v: &Value| {
+            matches!((endpoint, k), (Endpoint::Chat, "tools"))
+                && (v.is_null() || v.as_array().is_some_and(Vec::is_empty))
+        };
+        if let Some((k, _)) = obj
+            .iter()
+            .find(|(k, v)| !allowed_fields.contains(&k.as_str()) && !empty_ok(k, v))
+        {
             return Err(refuse(
                 "fields",
-                format!("only {allowed_fields:?}, found field {k:?}"),
+                format!(
+                    "only {allowed_fields:?} (and an empty \"tools\" for chat), found field {k:?}"
+                ),
             ));
         }
         let model = obj
@@ -275,6 +286,24 @@ mod tests {
         assert_eq!(c.dataset_id.as_deref(), Some("c1"));
         assert!(!c.stream);
         assert!(policy().check(Endpoint::Tags, b"").is_ok());
+    }
+
+    #[test]
+    fn chat_tools_only_empty() {
+        let with = |tools: &str| {
+            let body = format!(
+                r#"{{"model":"tiny:latest","messages":[{{"role":"user","content":"Hello"}}],"tools":{tools},"options":{{"num_predict":1}}}}"#
+            );
+            policy().check(Endpoint::Chat, body.as_bytes())
+        };
+        assert!(with("[]").is_ok());
+        assert!(with("null").is_ok());
+        let r = with(r#"[{"type":"function","function":{"name":"f"}}]"#).unwrap_err();
+        assert_eq!(r.rule, "fields", "{r}");
+        let g = generate(
+            r#"{"model":"tiny:latest","prompt":"What is 2+2?","tools":[],"options":{"num_predict":8}}"#,
+        );
+        assert!(g.is_err(), "generate takes no tools field");
     }
 
     #[test]

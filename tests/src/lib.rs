@@ -8,8 +8,9 @@ pub mod enclave;
 pub mod runner;
 pub mod swtpm;
 
-/// A binary of another workspace package, built by `cargo test --workspace` into the same target
-/// folder as this test executable (`target/<profile>/`).
+/// A binary of another workspace package in the same target folder as this test executable
+/// (`target/<profile>/`); `scripts/test.sh` builds every binary (`cargo build --workspace --bins`)
+/// before the tests.
 pub fn workspace_bin(name: &str) -> std::path::PathBuf {
     let exe = std::env::current_exe().unwrap_or_default();
     // target/<profile>/deps/<test> → target/<profile>/<name>

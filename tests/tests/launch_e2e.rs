@@ -21,7 +21,7 @@ fn bin(name: &str) -> PathBuf {
     let p = workspace_bin(name);
     assert!(
         p.exists(),
-        "{} missing: run through `cargo test --workspace`",
+        "{} missing: build the binaries first (`cargo build --workspace --release --bins`, as scripts/test.sh does)",
         p.display()
     );
     p

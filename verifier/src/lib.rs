@@ -8,4 +8,5 @@
 
 pub mod cli;
 pub mod client;
+pub mod proxy;
 pub mod tpm;

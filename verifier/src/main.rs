@@ -30,6 +30,8 @@ enum Command {
     Attest(cli::attest::Args),
     /// Attest, then send one sealed generate/chat request and verify its receipt.
     Generate(cli::generate::Args),
+    /// Serve Ollama's API locally, forwarding every request sealed to the attested enclave.
+    Proxy(cli::proxy::Args),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +42,7 @@ fn main() -> ExitCode {
         Command::Eventlog(args) => cli::eventlog::run(args),
         Command::Attest(args) => cli::attest::run(args),
         Command::Generate(args) => cli::generate::run(args),
+        Command::Proxy(args) => cli::proxy::run(args),
     };
     match result {
         Ok(outcome) => {

@@ -5,6 +5,7 @@ pub mod attest;
 pub mod cose;
 pub mod eventlog;
 pub mod generate;
+pub mod proxy;
 pub mod quote;
 
 use std::path::Path;

@@ -12,7 +12,8 @@ use rand_core::OsRng;
 use secllama_protocol::attestation::VerifiedDocument;
 use secllama_protocol::receipt::{ReceiptPayload, verify_receipt};
 use secllama_protocol::seal::{
-    RequestContext, RequestPlaintext, ResponseKeys, StreamOpener, seal_request,
+    ContentKey, RequestContext, RequestPlaintext, ResponseKeys, StreamOpener, seal_request,
+    seal_request_session,
 };
 use std::time::Duration;
 
@@ -47,6 +48,10 @@ pub struct SealedAnswer {
     pub data: Vec<u8>,
     /// The final envelope.
     pub end: SealedEnd,
+    /// The content key the request was sealed under (reusable as a session key).
+    pub key: ContentKey,
+    /// The request id, hex.
+    pub request_id: String,
 }
 
 fn now_ms() -> u64 {
@@ -67,6 +72,19 @@ pub async fn request(
     body: Vec<u8>,
     on_data: &mut dyn FnMut(&[u8]) -> anyhow::Result<()>,
 ) -> anyhow::Result<SealedAnswer> {
+    request_with(endpoint, doc, api_path, body, None, |d: &[u8]| on_data(d)).await
+}
+
+/// [`request`], sealed under `session` (a content key an earlier request to the same document
+/// established: no RSA on either side) when given.
+pub async fn request_with<F: FnMut(&[u8]) -> anyhow::Result<()>>(
+    endpoint: &Endpoint,
+    doc: &VerifiedDocument,
+    api_path: &str,
+    body: Vec<u8>,
+    session: Option<&ContentKey>,
+    mut on_data: F,
+) -> anyhow::Result<SealedAnswer> {
     let path = format!("/v1/sealed{api_path}");
     let ctx = RequestContext {
         method: "POST",
@@ -74,8 +92,15 @@ pub async fn request(
         attestation_digest: doc.digest,
     };
     let pt = RequestPlaintext::new(body, now_ms(), &mut OsRng)?;
-    let (sealed, key) = seal_request(&doc.payload.keys.encryption_spki, &ctx, &pt, &mut OsRng)
-        .context("sealing the request")?;
+    let (sealed, key) = match session {
+        Some(k) => (
+            seal_request_session(k, &ctx, &pt, &mut OsRng).context("sealing the request")?,
+            k.clone(),
+        ),
+        None => seal_request(&doc.payload.keys.encryption_spki, &ctx, &pt, &mut OsRng)
+            .context("sealing the request")?,
+    };
+    let request_id = hex::encode(pt.id.0);
     let resp = endpoint
         .send(
             "POST",
@@ -129,6 +154,8 @@ pub async fn request(
                 status,
                 problem: problem.clone(),
             },
+            key,
+            request_id,
         });
     }
     let receipt_hex = env
@@ -161,5 +188,7 @@ pub async fn request(
             receipt,
             receipt_bytes,
         },
+        key,
+        request_id,
     })
 }

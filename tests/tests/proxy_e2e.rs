@@ -1,0 +1,312 @@
+//! The verifying local proxy (`secllama-verify proxy`, a real process) in front of the real agent
+//! (real swtpm, test runner): the official `ollama` Python client and curl talk to it unmodified.
+//! Checks: the client gets the runner's answers (generate and chat, streaming and not) and every
+//! answer left a verified receipt in the receipts file; curl gets the same bytes the runner sends
+//! for the same request; a prompt outside the dataset is refused; unknown paths get Ollama's 404
+//! shape; a manifest that does not match stops the proxy from starting; an enclave restarted with
+//! new keys is re-attested transparently; an enclave replaced by one with another policy gets 503
+//! and nothing forwarded.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test crate: a failed unwrap is a failed test
+
+use secllama_enclave::agent::Agent;
+use secllama_enclave::service::serve;
+use secllama_measurements::manifest::{EnclaveDigests, Manifest, Required, TpmTrust};
+use secllama_protocol::receipt::verify_receipt;
+use secllama_tests::enclave::{Prepared, Reaped, RunnerMode, policy_for, prepare};
+use secllama_tests::runner::answer_tokens;
+use secllama_tests::workspace_bin;
+use secllama_tpm::Tpm;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+const PROMPT: &str = "why is the sky blue";
+
+struct Fixture {
+    rt: tokio::runtime::Runtime,
+    p: Prepared,
+    agent: Arc<Agent>,
+    serving: tokio::task::JoinHandle<std::io::Result<()>>,
+    manifest: PathBuf,
+}
+
+fn hex32(d: &[u8; 32]) -> String {
+    hex::encode(d)
+}
+
+fn fixture() -> Fixture {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let runner = Path::new(env!("CARGO_BIN_EXE_secllama-test-runner"));
+    let p = prepare(runner, RunnerMode::Started, &policy_for(PROMPT)).unwrap();
+    let mut tpm = Tpm::connect(&p.swtpm.tcti()).unwrap();
+    let ak = tpm
+        .ensure_ak(p.config.ak_handle, secllama_tpm::ak::AkKind::RsaSsaSha256)
+        .unwrap();
+    drop(tpm);
+    let d = &p.prediction.digests;
+    let mut m = Manifest {
+        version: 1,
+        required: Required::default(),
+        pcrs: Default::default(),
+        enclave: EnclaveDigests {
+            agent: hex32(&d.agent),
+            runner: hex32(&d.runner),
+            model: hex32(&d.model),
+            policy: hex32(&d.policy),
+            config: hex32(&d.config),
+        },
+        tpm: TpmTrust {
+            ak_publics: vec![hex::encode(&ak.public)],
+            ..TpmTrust::default()
+        },
+        snp: None,
+    };
+    m.set_pcrs(&p.prediction.pcrs);
+    let manifest = p.dir.path().join("manifest.toml");
+    std::fs::write(&manifest, m.to_toml().unwrap()).unwrap();
+    let (agent, serving) = start_agent(&rt, &p);
+    Fixture {
+        rt,
+        p,
+        agent,
+        serving,
+        manifest,
+    }
+}
+
+fn start_agent(
+    rt: &tokio::runtime::Runtime,
+    p: &Prepared,
+) -> (Arc<Agent>, tokio::task::JoinHandle<std::io::Result<()>>) {
+    let _guard = rt.enter();
+    let agent = Arc::new(Agent::start(&p.config, &p.base).unwrap());
+    let _ = std::fs::remove_file(&p.sock);
+    let listener = tokio::net::UnixListener::bind(&p.sock).unwrap();
+    let serving = rt.spawn(serve(agent.clone(), listener));
+    (agent, serving)
+}
+
+/// Starts the proxy; returns it and its address, or its output if it exited.
+fn proxy(url: &str, manifest: &Path, receipts: &Path) -> Result<(Reaped, String), String> {
+    let mut child = Reaped(
+        Command::new(workspace_bin("secllama-verify"))
+            .args([
+                "proxy",
+                "--listen",
+                "127.0.0.1:0",
+                "--reattest",
+                "3600",
+                "--url",
+                url,
+            ])
+            .arg("--manifest")
+            .arg(manifest)
+            .arg("--receipts")
+            .arg(receipts)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut out = BufReader::new(child.0.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    if let Some(addr) = line.trim().strip_prefix("proxy listening on ") {
+        let addr = addr.to_string();
+        std::thread::spawn(move || for _ in out.lines() {});
+        return Ok((child, addr));
+    }
+    std::io::Read::read_to_string(&mut out, &mut line).unwrap();
+    let status = child.0.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.0.stderr.take().unwrap(), &mut err).unwrap();
+    Err(format!("{status}: {line}{err}"))
+}
+
+fn python() -> PathBuf {
+    let py = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
+    assert!(
+        py.exists(),
+        "{} is missing: run scripts/setup.sh",
+        py.display()
+    );
+    py
+}
+
+fn ollama_peer(addr: &str) -> serde_json::Value {
+    let out = Command::new(python())
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("py/ollama_peer.py"))
+        .arg(format!("http://{addr}"))
+        .arg(PROMPT)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn curl(addr: &str, path: &str, body: Option<&str>) -> (u16, Vec<u8>) {
+    let mut c = Command::new("curl");
+    c.args(["-s", "-o", "-", "-w", "\n%{http_code}"]);
+    if let Some(b) = body {
+        c.args([
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            b,
+        ]);
+    }
+    let out = c.arg(format!("http://{addr}{path}")).output().unwrap();
+    let mut raw = out.stdout;
+    let pos = raw.iter().rposition(|b| *b == b'\n').unwrap();
+    let code = std::str::from_utf8(&raw[pos + 1..])
+        .unwrap()
+        .parse()
+        .unwrap();
+    raw.truncate(pos);
+    (code, raw)
+}
+
+#[test]
+fn ollama_clients_get_attested_sealed_answers_through_the_proxy() {
+    let mut f = fixture();
+    let url = format!("unix:{}", f.p.sock.display());
+    let receipts = f.p.dir.path().join("client-receipts.jsonl");
+    let (_proxy, addr) = proxy(&url, &f.manifest, &receipts).unwrap();
+
+    // The official Python client, unmodified.
+    let v = ollama_peer(&addr);
+    let answer = answer_tokens(PROMPT).concat();
+    assert_eq!(v["generate"], answer);
+    assert_eq!(v["chat"], answer);
+    let joined = |k: &str| -> String {
+        v[k].as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap())
+            .collect()
+    };
+    assert_eq!(joined("generate_stream"), answer);
+    assert_eq!(joined("chat_stream"), answer);
+    assert_eq!(v["models"], serde_json::json!(["tiny:latest"]));
+    assert_eq!(v["unknown_model"], 403, "the policy refuses other models");
+
+    // Every answer (generate, chat, streaming and not, tags) left a verified receipt.
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&receipts)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 5, "{lines:?}");
+    let signing = f.agent.signing.public();
+    let mut indexes = Vec::new();
+    for l in &lines {
+        let r = verify_receipt(
+            &hex::decode(l["receipt"].as_str().unwrap()).unwrap(),
+            &signing,
+        )
+        .unwrap();
+        assert_eq!(r.log_index, l["log_index"].as_u64().unwrap());
+        assert_eq!(l["request_id"].as_str().unwrap().len(), 32);
+        indexes.push(r.log_index);
+    }
+    indexes.dedup();
+    assert_eq!(indexes.len(), 5, "distinct log positions");
+
+    // curl gets exactly the bytes the runner sends for the same request.
+    let runner =
+        f.p.config
+            .runner_url
+            .trim_start_matches("http://")
+            .to_string();
+    for body in [
+        format!(
+            r#"{{"model":"tiny:latest","prompt":"{PROMPT}","stream":false,"options":{{"num_predict":64}}}}"#
+        ),
+        format!(r#"{{"model":"tiny:latest","prompt":"{PROMPT}","options":{{"num_predict":64}}}}"#),
+    ] {
+        let (code, via_proxy) = curl(&addr, "/api/generate", Some(&body));
+        let (runner_code, direct) = curl(&runner, "/api/generate", Some(&body));
+        assert_eq!((code, runner_code), (200, 200));
+        assert_eq!(
+            String::from_utf8_lossy(&via_proxy),
+            String::from_utf8_lossy(&direct)
+        );
+    }
+    // Outside the dataset: refused in Ollama's error shape, naming the rule.
+    let (code, body) = curl(
+        &addr,
+        "/api/generate",
+        Some(
+            r#"{"model":"tiny:latest","prompt":"tell me a secret","stream":false,"options":{"num_predict":8}}"#,
+        ),
+    );
+    assert_eq!(code, 403);
+    let e: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(e["error"].as_str().unwrap().contains("dataset"), "{e}");
+    // Unknown paths: Ollama's 404 shape.
+    let (code, body) = curl(&addr, "/api/nothing", None);
+    assert_eq!(code, 404);
+    assert!(serde_json::from_slice::<serde_json::Value>(&body).unwrap()["error"].is_string());
+
+    // The enclave restarts with new keys: the proxy re-attests and carries on.
+    let before = curl(&addr, "/secllama/attestation", None).1;
+    f.serving.abort();
+    let (agent, serving) = start_agent(&f.rt, &f.p);
+    assert_ne!(agent.signing.public(), f.agent.signing.public());
+    f.serving = serving;
+    let v = ollama_peer(&addr);
+    assert_eq!(v["generate"], answer);
+    let after = curl(&addr, "/secllama/attestation", None).1;
+    let digest = |b: &[u8]| {
+        serde_json::from_slice::<serde_json::Value>(b).unwrap()["secllama.attestation-digest"]
+            .clone()
+    };
+    assert_ne!(digest(&before), digest(&after), "re-attested");
+
+    // Replaced by an enclave with another policy: 503, nothing forwarded.
+    f.serving.abort();
+    std::fs::write(f.p.base.join("policy.json"), policy_for("another prompt")).unwrap();
+    let (_agent, serving) = start_agent(&f.rt, &f.p);
+    f.serving = serving;
+    let receipts_before = std::fs::read_to_string(&receipts).unwrap().lines().count();
+    let body = r#"{"model":"tiny:latest","prompt":"another prompt","stream":false,"options":{"num_predict":8}}"#;
+    let (code, text) = curl(&addr, "/api/generate", Some(body));
+    assert_eq!(code, 503, "{}", String::from_utf8_lossy(&text));
+    assert!(
+        String::from_utf8_lossy(&text).contains("policy"),
+        "{}",
+        String::from_utf8_lossy(&text)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&receipts).unwrap().lines().count(),
+        receipts_before
+    );
+}
+
+#[test]
+fn the_proxy_refuses_to_start_for_a_manifest_that_does_not_match() {
+    let f = fixture();
+    let url = format!("unix:{}", f.p.sock.display());
+    let text = std::fs::read_to_string(&f.manifest).unwrap();
+    let mut m = Manifest::from_toml(&text).unwrap();
+    m.enclave.model = "11".repeat(32);
+    let bad = f.p.dir.path().join("bad.toml");
+    std::fs::write(&bad, m.to_toml().unwrap()).unwrap();
+    let err = proxy(&url, &bad, &f.p.dir.path().join("r.jsonl")).unwrap_err();
+    assert!(
+        err.contains("not affirming") && err.contains("model"),
+        "{err}"
+    );
+    assert!(err.starts_with("exit status: 1"), "{err}");
+}

@@ -1,0 +1,117 @@
+//! `secllama-verify proxy --url URL --manifest FILE [--listen 127.0.0.1:11434] [--receipts FILE]
+//! [--reattest SECS]`: the verifying local proxy (see [`crate::proxy`]). Prints
+//! `proxy listening on ADDR` once the enclave is attested and the listener bound; runs until
+//! interrupted. Refuses to start (exit 1) when the attestation is not affirming.
+
+use crate::proxy::Proxy;
+use anyhow::Context;
+use secllama_measurements::manifest::Manifest;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Arguments of `secllama-verify proxy`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The enclave API: unix:PATH or http://HOST:PORT (e.g. the bridge).
+    #[arg(long)]
+    pub url: String,
+    /// The reference manifest (TOML).
+    #[arg(long)]
+    pub manifest: PathBuf,
+    /// Where local Ollama clients connect (loopback unless you mean it).
+    #[arg(long, default_value = "127.0.0.1:11434")]
+    pub listen: SocketAddr,
+    /// Append every verified receipt here (JSON lines, no plaintext).
+    #[arg(long)]
+    pub receipts: Option<PathBuf>,
+    /// Seconds between re-attestations.
+    #[arg(long, default_value_t = 300)]
+    pub reattest: u64,
+}
+
+#[allow(clippy::print_stdout, clippy::print_stderr)]
+fn say(line: &str, err: bool) {
+    if err {
+        eprintln!("{line}");
+    } else {
+        println!("{line}");
+        let _ = std::io::stdout().flush();
+    }
+}
+
+/// Runs the proxy until interrupted.
+pub fn run(args: &Args) -> anyhow::Result<super::Outcome> {
+    let text = std::fs::read_to_string(&args.manifest)
+        .with_context(|| format!("reading {}", args.manifest.display()))?;
+    let manifest = Manifest::from_toml(&text)
+        .with_context(|| format!("manifest {}", args.manifest.display()))?;
+    if args.listen.ip().is_loopback() {
+        say(
+            &format!(
+                "secllama proxy: listening on loopback only ({}); local clients only",
+                args.listen
+            ),
+            true,
+        );
+    } else {
+        say(
+            &format!(
+                "WARNING: secllama proxy listens on {} (not loopback): other hosts can send \
+                 prompts through it and read the answers in plaintext",
+                args.listen
+            ),
+            true,
+        );
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let proxy = match Proxy::start(&args.url, manifest, args.receipts.as_deref()).await {
+            Ok(p) => p,
+            Err(e) => {
+                return Ok(super::Outcome {
+                    report: format!("secllama proxy: {e:#}"),
+                    valid: false,
+                });
+            }
+        };
+        proxy.spawn_reattest(Duration::from_secs(args.reattest.max(1)));
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("binding {}", args.listen))?;
+        say(
+            &format!("proxy listening on {}", listener.local_addr()?),
+            false,
+        );
+        let serve = async {
+            loop {
+                let (stream, _) = listener.accept().await?;
+                let _ = stream.set_nodelay(true);
+                let proxy: Arc<Proxy> = proxy.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| {
+                        let p = proxy.clone();
+                        async move { Ok::<_, std::convert::Infallible>(p.handle(req).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+            #[allow(unreachable_code)]
+            Ok::<(), std::io::Error>(())
+        };
+        tokio::select! {
+            r = serve => r.map_err(anyhow::Error::from)?,
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        Ok(super::Outcome {
+            report: String::new(),
+            valid: true,
+        })
+    })
+}

@@ -1,0 +1,476 @@
+//! The verifying local proxy: serves Ollama's plaintext HTTP API on loopback to unmodified clients
+//! and forwards every request sealed to an attested enclave (issue "verifying local proxy").
+//!
+//! - **Attestation first.** [`Proxy::start`] attests (fresh nonce, full appraisal against the
+//!   manifest) and refuses to start unless the result is affirming. It re-attests every
+//!   `reattest` interval and at once when the enclave says it no longer knows the attested
+//!   document (its keys changed, e.g. a restart). While the last appraisal is not affirming, every
+//!   API request gets `503` with the reason — nothing is forwarded to an unverified enclave.
+//! - **Sealed forwarding.** `POST /api/generate`, `POST /api/chat`, `GET /api/tags` are sealed
+//!   (the first request to a document wraps a content key with RSA-OAEP; later ones reuse it as a
+//!   session key), and the answer is opened chunk by chunk: each authenticated chunk is passed on
+//!   as it arrives, so the first token reaches the client before the answer is complete. Streamed
+//!   answers keep Ollama's NDJSON; `"stream": false` answers are passed on whole, with the runner's
+//!   status. The bytes the client gets are exactly the runner's.
+//! - **Receipts.** The final receipt must verify under the attested signing key and match the
+//!   request sent and the bytes received; otherwise the response is aborted (the client sees a
+//!   broken transfer, never a completed forged answer). Verified receipts are appended to the
+//!   receipts file as JSON lines (request id, time, log index, receipt; no plaintext).
+//! - `GET /api/version` answers locally; `GET /secllama/attestation` returns the last attestation
+//!   result (EAR); anything else is `404` in Ollama's error shape (`{"error": …}`).
+
+use crate::client::sealed::{SealedEnd, request_with};
+use crate::client::{Attestation, Endpoint, attest};
+use anyhow::Context;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use secllama_measurements::manifest::Manifest;
+use secllama_protocol::attestation::VerifiedDocument;
+use secllama_protocol::seal::ContentKey;
+use serde_json::json;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{RwLock, mpsc};
+
+/// Largest request body accepted from a local client.
+pub const MAX_REQUEST: usize = 1 << 20;
+
+type Body = BoxBody<Bytes, std::io::Error>;
+
+/// The attested enclave requests go to.
+#[derive(Clone)]
+struct Current {
+    doc: VerifiedDocument,
+    session: Option<ContentKey>,
+}
+
+/// The proxy's shared state.
+pub struct Proxy {
+    endpoint: Endpoint,
+    url: String,
+    manifest: Manifest,
+    current: RwLock<Result<Current, String>>,
+    last: RwLock<Option<Attestation>>,
+    receipts: Option<std::sync::Mutex<std::fs::File>>,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Proxy({})", self.url)
+    }
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn json_response(status: StatusCode, value: serde_json::Value) -> Response<Body> {
+    let mut r = Response::new(
+        Full::new(Bytes::from(value.to_string()))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    r
+}
+
+/// Ollama's error shape.
+fn error(status: StatusCode, message: impl std::fmt::Display) -> Response<Body> {
+    json_response(status, json!({ "error": message.to_string() }))
+}
+
+impl Proxy {
+    /// Attests the enclave at `url` against `manifest`; fails unless the result is affirming.
+    pub async fn start(
+        url: &str,
+        manifest: Manifest,
+        receipts: Option<&std::path::Path>,
+    ) -> anyhow::Result<Arc<Self>> {
+        let receipts = receipts
+            .map(|p| {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                    .with_context(|| format!("opening the receipts file {}", p.display()))
+                    .map(std::sync::Mutex::new)
+            })
+            .transpose()?;
+        let proxy = Arc::new(Self {
+            endpoint: Endpoint::parse(url)?,
+            url: url.to_string(),
+            manifest,
+            current: RwLock::new(Err("not attested yet".into())),
+            last: RwLock::new(None),
+            receipts,
+        });
+        if let Err(why) = proxy.reattest().await {
+            anyhow::bail!("the enclave at {url} is not affirming; not serving:\n{why}");
+        }
+        Ok(proxy)
+    }
+
+    /// Attests again; on failure every request gets 503 until an attestation succeeds.
+    pub async fn reattest(&self) -> Result<(), String> {
+        let outcome = attest(&self.url, &self.manifest).await;
+        let next = match &outcome {
+            Ok(a) => match a.affirmed() {
+                Some(doc) => Ok(doc.clone()),
+                None => Err(a.result.to_text()),
+            },
+            Err(e) => Err(format!("attestation failed: {e:#}")),
+        };
+        let mut current = self.current.write().await;
+        let result = match next {
+            Ok(doc) => {
+                // Same keys: keep the session; new keys (a restarted enclave): start over.
+                let session = match &*current {
+                    Ok(c) if c.doc.payload.keys == doc.payload.keys => c.session.clone(),
+                    _ => None,
+                };
+                *current = Ok(Current { doc, session });
+                Ok(())
+            }
+            Err(why) => {
+                *current = Err(why.clone());
+                Err(why)
+            }
+        };
+        drop(current);
+        if let Ok(a) = outcome {
+            *self.last.write().await = Some(a);
+        }
+        result
+    }
+
+    /// Re-attests every `every` until the runtime stops.
+    pub fn spawn_reattest(self: &Arc<Self>, every: Duration) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                if let Err(why) = me.reattest().await {
+                    eprintln_warning(&format!("secllama proxy: re-attestation failed:\n{why}"));
+                }
+            }
+        });
+    }
+
+    /// Serves one local request.
+    pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
+        let path = req.uri().path().to_string();
+        match (req.method(), path.as_str()) {
+            (&Method::GET, "/api/version") => json_response(
+                StatusCode::OK,
+                json!({ "version": env!("CARGO_PKG_VERSION") }),
+            ),
+            (&Method::GET, "/secllama/attestation") => match &*self.last.read().await {
+                Some(a) => {
+                    let status = if a.result.affirming() {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    };
+                    json_response(status, serde_json::to_value(&a.result).unwrap_or_default())
+                }
+                None => error(StatusCode::SERVICE_UNAVAILABLE, "no attestation yet"),
+            },
+            (&Method::POST, "/api/generate" | "/api/chat") | (&Method::GET, "/api/tags") => {
+                self.forward(&path, req).await
+            }
+            (
+                _,
+                "/api/show" | "/api/pull" | "/api/push" | "/api/create" | "/api/copy"
+                | "/api/delete" | "/api/embed" | "/api/embeddings" | "/api/ps",
+            ) => error(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "{path} is not offered by the secllama enclave (only generate, chat and tags are)"
+                ),
+            ),
+            _ => error(StatusCode::NOT_FOUND, "404 page not found"),
+        }
+    }
+
+    async fn forward(self: Arc<Self>, path: &str, req: Request<Incoming>) -> Response<Body> {
+        let body = match Limited::new(req.into_body(), MAX_REQUEST).collect().await {
+            Ok(b) => b.to_bytes().to_vec(),
+            Err(e) => return error(StatusCode::PAYLOAD_TOO_LARGE, e),
+        };
+        let streaming = path != "/api/tags"
+            && serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v.get("stream").and_then(serde_json::Value::as_bool))
+                .unwrap_or(true);
+        for attempt in 0..2 {
+            let current = match &*self.current.read().await {
+                Ok(c) => c.clone(),
+                Err(why) => {
+                    return error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!(
+                            "secllama proxy: the enclave is not attested, nothing was forwarded: {why}"
+                        ),
+                    );
+                }
+            };
+            match self.exchange(path, body.clone(), current, streaming).await {
+                Exchange::Response(r) => return r,
+                Exchange::UnknownDocument(why) if attempt == 0 => {
+                    // The enclave no longer knows the document: its keys changed. Attest again.
+                    if let Err(e) = self.reattest().await {
+                        return error(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            format!(
+                                "secllama proxy: re-attestation after \"{why}\" failed, nothing was forwarded: {e}"
+                            ),
+                        );
+                    }
+                }
+                Exchange::UnknownDocument(why) => return error(StatusCode::BAD_GATEWAY, why),
+            }
+        }
+        error(
+            StatusCode::BAD_GATEWAY,
+            "secllama proxy: no attested enclave",
+        )
+    }
+
+    async fn exchange(
+        self: &Arc<Self>,
+        path: &str,
+        body: Vec<u8>,
+        current: Current,
+        streaming: bool,
+    ) -> Exchange {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
+        let me = self.clone();
+        let api_path = path.to_string();
+        tokio::spawn(async move {
+            let data_tx = tx.clone();
+            let on_data = move |d: &[u8]| -> anyhow::Result<()> {
+                data_tx
+                    .send(Event::Data(Bytes::copy_from_slice(d)))
+                    .map_err(|_| anyhow::anyhow!("the local client went away"))
+            };
+            let outcome = request_with(
+                &me.endpoint,
+                &current.doc,
+                &api_path,
+                body,
+                current.session.as_ref(),
+                on_data,
+            )
+            .await;
+            let end = match outcome {
+                Ok(answer) => {
+                    me.remember_session(&current.doc, &answer.key).await;
+                    match answer.end {
+                        SealedEnd::Receipt {
+                            status,
+                            receipt,
+                            receipt_bytes,
+                        } => {
+                            me.log_receipt(
+                                &answer.request_id,
+                                &current.doc,
+                                receipt.log_index,
+                                &receipt_bytes,
+                            );
+                            End::Done(status)
+                        }
+                        SealedEnd::Problem { status, problem } => End::Problem(status, problem),
+                    }
+                }
+                Err(e) => {
+                    let text = format!("{e:#}");
+                    if text.contains("HTTP 409") && text.contains("before the sealed channel") {
+                        End::UnknownDocument(text)
+                    } else {
+                        End::Failed(text)
+                    }
+                }
+            };
+            let _ = tx.send(Event::End(end));
+        });
+
+        // Non-streamed answers are one JSON object: pass it on whole, with the runner's status.
+        let first = rx.recv().await;
+        if !streaming || matches!(first, Some(Event::End(_)) | None) {
+            let mut data = Vec::new();
+            let mut next = first;
+            loop {
+                match next {
+                    Some(Event::Data(d)) => data.extend_from_slice(&d),
+                    Some(Event::End(End::Done(status))) => {
+                        let status =
+                            StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+                        let mut r = Response::new(
+                            Full::new(Bytes::from(data))
+                                .map_err(|never| match never {})
+                                .boxed(),
+                        );
+                        *r.status_mut() = status;
+                        r.headers_mut().insert(
+                            hyper::header::CONTENT_TYPE,
+                            hyper::header::HeaderValue::from_static(if streaming {
+                                "application/x-ndjson"
+                            } else {
+                                "application/json; charset=utf-8"
+                            }),
+                        );
+                        return Exchange::Response(r);
+                    }
+                    Some(Event::End(End::Problem(status, problem))) => {
+                        let status =
+                            StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+                        let detail = problem
+                            .get("detail")
+                            .and_then(serde_json::Value::as_str)
+                            .map_or_else(|| problem.to_string(), str::to_string);
+                        return Exchange::Response(error(
+                            status,
+                            format!("secllama enclave: {detail}"),
+                        ));
+                    }
+                    Some(Event::End(End::UnknownDocument(why))) => {
+                        return Exchange::UnknownDocument(why);
+                    }
+                    Some(Event::End(End::Failed(why))) => {
+                        return Exchange::Response(error(
+                            StatusCode::BAD_GATEWAY,
+                            format!("secllama proxy: the sealed answer did not verify: {why}"),
+                        ));
+                    }
+                    None => {
+                        return Exchange::Response(error(
+                            StatusCode::BAD_GATEWAY,
+                            "secllama proxy: the exchange ended without a result",
+                        ));
+                    }
+                }
+                next = rx.recv().await;
+            }
+        }
+
+        // Streamed: pass each authenticated chunk on as it arrives; abort the transfer if the end
+        // does not verify, so the client never sees a completed forged answer.
+        let mut r = Response::new(BodyExt::boxed(Streamed {
+            first,
+            rx,
+            done: false,
+        }));
+        r.headers_mut().insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static("application/x-ndjson"),
+        );
+        Exchange::Response(r)
+    }
+
+    async fn remember_session(&self, doc: &VerifiedDocument, key: &ContentKey) {
+        let mut current = self.current.write().await;
+        if let Ok(c) = &mut *current
+            && c.doc.digest == doc.digest
+            && c.session.is_none()
+        {
+            c.session = Some(key.clone());
+        }
+    }
+
+    fn log_receipt(&self, request_id: &str, doc: &VerifiedDocument, index: u64, receipt: &[u8]) {
+        let Some(file) = &self.receipts else { return };
+        let line = json!({
+            "request_id": request_id,
+            "time": now_secs(),
+            "log_index": index,
+            "attestation": doc.digest.to_hex(),
+            "receipt": hex::encode(receipt),
+        });
+        if let Ok(mut f) = file.lock() {
+            let _ = writeln!(f, "{line}");
+        }
+    }
+}
+
+/// What the proxy's forwarding task reports.
+enum Event {
+    Data(Bytes),
+    End(End),
+}
+
+enum End {
+    Done(u16),
+    Problem(u16, serde_json::Value),
+    UnknownDocument(String),
+    Failed(String),
+}
+
+enum Exchange {
+    Response(Response<Body>),
+    UnknownDocument(String),
+}
+
+/// The streamed body: `first`, then whatever arrives, ending with an error (aborting the transfer)
+/// unless the exchange ended with a verified receipt.
+struct Streamed {
+    first: Option<Event>,
+    rx: mpsc::UnboundedReceiver<Event>,
+    done: bool,
+}
+
+impl hyper::body::Body for Streamed {
+    type Data = Bytes;
+    type Error = std::io::Error;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        use std::task::Poll;
+        if self.done {
+            return Poll::Ready(None);
+        }
+        let event = match self.first.take() {
+            Some(e) => Some(e),
+            None => match self.rx.poll_recv(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(e) => e,
+            },
+        };
+        let out = match event {
+            Some(Event::Data(d)) => Some(Ok(Frame::data(d))),
+            Some(Event::End(End::Done(_))) => {
+                self.done = true;
+                None
+            }
+            Some(Event::End(End::Problem(_, p))) => {
+                self.done = true;
+                Some(Err(std::io::Error::other(format!("enclave problem: {p}"))))
+            }
+            Some(Event::End(End::UnknownDocument(w) | End::Failed(w))) => {
+                self.done = true;
+                Some(Err(std::io::Error::other(w)))
+            }
+            None => {
+                self.done = true;
+                Some(Err(std::io::Error::other(
+                    "the exchange ended without a result",
+                )))
+            }
+        };
+        Poll::Ready(out)
+    }
+}
+
+#[allow(clippy::print_stderr)]
+fn eprintln_warning(msg: &str) {
+    eprintln!("{msg}");
+}
