@@ -156,6 +156,26 @@ fn attest_affirms_and_contraindicates_on_every_mismatch() {
     assert!(r["iat"].as_u64().unwrap() > 0);
     assert_eq!(status(&r, "tpm"), "affirming", "{r:#}");
     assert_eq!(status(&r, "enclave"), "affirming", "{r:#}");
+    // AR4SI trustworthiness claims and the appraisal policy (the manifest's digest) per submod.
+    let policy_id = format!(
+        "sha256:{}",
+        secllama_protocol::sha256(&[f.manifest.to_toml().unwrap().as_bytes()]).to_hex()
+    );
+    for (submod, claims) in [
+        ("tpm", &["hardware", "instance-identity", "executables"][..]),
+        (
+            "enclave",
+            &["executables", "file-system", "configuration"][..],
+        ),
+    ] {
+        assert_eq!(r["submods"][submod]["ear.appraisal-policy-id"], policy_id);
+        for c in claims {
+            assert_eq!(
+                r["submods"][submod]["ear.trustworthiness-vector"][c], 2,
+                "{submod}.{c}: {r:#}"
+            );
+        }
+    }
     // --save wrote the document the result names.
     let doc = std::fs::read(&saved).unwrap();
     assert_eq!(
@@ -178,6 +198,12 @@ fn attest_affirms_and_contraindicates_on_every_mismatch() {
     assert_eq!(status(&r, "tpm"), "affirming");
     let why = reasons(&r, "enclave");
     assert!(why.contains("model: expected abab"), "{why}");
+    let v = &r["submods"]["enclave"]["ear.trustworthiness-vector"];
+    assert_eq!(
+        (v["file-system"].as_i64(), v["executables"].as_i64()),
+        (Some(96), Some(2)),
+        "{v}"
+    );
     assert!(why.contains(&expected_model), "{why}");
 
     // No AK trust anchor: the quote checks pass but the tpm submod does not affirm, and says so.
@@ -187,6 +213,10 @@ fn attest_affirms_and_contraindicates_on_every_mismatch() {
     assert!(!valid);
     assert_ne!(status(&r, "tpm"), "affirming");
     assert!(reasons(&r, "tpm").contains("no trust anchor"), "{r:#}");
+    assert_eq!(
+        r["submods"]["tpm"]["ear.trustworthiness-vector"]["instance-identity"],
+        32
+    );
 
     // Another pinned AK: contraindicated.
     let mut m = f.manifest.clone();

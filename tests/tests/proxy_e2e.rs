@@ -259,6 +259,59 @@ fn ollama_clients_get_attested_sealed_answers_through_the_proxy() {
     assert_eq!(code, 404);
     assert!(serde_json::from_slice::<serde_json::Value>(&body).unwrap()["error"].is_string());
 
+    // Offline: the stored receipts verify against the saved attestation document, with their log
+    // positions; a tampered receipt does not.
+    let doc = f.p.dir.path().join("doc.cose");
+    let a = Command::new(workspace_bin("secllama-verify"))
+        .args(["attest", "--format", "text", "--url", &url, "--manifest"])
+        .arg(&f.manifest)
+        .arg("--save")
+        .arg(&doc)
+        .output()
+        .unwrap();
+    assert!(a.status.success(), "{}", String::from_utf8_lossy(&a.stdout));
+    let check = |file: &Path| {
+        Command::new(workspace_bin("secllama-verify"))
+            .args(["receipt", "--receipts"])
+            .arg(file)
+            .arg("--attestation")
+            .arg(&doc)
+            .output()
+            .unwrap()
+    };
+    let r = check(&receipts);
+    let report = String::from_utf8_lossy(&r.stdout).to_string();
+    assert!(r.status.success(), "{report}");
+    assert!(report.contains("7 verified, 0 failed"), "{report}");
+    assert!(report.contains("log index 0,"), "{report}");
+    let text = std::fs::read_to_string(&receipts).unwrap();
+    let mut first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    let mut bytes = hex::decode(first["receipt"].as_str().unwrap()).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    first["receipt"] = hex::encode(bytes).into();
+    let tampered = f.p.dir.path().join("tampered.jsonl");
+    std::fs::write(&tampered, format!("{first}\n")).unwrap();
+    let r = check(&tampered);
+    assert_eq!(r.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&r.stdout).contains("FAIL line 1"),
+        "{}",
+        String::from_utf8_lossy(&r.stdout)
+    );
+
+    // The proxy's status endpoint is the EAR.
+    let (code, ear) = curl(&addr, "/secllama/attestation", None);
+    assert_eq!(code, 200);
+    let ear: serde_json::Value = serde_json::from_slice(&ear).unwrap();
+    assert_eq!(ear["submods"]["tpm"]["ear.status"], "affirming");
+    assert!(
+        ear["submods"]["enclave"]["ear.appraisal-policy-id"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+
     // The enclave restarts with new keys: the proxy re-attests and carries on.
     let before = curl(&addr, "/secllama/attestation", None).1;
     f.serving.abort();

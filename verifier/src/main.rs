@@ -32,6 +32,8 @@ enum Command {
     Generate(cli::generate::Args),
     /// Serve Ollama's API locally, forwarding every request sealed to the attested enclave.
     Proxy(cli::proxy::Args),
+    /// Verify stored receipts offline against a saved attestation document.
+    Receipt(cli::receipt::Args),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +45,7 @@ fn main() -> ExitCode {
         Command::Attest(args) => cli::attest::run(args),
         Command::Generate(args) => cli::generate::run(args),
         Command::Proxy(args) => cli::proxy::run(args),
+        Command::Receipt(args) => cli::receipt::run(args),
     };
     match result {
         Ok(outcome) => {

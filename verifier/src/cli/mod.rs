@@ -7,6 +7,7 @@ pub mod eventlog;
 pub mod generate;
 pub mod proxy;
 pub mod quote;
+pub mod receipt;
 
 use std::path::Path;
 

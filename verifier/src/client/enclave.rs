@@ -1,8 +1,9 @@
 //! The `enclave` submod: each of the five component digests the signed document reports (agent,
 //! runner, model, policy, config) must equal the manifest's; a mismatch names the component and both
-//! values.
+//! values. Trustworthiness claims: `executables` (agent, runner), `file-system` (model),
+//! `configuration` (policy, config).
 
-use super::result::{Status, Submod};
+use super::result::{Status, Submod, tier};
 use secllama_measurements::manifest::Manifest;
 use secllama_protocol::attestation::VerifiedDocument;
 
@@ -12,6 +13,7 @@ pub fn appraise(doc: &VerifiedDocument, manifest: &Manifest) -> Submod {
     let m = &manifest.enclave;
     let mut reasons = Vec::new();
     let mut passed = Vec::new();
+    let mut vector = std::collections::BTreeMap::new();
     for (name, found, expected) in [
         ("agent", &d.agent, &m.agent),
         ("runner", &d.runner, &m.runner),
@@ -20,7 +22,17 @@ pub fn appraise(doc: &VerifiedDocument, manifest: &Manifest) -> Submod {
         ("config", &d.config, &m.config),
     ] {
         let found = found.to_hex();
-        if found.eq_ignore_ascii_case(expected) {
+        let ok = found.eq_ignore_ascii_case(expected);
+        // agent and runner are what executes, the model is the data it loads, policy and config
+        // configure it.
+        let claim = match name {
+            "agent" | "runner" => "executables",
+            "model" => "file-system",
+            _ => "configuration",
+        };
+        let t = vector.entry(claim.to_string()).or_insert(tier::AFFIRMING);
+        *t = (*t).max(tier::of(ok));
+        if ok {
             passed.push(format!("{name}: {found}"));
         } else {
             reasons.push(format!(
@@ -38,5 +50,20 @@ pub fn appraise(doc: &VerifiedDocument, manifest: &Manifest) -> Submod {
         required: true,
         reasons,
         passed,
+        trust_vector: vector,
+        policy_id: policy_id(manifest),
     }
+}
+
+/// `sha256:<hex>` of the manifest's canonical TOML (what `secllama measure launch` writes).
+pub fn policy_id(manifest: &Manifest) -> String {
+    manifest
+        .to_toml()
+        .map(|t| {
+            format!(
+                "sha256:{}",
+                secllama_protocol::sha256(&[t.as_bytes()]).to_hex()
+            )
+        })
+        .unwrap_or_default()
 }

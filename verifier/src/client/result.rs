@@ -1,6 +1,8 @@
-//! The attestation result, shaped as an EAT Attestation Result (draft-fv-rats-ear): `eat_profile`,
-//! `iat`, `ear.verifier-id` and one submod per evidence kind with its `ear.status` and the reason
-//! for every failure, plus the SHA-256 of the appraised attestation document.
+//! The attestation result, an EAT Attestation Result (draft-fv-rats-ear): `eat_profile`, `iat`,
+//! `ear.verifier-id` and one submod per evidence kind with its `ear.status`, the AR4SI
+//! `ear.trustworthiness-vector` claims that apply, `ear.appraisal-policy-id` (the manifest's
+//! digest) and the reason for every failure, plus the SHA-256 of the appraised attestation
+//! document. `docs/attestation-result.md` documents every field.
 
 use secllama_protocol::Sha256Digest;
 use serde::Serialize;
@@ -49,6 +51,34 @@ pub struct Submod {
     /// The checks that passed.
     #[serde(rename = "secllama.passed", skip_serializing_if = "Vec::is_empty")]
     pub passed: Vec<String>,
+    /// AR4SI trustworthiness claims that apply (claim name → tier value: 2 affirming, 32
+    /// warning, 96 contraindicated).
+    #[serde(
+        rename = "ear.trustworthiness-vector",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub trust_vector: BTreeMap<String, i8>,
+    /// The reference manifest appraised against: `sha256:<hex>` of its canonical TOML.
+    #[serde(
+        rename = "ear.appraisal-policy-id",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub policy_id: String,
+}
+
+/// AR4SI tier values used in trustworthiness vectors.
+pub mod tier {
+    /// The claim holds (affirming).
+    pub const AFFIRMING: i8 = 2;
+    /// The claim could not be established (warning).
+    pub const WARNING: i8 = 32;
+    /// The claim is contradicted by the evidence (contraindicated).
+    pub const CONTRAINDICATED: i8 = 96;
+
+    /// [`AFFIRMING`] when `ok`, else [`CONTRAINDICATED`].
+    pub fn of(ok: bool) -> i8 {
+        if ok { AFFIRMING } else { CONTRAINDICATED }
+    }
 }
 
 impl Submod {
@@ -59,6 +89,8 @@ impl Submod {
             required,
             reasons,
             passed: Vec::new(),
+            trust_vector: BTreeMap::new(),
+            policy_id: String::new(),
         }
     }
 
@@ -69,6 +101,8 @@ impl Submod {
             required,
             reasons: vec!["SEV-SNP evidence is not appraised by this client".into()],
             passed: Vec::new(),
+            trust_vector: BTreeMap::new(),
+            policy_id: String::new(),
         }
     }
 }
@@ -151,6 +185,14 @@ impl AttestationResult {
             ));
             for p in &s.passed {
                 out.push_str(&format!("  ok   {p}\n"));
+            }
+            if !s.trust_vector.is_empty() {
+                let v: Vec<String> = s
+                    .trust_vector
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                out.push_str(&format!("  trustworthiness: {}\n", v.join(" ")));
             }
             for r in &s.reasons {
                 out.push_str(&format!("  FAIL {r}\n"));

@@ -10,7 +10,7 @@
 //! - the event log replays to every quoted PCR value;
 //! - every manifest PCR equals the quoted value (a manifest PCR the quote lacks is a failure).
 
-use super::result::{Status, Submod};
+use super::result::{Status, Submod, tier};
 use crate::tpm::trust::check_pinned_ak;
 use crate::tpm::{AkPublic, HashAlg, PcrValues, QuotePolicy, appraise_quote_bytes};
 use secllama_measurements::eventlog::{Bank, EventLog};
@@ -38,6 +38,8 @@ pub fn appraise(doc: &VerifiedDocument, manifest: &Manifest) -> Submod {
             required,
             reasons: vec!["the attestation document carries no TPM evidence".into()],
             passed: Vec::new(),
+            trust_vector: Default::default(),
+            policy_id: super::enclave::policy_id(manifest),
         };
     };
     let mut reasons = Vec::new();
@@ -45,10 +47,26 @@ pub fn appraise(doc: &VerifiedDocument, manifest: &Manifest) -> Submod {
         "document signature under its own signing key".to_string(),
         "eat_nonce equals the verifier's nonce".to_string(),
     ];
+    let mut vector = std::collections::BTreeMap::new();
+    let n = reasons.len();
     quote(doc, tpm, manifest, &mut reasons, &mut passed);
+    // The quote's structure and signature verified under the AK: evidence from a TPM.
+    vector.insert("hardware".to_string(), tier::of(reasons.len() == n));
+    let n = reasons.len();
     let anchored = ak_trust(tpm, manifest, &mut reasons, &mut passed);
+    vector.insert(
+        "instance-identity".to_string(),
+        match (anchored, reasons.len() == n) {
+            (_, false) => tier::CONTRAINDICATED,
+            (true, true) => tier::AFFIRMING,
+            (false, true) => tier::WARNING,
+        },
+    );
+    let n = reasons.len();
     replay(tpm, &mut reasons, &mut passed);
     reference_pcrs(tpm, manifest, &mut reasons, &mut passed);
+    // The launch events (agent, runner, model, policy, config, libraries) in the PCRs.
+    vector.insert("executables".to_string(), tier::of(reasons.len() == n));
     let status = if !reasons.is_empty() {
         Status::Contraindicated
     } else if !anchored {
@@ -66,6 +84,8 @@ pub fn appraise(doc: &VerifiedDocument, manifest: &Manifest) -> Submod {
         required,
         reasons,
         passed,
+        trust_vector: vector,
+        policy_id: super::enclave::policy_id(manifest),
     }
 }
 
