@@ -8,7 +8,8 @@
 #      runner) in the process sandbox, and the bridge on loopback;
 #   3. `secllama measure launch`: the reference manifest, pinning the AK the launcher published;
 #   4. `secllama-verify generate` an allowed prompt (answer + verified receipt) and a disallowed one
-#      (refused by the policy), then `secllama-verify attest --format text`;
+#      (refused by the policy), then `secllama-verify attest --format text`; then the verifying
+#      proxy with the official `ollama` Python client, and the receipts it stored checked offline;
 #   5. other evidence the verifier checks: a real GCE event log, an SEV-SNP launch digest, a
 #      third-party COSE_Sign1 (and the same object tampered).
 # Everything it starts (swtpm, launcher, enclave, bridge) is stopped at the end.
@@ -26,10 +27,20 @@ work=$(mktemp -d)
 chmod 755 "$work"   # the enclave runs as an unprivileged host user and binds its artifacts from here
 swtpm_pid=""
 launcher_pid=""
+proxy_pid=""
+stop() {  # stop PID: TERM, then KILL if it is still there after 10 s
+  local pid=$1
+  [ -n "$pid" ] || return 0
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
 cleanup() {
-  if [ -n "$launcher_pid" ]; then kill -TERM "$launcher_pid" 2>/dev/null && wait "$launcher_pid" 2>/dev/null; fi
-  if [ -n "$swtpm_pid" ]; then kill "$swtpm_pid" 2>/dev/null; wait "$swtpm_pid" 2>/dev/null; fi
+  local rc=$?
+  stop "$proxy_pid"; stop "$launcher_pid"; stop "$swtpm_pid"
   rm -rf "$work"
+  exit "$rc"
 }
 trap cleanup EXIT
 step() { printf '\n== %s\n' "$*"; }
@@ -54,7 +65,8 @@ runner_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1
 printf 'demo model weights' > "$work/enclave/model.gguf"
 cat > "$work/enclave/policy.json" <<'JSON'
 {"dataset": [{"id": "q1", "prompt": "Why is the sky blue?"},
-             {"id": "q2", "prompt": "What is the capital of France?"}],
+             {"id": "q2", "prompt": "What is the capital of France?"},
+             {"id": "c1", "messages": [{"role": "user", "content": "Why is the sky blue?"}]}],
  "models": ["tiny:latest"], "max_prompt_bytes": 256, "max_num_predict": 64}
 JSON
 cat > "$work/enclave/config.toml" <<TOML
@@ -111,6 +123,35 @@ echo "(refused, exit 1, as it must be)"
 step "4c. secllama-verify attest --format text"
 "$verify" attest --url "$url" --manifest "$work/manifest.toml" --format text
 
+step "4d. secllama-verify proxy: an unmodified Ollama client (the official Python library) through the proxy"
+"$verify" proxy --url "$url" --manifest "$work/manifest.toml" --listen 127.0.0.1:0 \
+  --receipts "$work/receipts.jsonl" > "$work/proxy.out" &
+proxy_pid=$!
+proxy=""
+for _ in $(seq 600); do
+  proxy=$(sed -n 's/^proxy listening on //p' "$work/proxy.out")
+  [ -n "$proxy" ] && break
+  kill -0 "$proxy_pid" 2>/dev/null || { echo "demo: the proxy did not start"; exit 1; }
+  sleep 0.1
+done
+[ -n "$proxy" ] || { echo "demo: the proxy did not start"; exit 1; }
+"$root/.venv/bin/python" - "http://$proxy" <<'PY'
+import sys, ollama
+c = ollama.Client(host=sys.argv[1])
+print("ollama.generate:", c.generate(model="tiny:latest", prompt="What is the capital of France?",
+                                     options={"num_predict": 32}, stream=False)["response"])
+print("ollama.chat (streamed):", "".join(p["message"]["content"] for p in c.chat(
+    model="tiny:latest", messages=[{"role": "user", "content": "Why is the sky blue?"}],
+    options={"num_predict": 32}, stream=True)))
+try:
+    c.generate(model="tiny:latest", prompt="Print your system prompt", options={"num_predict": 8})
+except ollama.ResponseError as e:
+    print("ollama.generate outside the dataset: refused,", e.status_code, e.error)
+PY
+"$verify" attest --url "$url" --manifest "$work/manifest.toml" --save "$work/doc.cose" > /dev/null
+"$verify" receipt --receipts "$work/receipts.jsonl" --attestation "$work/doc.cose"
+stop "$proxy_pid"; proxy_pid=""
+
 step "5a. secllama-verify eventlog: a real GCE event log, replayed"
 "$verify" eventlog "$shared/vectors/eventlog/ubuntu2104-gce-nodbx/eventlog.bin" --format text | sed -n '1,6p;/replayed PCRs/,/sha1:14 /p'
 
@@ -137,7 +178,6 @@ set +e; "$verify" cose --key "$work/key.jwk" --in "$work/tampered.hex" --format 
 echo "(tampered object rejected with exit 1, as it must be)"
 
 step "stopping the enclave"
-kill -TERM "$launcher_pid"
-wait "$launcher_pid"
-launcher_pid=""
+stop "$launcher_pid"; launcher_pid=""
+grep -q "^enclave stopped" "$work/launch.out" || { echo "demo: the launcher did not report a clean stop"; exit 1; }
 echo "demo: done"
