@@ -363,3 +363,193 @@ fn the_proxy_refuses_to_start_for_a_manifest_that_does_not_match() {
     );
     assert!(err.starts_with("exit status: 1"), "{err}");
 }
+
+/// What a hostile bridge between the proxy and the enclave does to sealed exchanges.
+#[derive(Debug, Clone, Copy)]
+enum Attack {
+    /// Flip one bit of every sealed answer at this byte offset.
+    Flip(usize),
+    /// Close every sealed answer after this many bytes.
+    Truncate(usize),
+    /// Send the first sealed request again in place of every later one.
+    Replay,
+}
+
+/// A relay (TCP → the enclave's socket) that attacks every sealed exchange but the first.
+fn hostile_bridge(f: &Fixture, attack: Attack) -> String {
+    use std::sync::{Arc, Mutex};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _guard = f.rt.enter();
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    std_listener.set_nonblocking(true).unwrap();
+    let addr = std_listener.local_addr().unwrap();
+    let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
+    let sock = f.p.sock.clone();
+    let first: Arc<Mutex<Option<Vec<u8>>>> = Arc::new(Mutex::new(None));
+    f.rt.spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            let (sock, first) = (sock.clone(), first.clone());
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                let mut req = Vec::new();
+                // The whole request (headers + Content-Length body).
+                loop {
+                    let Ok(n) = tcp.read(&mut buf).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    req.extend_from_slice(&buf[..n]);
+                    if let Some(h) = req.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&req[..h]).to_ascii_lowercase();
+                        let len = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if req.len() >= h + 4 + len {
+                            break;
+                        }
+                    }
+                }
+                let sealed = req.starts_with(b"POST /v1/sealed/");
+                let attack_this = sealed && {
+                    let mut f = first.lock().unwrap();
+                    if f.is_none() {
+                        *f = Some(req.clone());
+                        false
+                    } else {
+                        if let Attack::Replay = attack {
+                            req = f.clone().unwrap();
+                        }
+                        true
+                    }
+                };
+                let Ok(mut unix) = tokio::net::UnixStream::connect(&sock).await else {
+                    return;
+                };
+                if unix.write_all(&req).await.is_err() {
+                    return;
+                }
+                let mut pos = 0usize;
+                loop {
+                    let n = match unix.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    let chunk = &mut buf[..n];
+                    if attack_this {
+                        match attack {
+                            Attack::Flip(at) if at >= pos && at < pos + n => chunk[at - pos] ^= 1,
+                            Attack::Truncate(at) if at < pos + n => {
+                                let _ = tcp.write_all(&chunk[..at.saturating_sub(pos)]).await;
+                                return;
+                            }
+                            _ => {}
+                        }
+                    }
+                    if tcp.write_all(chunk).await.is_err() {
+                        return;
+                    }
+                    pos += n;
+                }
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[test]
+fn a_hostile_bridge_gets_ollama_clients_an_error_never_a_forged_answer() {
+    let f = fixture();
+    let answer = answer_tokens(PROMPT).concat();
+    let stream_body =
+        format!(r#"{{"model":"tiny:latest","prompt":"{PROMPT}","options":{{"num_predict":64}}}}"#);
+    let single_body = format!(
+        r#"{{"model":"tiny:latest","prompt":"{PROMPT}","stream":false,"options":{{"num_predict":64}}}}"#
+    );
+    let runner =
+        f.p.config
+            .runner_url
+            .trim_start_matches("http://")
+            .to_string();
+    let honest_stream = curl(&runner, "/api/generate", Some(&stream_body)).1;
+    for attack in [
+        // Past the HTTP head (~130 bytes): a flipped header byte changes nothing authenticated.
+        Attack::Flip(200),
+        Attack::Flip(300),
+        Attack::Flip(700),
+        Attack::Truncate(150),
+        Attack::Truncate(600),
+        Attack::Replay,
+    ] {
+        let url = hostile_bridge(&f, attack);
+        let receipts = f.p.dir.path().join(format!("{attack:?}.jsonl"));
+        let (_proxy, addr) = proxy(&url, &f.manifest, &receipts).unwrap();
+        // The first sealed exchange goes through untouched (the relay records it).
+        let (code, _) = curl(&addr, "/api/generate", Some(&single_body));
+        assert_eq!(code, 200, "{attack:?}: the first exchange is honest");
+        // Not streamed: an error status in Ollama's shape, never the answer.
+        let (code, body) = curl(&addr, "/api/generate", Some(&single_body));
+        assert_ne!(code, 200, "{attack:?}: {}", String::from_utf8_lossy(&body));
+        let e: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert!(e["error"].is_string(), "{attack:?}: {e}");
+        // Streamed: an error status before any data, or a broken transfer after authentic data.
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "-N",
+                "-w",
+                "\n%{http_code}",
+                "-X",
+                "POST",
+                "-d",
+                &stream_body,
+            ])
+            .arg(format!("http://{addr}/api/generate"))
+            .output()
+            .unwrap();
+        let mut raw = out.stdout.clone();
+        let cut = raw.iter().rposition(|b| *b == b'\n').unwrap();
+        let code = String::from_utf8_lossy(&raw[cut + 1..]).to_string();
+        raw.truncate(cut);
+        if code == "200" {
+            assert!(
+                !out.status.success(),
+                "{attack:?}: curl completed a forged stream"
+            );
+            assert!(
+                honest_stream.starts_with(&raw),
+                "{attack:?}: forged bytes: {}",
+                String::from_utf8_lossy(&raw)
+            );
+        } else {
+            let e: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+            assert!(e["error"].is_string(), "{attack:?}: {e}");
+        }
+        // The official client: an exception, never the answer.
+        let py = Command::new(python())
+            .arg("-c")
+            .arg("import sys, ollama\nc = ollama.Client(host=sys.argv[1])\nprint(c.generate(model='tiny:latest', prompt=sys.argv[2], options={'num_predict': 64}, stream=False)['response'])")
+            .arg(format!("http://{addr}"))
+            .arg(PROMPT)
+            .output()
+            .unwrap();
+        assert!(
+            !py.status.success(),
+            "{attack:?}: {}",
+            String::from_utf8_lossy(&py.stdout)
+        );
+        assert!(
+            !String::from_utf8_lossy(&py.stdout).contains(answer.trim()),
+            "{attack:?}"
+        );
+        // Only the honest exchange left a receipt.
+        assert_eq!(
+            std::fs::read_to_string(&receipts).unwrap().lines().count(),
+            1,
+            "{attack:?}"
+        );
+    }
+}
