@@ -223,6 +223,9 @@ pub async fn serve(
     let faults = Arc::new(faults);
     loop {
         let (stream, _) = listener.accept().await?;
+        // As Ollama (Go's net/http sets TCP_NODELAY on every connection): without it, a
+        // kept-alive connection's next answer waits for the client's delayed ACK (~40 ms).
+        let _ = stream.set_nodelay(true);
         let faults = *faults;
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| handle(req, faults));

@@ -470,6 +470,24 @@ impl hyper::body::Body for Streamed {
     }
 }
 
+/// Serves local clients on `listener` until accepting fails.
+pub async fn serve(proxy: Arc<Proxy>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let _ = stream.set_nodelay(true);
+        let proxy = proxy.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let p = proxy.clone();
+                async move { Ok::<_, std::convert::Infallible>(p.handle(req).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
 #[allow(clippy::print_stderr)]
 fn eprintln_warning(msg: &str) {
     eprintln!("{msg}");

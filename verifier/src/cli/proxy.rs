@@ -9,7 +9,6 @@ use secllama_measurements::manifest::Manifest;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// Arguments of `secllama-verify proxy`.
@@ -87,24 +86,7 @@ pub fn run(args: &Args) -> anyhow::Result<super::Outcome> {
             &format!("proxy listening on {}", listener.local_addr()?),
             false,
         );
-        let serve = async {
-            loop {
-                let (stream, _) = listener.accept().await?;
-                let _ = stream.set_nodelay(true);
-                let proxy: Arc<Proxy> = proxy.clone();
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| {
-                        let p = proxy.clone();
-                        async move { Ok::<_, std::convert::Infallible>(p.handle(req).await) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-            #[allow(unreachable_code)]
-            Ok::<(), std::io::Error>(())
-        };
+        let serve = crate::proxy::serve(proxy.clone(), listener);
         tokio::select! {
             r = serve => r.map_err(anyhow::Error::from)?,
             _ = tokio::signal::ctrl_c() => {}

@@ -84,6 +84,9 @@ impl Endpoint {
                     let s = tokio::net::TcpStream::connect(a.as_str())
                         .await
                         .with_context(|| format!("connecting to {a}"))?;
+                    // Headers and body go out as separate writes: without this, Nagle holds the
+                    // body until the peer's delayed ACK (~40 ms per request).
+                    let _ = s.set_nodelay(true);
                     let (sender, conn) =
                         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(s))
                             .await?;
