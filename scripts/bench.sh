@@ -122,3 +122,10 @@ print(f"{'appraise in process vs openssl speed rsa2048 verify':66} {1e3 / ours_m
 if checkquote_ms / ours_ms < 20:
     sys.exit(f"bench: in-process appraisal is only {checkquote_ms / ours_ms:.1f}x faster than tpm2_checkquote (goal >= 20x)")
 PY
+
+echo
+echo "== sealed round trip through bridge and enclave vs plaintext to the runner (small request, 10 MiB stream)"
+cargo bench -q -p secllama-tests --bench sealed_roundtrip 2>/dev/null | grep -v '^$' || true
+echo
+echo "== Ollama API through the verifying proxy vs straight to the runner (time to first token, total)"
+cargo bench -q -p secllama-tests --bench proxy_roundtrip 2>/dev/null | grep -v '^$' || true
