@@ -125,7 +125,7 @@ PY
 
 echo
 echo "== sealed round trip through bridge and enclave vs plaintext to the runner (small request, 10 MiB stream)"
-cargo bench -q -p secllama-tests --bench sealed_roundtrip 2>/dev/null | grep -v '^$' || true
+cargo bench -q -p secllama-tests --bench sealed_roundtrip | grep -v '^$'
 echo
 echo "== Ollama API through the verifying proxy vs straight to the runner (time to first token, total)"
-cargo bench -q -p secllama-tests --bench proxy_roundtrip 2>/dev/null | grep -v '^$' || true
+cargo bench -q -p secllama-tests --bench proxy_roundtrip | grep -v '^$'
