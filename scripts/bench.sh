@@ -2,7 +2,9 @@
 # Runs the benchmarks and their peers in the same run and prints the ratios (>1: secllama is faster):
 #  1. sealing (secllama-protocol) vs `openssl speed` AES-256-GCM (64 KiB blocks) and RSA-3072;
 #  2. quote appraisal (secllama-verifier, in process) vs `tpm2_checkquote` on the same files (a process
-#     per call, as users run it) and vs `openssl speed rsa2048` verify; the quote comes from a swtpm.
+#     per call, as users run it) and vs `openssl speed rsa2048` verify; the quote comes from a swtpm;
+#  3. a sealed round trip through bridge and enclave vs plaintext to the runner (small, 10 MiB);
+#  4. Ollama's API through the verifying proxy vs straight to the runner (first token, total).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v openssl >/dev/null || { echo "bench: openssl is required (scripts/setup.sh installs it)"; exit 1; }
