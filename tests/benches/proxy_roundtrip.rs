@@ -18,8 +18,7 @@ use http_body_util::{BodyExt, Full};
 use secllama_enclave::agent::Agent;
 use secllama_enclave::service::serve;
 use secllama_host::bridge::{EnclaveAddr, Limits};
-use secllama_measurements::manifest::{EnclaveDigests, Manifest, Required, TpmTrust};
-use secllama_tests::enclave::{RunnerMode, policy_for, prepare};
+use secllama_tests::enclave::{RunnerMode, policy_for, prepare, reference_manifest};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -79,25 +78,7 @@ fn main() {
             .ensure_ak(p.config.ak_handle, secllama_tpm::ak::AkKind::RsaSsaSha256)
             .unwrap();
         drop(tpm);
-        let d = &p.prediction.digests;
-        let mut manifest = Manifest {
-            version: 1,
-            required: Required::default(),
-            pcrs: Default::default(),
-            enclave: EnclaveDigests {
-                agent: hex::encode(d.agent),
-                runner: hex::encode(d.runner),
-                model: hex::encode(d.model),
-                policy: hex::encode(d.policy),
-                config: hex::encode(d.config),
-            },
-            tpm: TpmTrust {
-                ak_publics: vec![hex::encode(&ak.public)],
-                ..TpmTrust::default()
-            },
-            snp: None,
-        };
-        manifest.set_pcrs(&p.prediction.pcrs);
+        let manifest = reference_manifest(&p.prediction, &ak.public);
         let agent = Arc::new(Agent::start(&p.config, &p.base).unwrap());
         tokio::spawn(serve(
             agent,

@@ -162,3 +162,58 @@ pub fn prepare(
         base,
     })
 }
+
+/// The reference manifest for `prediction` (its PCRs and enclave digests), pinning the AK whose
+/// TPM2B_PUBLIC is `ak_public`.
+pub fn reference_manifest(
+    prediction: &Prediction,
+    ak_public: &[u8],
+) -> secllama_measurements::manifest::Manifest {
+    use secllama_measurements::manifest::{EnclaveDigests, Manifest, Required, TpmTrust};
+    let d = &prediction.digests;
+    let mut m = Manifest {
+        version: 1,
+        required: Required::default(),
+        pcrs: Default::default(),
+        enclave: EnclaveDigests {
+            agent: hex::encode(d.agent),
+            runner: hex::encode(d.runner),
+            model: hex::encode(d.model),
+            policy: hex::encode(d.policy),
+            config: hex::encode(d.config),
+        },
+        tpm: TpmTrust {
+            ak_publics: vec![hex::encode(ak_public)],
+            ..TpmTrust::default()
+        },
+        snp: None,
+    };
+    m.set_pcrs(&prediction.pcrs);
+    m
+}
+
+/// Reads one whole HTTP/1.1 request (head and `Content-Length` body) from `stream`; `None` if the
+/// peer closes first. For test relays that rewrite or replay requests.
+pub async fn read_request<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut req = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let n = stream.read(&mut buf).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        req.extend_from_slice(&buf[..n]);
+        if let Some(h) = req.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&req[..h]).to_ascii_lowercase();
+            let len = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            if req.len() >= h + 4 + len {
+                return Some(req);
+            }
+        }
+    }
+}

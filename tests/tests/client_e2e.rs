@@ -10,9 +10,8 @@
 
 use secllama_enclave::agent::Agent;
 use secllama_enclave::service::serve;
-use secllama_measurements::launch::Prediction;
-use secllama_measurements::manifest::{EnclaveDigests, Manifest, Required, TpmTrust};
-use secllama_tests::enclave::{RunnerMode, policy_for, prepare};
+use secllama_measurements::manifest::Manifest;
+use secllama_tests::enclave::{RunnerMode, policy_for, prepare, read_request, reference_manifest};
 use secllama_tests::runner::{answer_tokens, stream_lines};
 use secllama_tpm::Tpm;
 use secllama_verifier::cli::{Format, attest, generate};
@@ -27,10 +26,6 @@ struct Fixture {
     sock: PathBuf,
     dir: PathBuf,
     manifest: Manifest,
-}
-
-fn hex32(d: &[u8; 32]) -> String {
-    hex::encode(d)
 }
 
 fn fixture() -> Fixture {
@@ -49,6 +44,7 @@ fn fixture() -> Fixture {
         .unwrap();
     drop(tpm);
     let manifest = reference_manifest(predicted, &ak.public);
+    manifest.validate().unwrap();
     let _guard = rt.enter();
     let agent = Arc::new(Agent::start(config, base).unwrap());
     let listener = tokio::net::UnixListener::bind(&p.sock).unwrap();
@@ -61,29 +57,6 @@ fn fixture() -> Fixture {
         manifest,
         _prepared: p,
     }
-}
-
-fn reference_manifest(p: &Prediction, ak_public: &[u8]) -> Manifest {
-    let mut m = Manifest {
-        version: 1,
-        required: Required::default(),
-        pcrs: Default::default(),
-        enclave: EnclaveDigests {
-            agent: hex32(&p.digests.agent),
-            runner: hex32(&p.digests.runner),
-            model: hex32(&p.digests.model),
-            policy: hex32(&p.digests.policy),
-            config: hex32(&p.digests.config),
-        },
-        tpm: TpmTrust {
-            ak_publics: vec![hex::encode(ak_public)],
-            ..TpmTrust::default()
-        },
-        snp: None,
-    };
-    m.set_pcrs(&p.pcrs);
-    m.validate().unwrap();
-    m
 }
 
 impl Fixture {
@@ -482,29 +455,10 @@ impl Fixture {
             while let Ok((mut tcp, _)) = listener.accept().await {
                 let (sock, hit, recorded) = (sock.clone(), hit2.clone(), recorded.clone());
                 tokio::spawn(async move {
-                    // The whole request: headers, then Content-Length bytes.
-                    let mut req = Vec::new();
+                    let Some(mut req) = read_request(&mut tcp).await else {
+                        return;
+                    };
                     let mut buf = vec![0u8; 65536];
-                    loop {
-                        let Ok(n) = tcp.read(&mut buf).await else {
-                            return;
-                        };
-                        if n == 0 {
-                            return;
-                        }
-                        req.extend_from_slice(&buf[..n]);
-                        if let Some(h) = req.windows(4).position(|w| w == b"\r\n\r\n") {
-                            let head = String::from_utf8_lossy(&req[..h]).to_ascii_lowercase();
-                            let len = head
-                                .lines()
-                                .find_map(|l| l.strip_prefix("content-length:"))
-                                .and_then(|v| v.trim().parse::<usize>().ok())
-                                .unwrap_or(0);
-                            if req.len() >= h + 4 + len {
-                                break;
-                            }
-                        }
-                    }
                     let sealed = req.starts_with(b"POST /v1/sealed/");
                     let mut attack_this = false;
                     if sealed {

@@ -10,9 +10,11 @@
 
 use secllama_enclave::agent::Agent;
 use secllama_enclave::service::serve;
-use secllama_measurements::manifest::{EnclaveDigests, Manifest, Required, TpmTrust};
+use secllama_measurements::manifest::Manifest;
 use secllama_protocol::receipt::verify_receipt;
-use secllama_tests::enclave::{Prepared, Reaped, RunnerMode, policy_for, prepare};
+use secllama_tests::enclave::{
+    Prepared, Reaped, RunnerMode, policy_for, prepare, read_request, reference_manifest,
+};
 use secllama_tests::runner::answer_tokens;
 use secllama_tests::workspace_bin;
 use secllama_tpm::Tpm;
@@ -31,10 +33,6 @@ struct Fixture {
     manifest: PathBuf,
 }
 
-fn hex32(d: &[u8; 32]) -> String {
-    hex::encode(d)
-}
-
 fn fixture() -> Fixture {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -48,25 +46,7 @@ fn fixture() -> Fixture {
         .ensure_ak(p.config.ak_handle, secllama_tpm::ak::AkKind::RsaSsaSha256)
         .unwrap();
     drop(tpm);
-    let d = &p.prediction.digests;
-    let mut m = Manifest {
-        version: 1,
-        required: Required::default(),
-        pcrs: Default::default(),
-        enclave: EnclaveDigests {
-            agent: hex32(&d.agent),
-            runner: hex32(&d.runner),
-            model: hex32(&d.model),
-            policy: hex32(&d.policy),
-            config: hex32(&d.config),
-        },
-        tpm: TpmTrust {
-            ak_publics: vec![hex::encode(&ak.public)],
-            ..TpmTrust::default()
-        },
-        snp: None,
-    };
-    m.set_pcrs(&p.prediction.pcrs);
+    let m = reference_manifest(&p.prediction, &ak.public);
     let manifest = p.dir.path().join("manifest.toml");
     std::fs::write(&manifest, m.to_toml().unwrap()).unwrap();
     let (agent, serving) = start_agent(&rt, &p);
@@ -390,29 +370,10 @@ fn hostile_bridge(f: &Fixture, attack: Attack) -> String {
         while let Ok((mut tcp, _)) = listener.accept().await {
             let (sock, first) = (sock.clone(), first.clone());
             tokio::spawn(async move {
+                let Some(mut req) = read_request(&mut tcp).await else {
+                    return;
+                };
                 let mut buf = vec![0u8; 65536];
-                let mut req = Vec::new();
-                // The whole request (headers + Content-Length body).
-                loop {
-                    let Ok(n) = tcp.read(&mut buf).await else {
-                        return;
-                    };
-                    if n == 0 {
-                        return;
-                    }
-                    req.extend_from_slice(&buf[..n]);
-                    if let Some(h) = req.windows(4).position(|w| w == b"\r\n\r\n") {
-                        let head = String::from_utf8_lossy(&req[..h]).to_ascii_lowercase();
-                        let len = head
-                            .lines()
-                            .find_map(|l| l.strip_prefix("content-length:"))
-                            .and_then(|v| v.trim().parse::<usize>().ok())
-                            .unwrap_or(0);
-                        if req.len() >= h + 4 + len {
-                            break;
-                        }
-                    }
-                }
                 let sealed = req.starts_with(b"POST /v1/sealed/");
                 let attack_this = sealed && {
                     let mut f = first.lock().unwrap();
