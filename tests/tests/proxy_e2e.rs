@@ -73,6 +73,17 @@ fn start_agent(
 
 /// Starts the proxy; returns it and its address, or its output if it exited.
 fn proxy(url: &str, manifest: &Path, receipts: &Path) -> Result<(Reaped, String), String> {
+    proxy_every(url, manifest, receipts, 3600)
+}
+
+/// [`proxy`], re-attesting every `secs` seconds.
+fn proxy_every(
+    url: &str,
+    manifest: &Path,
+    receipts: &Path,
+    secs: u64,
+) -> Result<(Reaped, String), String> {
+    let secs = secs.to_string();
     let mut child = Reaped(
         Command::new(workspace_bin("secllama-verify"))
             .args([
@@ -80,7 +91,7 @@ fn proxy(url: &str, manifest: &Path, receipts: &Path) -> Result<(Reaped, String)
                 "--listen",
                 "127.0.0.1:0",
                 "--reattest",
-                "3600",
+                secs.as_str(),
                 "--url",
                 url,
             ])
@@ -99,6 +110,9 @@ fn proxy(url: &str, manifest: &Path, receipts: &Path) -> Result<(Reaped, String)
     if let Some(addr) = line.trim().strip_prefix("proxy listening on ") {
         let addr = addr.to_string();
         std::thread::spawn(move || for _ in out.lines() {});
+        // Drain stderr too: a full pipe would block the proxy.
+        let err = BufReader::new(child.0.stderr.take().unwrap());
+        std::thread::spawn(move || for _ in err.lines() {});
         return Ok((child, addr));
     }
     std::io::Read::read_to_string(&mut out, &mut line).unwrap();
@@ -329,7 +343,7 @@ fn ollama_clients_get_attested_sealed_answers_through_the_proxy() {
 
 #[test]
 fn the_proxy_refuses_to_start_for_a_manifest_that_does_not_match() {
-    let f = fixture();
+    let mut f = fixture();
     let url = format!("unix:{}", f.p.sock.display());
     let text = std::fs::read_to_string(&f.manifest).unwrap();
     let mut m = Manifest::from_toml(&text).unwrap();
@@ -342,6 +356,24 @@ fn the_proxy_refuses_to_start_for_a_manifest_that_does_not_match() {
         "{err}"
     );
     assert!(err.starts_with("exit status: 1"), "{err}");
+
+    // Periodic re-attestation: with no request at all, a proxy notices within its interval that
+    // the enclave was replaced by one with another policy, and stops vouching for it.
+    let (_proxy, addr) =
+        proxy_every(&url, &f.manifest, &f.p.dir.path().join("r2.jsonl"), 1).unwrap();
+    assert_eq!(curl(&addr, "/secllama/attestation", None).0, 200);
+    f.serving.abort();
+    std::fs::write(f.p.base.join("policy.json"), policy_for("another prompt")).unwrap();
+    let (_agent, serving) = start_agent(&f.rt, &f.p);
+    f.serving = serving;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while curl(&addr, "/secllama/attestation", None).0 != 503 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no re-attestation within 20 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 }
 
 /// What a hostile bridge between the proxy and the enclave does to sealed exchanges.
