@@ -84,7 +84,7 @@ fn ecc_public(curve: u16, hash: HashAlg, x: &[u8], y: &[u8]) -> Vec<u8> {
         b.extend_from_slice(&v.to_be_bytes());
     }
     b.extend_from_slice(&AK_ATTRIBUTES.to_be_bytes());
-    for v in [0u16, 0x0010, 0x0018, hash.id(), curve, 0x0010] {
+    for v in [0u16, 0x0010, 0x0018, hash.alg_id(), curve, 0x0010] {
         b.extend_from_slice(&v.to_be_bytes());
     }
     for c in [x, y] {
@@ -162,7 +162,7 @@ fn ecdsa_p256_and_p384_quotes_verify() {
     let ak384 = ecc_public(0x0004, HashAlg::Sha384, pt.x().unwrap(), pt.y().unwrap());
     for (ak, hash) in [(&ak256, HashAlg::Sha256), (&ak384, HashAlg::Sha384)] {
         let msg = attest(&nonce, &p, hash, TPM_GENERATED_VALUE);
-        let digest = hash.digest(&[&msg]);
+        let digest = hash.hash(&[&msg]);
         let (r, s) = if hash == HashAlg::Sha256 {
             let sig: p256::ecdsa::Signature = sk256.sign_prehash(&digest).unwrap();
             let (r, s) = sig.split_bytes();
@@ -202,9 +202,7 @@ fn ecdsa_p256_and_p384_quotes_verify() {
     }
     // A P-256 AK bound to ECDSA-SHA256 signing with SHA-384: verifies, but not under its scheme.
     let msg = attest(&nonce, &p, HashAlg::Sha384, TPM_GENERATED_VALUE);
-    let sig: p256::ecdsa::Signature = sk256
-        .sign_prehash(&HashAlg::Sha384.digest(&[&msg]))
-        .unwrap();
+    let sig: p256::ecdsa::Signature = sk256.sign_prehash(&HashAlg::Sha384.hash(&[&msg])).unwrap();
     let (r, s) = sig.split_bytes();
     let sig = TpmSignature {
         scheme: SigScheme::EcDsa,
@@ -230,7 +228,7 @@ fn rsapss_with_either_salt_and_rsassa_sha384_verify() {
     let mut rng = rand_core::OsRng;
     let ak_pss = rsa_public(AK_ATTRIBUTES, [0x0016, 0x000b], &[0x0010], &n, &[]);
     let msg = attest(&nonce, &p, HashAlg::Sha256, TPM_GENERATED_VALUE);
-    let digest = HashAlg::Sha256.digest(&[&msg]);
+    let digest = HashAlg::Sha256.hash(&[&msg]);
     for salt in [32, 256 - 32 - 2] {
         let sig = key
             .sign_with_rng(
@@ -274,7 +272,7 @@ fn rsapss_with_either_salt_and_rsassa_sha384_verify() {
     let sig = key
         .sign(
             rsa::Pkcs1v15Sign::new::<sha2::Sha384>(),
-            &HashAlg::Sha384.digest(&[&msg]),
+            &HashAlg::Sha384.hash(&[&msg]),
         )
         .unwrap();
     let t = TpmSignature {
@@ -298,7 +296,7 @@ fn a_key_that_is_not_a_restricted_ak_cannot_vouch_for_a_quote() {
     let sig = key
         .sign(
             rsa::Pkcs1v15Sign::new::<sha2::Sha256>(),
-            &HashAlg::Sha256.digest(&[&forged]),
+            &HashAlg::Sha256.hash(&[&forged]),
         )
         .unwrap();
     let sig = TpmSignature::raw_rsassa(&sig, HashAlg::Sha256);
@@ -315,7 +313,7 @@ fn a_key_that_is_not_a_restricted_ak_cannot_vouch_for_a_quote() {
     let sig = key
         .sign(
             rsa::Pkcs1v15Sign::new::<sha2::Sha256>(),
-            &HashAlg::Sha256.digest(&[&other]),
+            &HashAlg::Sha256.hash(&[&other]),
         )
         .unwrap();
     let sig = TpmSignature {

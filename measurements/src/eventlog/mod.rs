@@ -29,6 +29,9 @@ pub enum Bank {
 }
 
 impl Bank {
+    /// Every bank, by TPM_ALG_ID.
+    pub const ALL: [Bank; 4] = [Bank::Sha1, Bank::Sha256, Bank::Sha384, Bank::Sha512];
+
     /// The TPM_ALG_ID.
     pub fn alg_id(self) -> u16 {
         match self {
@@ -41,9 +44,7 @@ impl Bank {
 
     /// The bank for a TPM_ALG_ID.
     pub fn from_alg_id(id: u16) -> Option<Self> {
-        [Bank::Sha1, Bank::Sha256, Bank::Sha384, Bank::Sha512]
-            .into_iter()
-            .find(|b| b.alg_id() == id)
+        Self::ALL.into_iter().find(|b| b.alg_id() == id)
     }
 
     /// Digest size in bytes.
@@ -68,9 +69,7 @@ impl Bank {
 
     /// The bank for a name.
     pub fn from_name(name: &str) -> Option<Self> {
-        [Bank::Sha1, Bank::Sha256, Bank::Sha384, Bank::Sha512]
-            .into_iter()
-            .find(|b| b.name() == name)
+        Self::ALL.into_iter().find(|b| b.name() == name)
     }
 
     /// Hashes the concatenation of `parts`.
@@ -88,6 +87,12 @@ impl Bank {
             Bank::Sha384 => run::<sha2::Sha384>(parts),
             Bank::Sha512 => run::<sha2::Sha512>(parts),
         }
+    }
+}
+
+impl std::fmt::Display for Bank {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 

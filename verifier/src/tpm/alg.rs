@@ -1,8 +1,6 @@
 //! TPM 2.0 Part 2 §6.3 `TPM_ALG_ID`: the algorithm identifiers secllama reads, and the hash
 //! algorithms (`TPMI_ALG_HASH`) it can compute.
 
-use sha2::Digest;
-
 /// `TPM_ALG_RSA`: an RSA key.
 pub const TPM_ALG_RSA: u16 = 0x0001;
 /// `TPM_ALG_SHA1`.
@@ -63,94 +61,20 @@ pub const TPM_ECC_NIST_P256: u16 = 0x0003;
 /// `TPM_ECC_NIST_P384`.
 pub const TPM_ECC_NIST_P384: u16 = 0x0004;
 
-/// A hash algorithm secllama computes (`TPMI_ALG_HASH` less SM3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum HashAlg {
-    /// SHA-1 (`TPM_ALG_SHA1`): read, but signatures with it are refused unless allowed.
-    Sha1,
-    /// SHA-256 (`TPM_ALG_SHA256`).
-    Sha256,
-    /// SHA-384 (`TPM_ALG_SHA384`).
-    Sha384,
-    /// SHA-512 (`TPM_ALG_SHA512`).
-    Sha512,
-}
+/// A hash algorithm secllama computes (`TPMI_ALG_HASH` less SM3): the same type as an event-log
+/// bank, so PCR values from quotes and from log replay need no conversion.
+pub use secllama_measurements::eventlog::Bank as HashAlg;
 
-impl HashAlg {
-    /// Every algorithm, by identifier.
-    pub const ALL: [HashAlg; 4] = [
-        HashAlg::Sha1,
-        HashAlg::Sha256,
-        HashAlg::Sha384,
-        HashAlg::Sha512,
-    ];
-
-    /// The `TPM_ALG_ID`.
-    pub fn id(self) -> u16 {
-        match self {
-            HashAlg::Sha1 => TPM_ALG_SHA1,
-            HashAlg::Sha256 => TPM_ALG_SHA256,
-            HashAlg::Sha384 => TPM_ALG_SHA384,
-            HashAlg::Sha512 => TPM_ALG_SHA512,
-        }
+/// The algorithm for a name as users type it: a tpm2-tools name in any case (`sha256`, `SHA256`)
+/// or a `0x`-prefixed `TPM_ALG_ID`.
+pub fn parse_hash_alg(name: &str) -> Option<HashAlg> {
+    let lower = name.trim().to_ascii_lowercase();
+    if let Some(hex) = lower.strip_prefix("0x") {
+        return u16::from_str_radix(hex, 16)
+            .ok()
+            .and_then(HashAlg::from_alg_id);
     }
-
-    /// The algorithm for a `TPM_ALG_ID`, if it is a hash secllama computes.
-    pub fn from_id(id: u16) -> Option<Self> {
-        Self::ALL.into_iter().find(|h| h.id() == id)
-    }
-
-    /// The tpm2-tools name: `sha1`, `sha256`, `sha384`, `sha512`.
-    pub fn name(self) -> &'static str {
-        match self {
-            HashAlg::Sha1 => "sha1",
-            HashAlg::Sha256 => "sha256",
-            HashAlg::Sha384 => "sha384",
-            HashAlg::Sha512 => "sha512",
-        }
-    }
-
-    /// The algorithm for a tpm2-tools name (case-insensitive), or a `0x`-prefixed identifier.
-    pub fn from_name(name: &str) -> Option<Self> {
-        let lower = name.trim().to_ascii_lowercase();
-        if let Some(hex) = lower.strip_prefix("0x") {
-            return u16::from_str_radix(hex, 16).ok().and_then(Self::from_id);
-        }
-        Self::ALL.into_iter().find(|h| h.name() == lower)
-    }
-
-    /// The digest size in bytes.
-    pub fn size(self) -> usize {
-        match self {
-            HashAlg::Sha1 => 20,
-            HashAlg::Sha256 => 32,
-            HashAlg::Sha384 => 48,
-            HashAlg::Sha512 => 64,
-        }
-    }
-
-    /// The digest of the concatenation of `parts`.
-    pub fn digest(self, parts: &[&[u8]]) -> Vec<u8> {
-        fn run<D: Digest>(parts: &[&[u8]]) -> Vec<u8> {
-            let mut h = D::new();
-            for p in parts {
-                h.update(p);
-            }
-            h.finalize().to_vec()
-        }
-        match self {
-            HashAlg::Sha1 => run::<sha1::Sha1>(parts),
-            HashAlg::Sha256 => run::<sha2::Sha256>(parts),
-            HashAlg::Sha384 => run::<sha2::Sha384>(parts),
-            HashAlg::Sha512 => run::<sha2::Sha512>(parts),
-        }
-    }
-}
-
-impl std::fmt::Display for HashAlg {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
+    HashAlg::from_name(&lower)
 }
 
 /// A spec name for an algorithm identifier, for messages (`TPM_ALG_RSASSA (0x0014)`).
@@ -195,14 +119,14 @@ mod tests {
     #[test]
     fn ids_names_and_sizes_round_trip() {
         for h in HashAlg::ALL {
-            assert_eq!(HashAlg::from_id(h.id()), Some(h));
-            assert_eq!(HashAlg::from_name(h.name()), Some(h));
-            assert_eq!(h.digest(&[b"abc"]).len(), h.size());
+            assert_eq!(HashAlg::from_alg_id(h.alg_id()), Some(h));
+            assert_eq!(parse_hash_alg(h.name()), Some(h));
+            assert_eq!(h.hash(&[b"abc"]).len(), h.size());
         }
-        assert_eq!(HashAlg::from_name("SHA256"), Some(HashAlg::Sha256));
-        assert_eq!(HashAlg::from_name("0x000b"), Some(HashAlg::Sha256));
-        assert_eq!(HashAlg::from_name("sm3_256"), None);
-        assert_eq!(HashAlg::from_id(TPM_ALG_NULL), None);
+        assert_eq!(parse_hash_alg("SHA256"), Some(HashAlg::Sha256));
+        assert_eq!(parse_hash_alg("0x000b"), Some(HashAlg::Sha256));
+        assert_eq!(parse_hash_alg("sm3_256"), None);
+        assert_eq!(HashAlg::from_alg_id(TPM_ALG_NULL), None);
         assert_eq!(alg_name(0x0014), "TPM_ALG_RSASSA (0x0014)");
         assert_eq!(alg_name(0x7777), "0x7777");
     }
@@ -210,11 +134,11 @@ mod tests {
     #[test]
     fn digest_concatenates() {
         assert_eq!(
-            HashAlg::Sha256.digest(&[b"a", b"bc"]),
-            HashAlg::Sha256.digest(&[b"abc"])
+            HashAlg::Sha256.hash(&[b"a", b"bc"]),
+            HashAlg::Sha256.hash(&[b"abc"])
         );
         assert_eq!(
-            hex::encode(HashAlg::Sha1.digest(&[b"abc"])),
+            hex::encode(HashAlg::Sha1.hash(&[b"abc"])),
             "a9993e364706816aba3e25717850c26c9cd0d89d"
         );
     }

@@ -222,7 +222,7 @@ pub fn make_credential(
 fn check_name(name: &[u8]) -> Result<()> {
     let alg = name
         .get(..2)
-        .and_then(|b| HashAlg::from_id(u16::from_be_bytes([b[0], b[1]])));
+        .and_then(|b| HashAlg::from_alg_id(u16::from_be_bytes([b[0], b[1]])));
     match alg {
         Some(h) if name.len() == 2 + h.size() => Ok(()),
         _ => Err(TpmError::input(

@@ -6,7 +6,7 @@
 //! (`sha1:0,1+sha256:0,1,16`) with raw values concatenated in that order (`tpm2_pcrread -o`), and a
 //! JSON map `{"sha256": {"0": "<hex>", ...}}`.
 
-use super::alg::HashAlg;
+use super::alg::{HashAlg, parse_hash_alg};
 use super::error::{Result, TpmError};
 use super::marshal::Reader;
 use std::collections::BTreeMap;
@@ -54,7 +54,7 @@ impl PcrSelection {
         for _ in 0..count {
             let at = r.offset();
             let id = r.u16("pcrSelect.hash")?;
-            let bank = HashAlg::from_id(id).ok_or_else(|| {
+            let bank = HashAlg::from_alg_id(id).ok_or_else(|| {
                 r.invalid_at(
                     "pcrSelect.hash",
                     at,
@@ -92,7 +92,7 @@ impl PcrSelection {
     pub fn marshal(&self) -> Result<Vec<u8>> {
         let mut out = (self.banks.len() as u32).to_be_bytes().to_vec();
         for b in &self.banks {
-            out.extend_from_slice(&b.bank.id().to_be_bytes());
+            out.extend_from_slice(&b.bank.alg_id().to_be_bytes());
             let max = b.pcrs.iter().max().copied().unwrap_or(0);
             if max > MAX_PCR_INDEX {
                 return Err(TpmError::input(
@@ -131,7 +131,7 @@ impl PcrSelection {
         let mut banks = Vec::new();
         for part in text.trim().split('+') {
             let (name, list) = part.split_once(':').ok_or_else(|| bad(part))?;
-            let bank = HashAlg::from_name(name).ok_or_else(|| {
+            let bank = parse_hash_alg(name).ok_or_else(|| {
                 TpmError::input(
                     "PCR selection",
                     "a bank sha1, sha256, sha384 or sha512",
@@ -289,7 +289,7 @@ impl PcrValues {
             .ok_or_else(|| TpmError::input(what, "an object of banks", json_kind(&doc)))?;
         let mut values = Self::new();
         for (name, pcrs) in banks {
-            let bank = HashAlg::from_name(name).ok_or_else(|| {
+            let bank = parse_hash_alg(name).ok_or_else(|| {
                 TpmError::input(what, "banks sha1, sha256, sha384 or sha512", name.clone())
             })?;
             let pcrs = pcrs.as_object().ok_or_else(|| {
@@ -333,7 +333,7 @@ impl PcrValues {
                     .ok_or_else(|| format!("{bank}:{index}"))?,
             );
         }
-        Ok(hash.digest(&parts))
+        Ok(hash.hash(&parts))
     }
 }
 
@@ -401,7 +401,7 @@ mod tests {
         assert!(a.selection().same_pcrs(&sel));
         assert_eq!(
             a.digest(&sel, HashAlg::Sha256).unwrap(),
-            HashAlg::Sha256.digest(&[&raw])
+            HashAlg::Sha256.hash(&[&raw])
         );
         let missing = PcrSelection::parse_tpm2_tools("sha256:0,5").unwrap();
         assert_eq!(a.digest(&missing, HashAlg::Sha256).unwrap_err(), "sha256:5");

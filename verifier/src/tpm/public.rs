@@ -172,7 +172,7 @@ impl TpmPublic {
         }
         let at = r.offset();
         let id = r.u16("nameAlg")?;
-        let name_alg = HashAlg::from_id(id).ok_or_else(|| {
+        let name_alg = HashAlg::from_alg_id(id).ok_or_else(|| {
             r.invalid_at(
                 "nameAlg",
                 at,
@@ -237,8 +237,8 @@ impl TpmPublic {
 
     /// The object's Name (Part 1 §16): `nameAlg` (2 bytes, big-endian) ‖ H_nameAlg(`TPMT_PUBLIC`).
     pub fn name(&self) -> Vec<u8> {
-        let mut out = self.name_alg.id().to_be_bytes().to_vec();
-        out.extend_from_slice(&self.name_alg.digest(&[&self.bytes]));
+        let mut out = self.name_alg.alg_id().to_be_bytes().to_vec();
+        out.extend_from_slice(&self.name_alg.hash(&[&self.bytes]));
         out
     }
 
@@ -348,8 +348,8 @@ impl TpmPublic {
 /// A qualified name (Part 1 §16): `nameAlg` ‖ H_nameAlg(`parent_qn` ‖ `name`), where `nameAlg` is
 /// the object's own name algorithm.
 pub fn qualified_name(name_alg: HashAlg, parent_qn: &[u8], name: &[u8]) -> Vec<u8> {
-    let mut out = name_alg.id().to_be_bytes().to_vec();
-    out.extend_from_slice(&name_alg.digest(&[parent_qn, name]));
+    let mut out = name_alg.alg_id().to_be_bytes().to_vec();
+    out.extend_from_slice(&name_alg.hash(&[parent_qn, name]));
     out
 }
 
@@ -378,7 +378,7 @@ fn read_scheme(r: &mut Reader<'_>, field: &'static str) -> Result<Option<Scheme>
     let hash_alg = |r: &mut Reader<'_>| -> Result<Option<HashAlg>> {
         let at = r.offset();
         let id = r.u16("scheme.details.hashAlg")?;
-        HashAlg::from_id(id).map(Some).ok_or_else(|| {
+        HashAlg::from_alg_id(id).map(Some).ok_or_else(|| {
             r.invalid_at(
                 "scheme.details.hashAlg",
                 at,
@@ -448,14 +448,14 @@ mod tests {
         assert!(matches!(p.verifying_key().unwrap(), VerifyingKey::P256(_)));
         let name = p.name();
         assert_eq!(&name[..2], &[0, 0x0b]);
-        assert_eq!(name[2..], HashAlg::Sha256.digest(&[&bytes])[..]);
+        assert_eq!(name[2..], HashAlg::Sha256.hash(&[&bytes])[..]);
         let mut wrapped = (bytes.len() as u16).to_be_bytes().to_vec();
         wrapped.extend_from_slice(&bytes);
         assert_eq!(TpmPublic::parse(&wrapped).unwrap(), p);
         let qn = p.qualified_name(&TPM_RH_ENDORSEMENT.to_be_bytes());
         let mut pre = TPM_RH_ENDORSEMENT.to_be_bytes().to_vec();
         pre.extend_from_slice(&name);
-        assert_eq!(qn[2..], HashAlg::Sha256.digest(&[&pre])[..]);
+        assert_eq!(qn[2..], HashAlg::Sha256.hash(&[&pre])[..]);
     }
 
     #[test]

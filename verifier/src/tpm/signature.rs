@@ -102,7 +102,7 @@ impl TpmSignature {
         })?;
         let at = r.offset();
         let hash_id = r.u16("signature.hash")?;
-        let hash = HashAlg::from_id(hash_id).ok_or_else(|| {
+        let hash = HashAlg::from_alg_id(hash_id).ok_or_else(|| {
             r.invalid_at(
                 "signature.hash",
                 at,
@@ -140,7 +140,7 @@ impl TpmSignature {
     /// The marshalled `TPMT_SIGNATURE`.
     pub fn marshal(&self) -> Result<Vec<u8>> {
         let mut out = self.scheme.id().to_be_bytes().to_vec();
-        out.extend_from_slice(&self.hash.id().to_be_bytes());
+        out.extend_from_slice(&self.hash.alg_id().to_be_bytes());
         match &self.value {
             SignatureValue::Rsa(sig) => put_tpm2b(&mut out, "sig", sig)?,
             SignatureValue::Ecc { r, s } => {
@@ -169,7 +169,7 @@ impl TpmSignature {
 
     /// [`Self::verify`], naming the signed structure `what` in the error.
     pub(crate) fn verify_as(&self, what: &str, key: &VerifyingKey, message: &[u8]) -> Result<()> {
-        let digest = self.hash.digest(&[message]);
+        let digest = self.hash.hash(&[message]);
         let bad = || TpmError::BadSignature {
             what: what.into(),
             scheme: self.describe(),
@@ -283,7 +283,7 @@ mod tests {
         let key = VerifyingKey::P256(*sk.verifying_key());
         let msg = b"quote";
         for hash in [HashAlg::Sha256, HashAlg::Sha384, HashAlg::Sha1] {
-            let (sig, _) = sk.sign_prehash_recoverable(&hash.digest(&[msg])).unwrap();
+            let (sig, _) = sk.sign_prehash_recoverable(&hash.hash(&[msg])).unwrap();
             let (r, s) = sig.split_bytes();
             // A TPM may strip a leading zero: drop one when present.
             let r = r.iter().skip_while(|b| **b == 0).copied().collect();
