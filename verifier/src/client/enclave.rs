@@ -51,19 +51,6 @@ pub fn appraise(doc: &VerifiedDocument, manifest: &Manifest) -> Submod {
         reasons,
         passed,
         trust_vector: vector,
-        policy_id: policy_id(manifest),
+        policy_id: String::new(),
     }
-}
-
-/// `sha256:<hex>` of the manifest's canonical TOML (what `secllama measure launch` writes).
-pub fn policy_id(manifest: &Manifest) -> String {
-    manifest
-        .to_toml()
-        .map(|t| {
-            format!(
-                "sha256:{}",
-                secllama_protocol::sha256(&[t.as_bytes()]).to_hex()
-            )
-        })
-        .unwrap_or_default()
 }

@@ -89,6 +89,7 @@ pub fn appraise(document: Vec<u8>, nonce: &Nonce, manifest: &Manifest) -> Attest
             None
         }
     };
+    result.set_appraisal_policy(manifest);
     Attestation {
         result,
         document,

@@ -151,6 +151,23 @@ impl AttestationResult {
         }
     }
 
+    /// Names the reference manifest every submod was appraised against
+    /// (`ear.appraisal-policy-id`): `sha256:` of its canonical TOML.
+    pub fn set_appraisal_policy(&mut self, manifest: &secllama_measurements::manifest::Manifest) {
+        let id = manifest
+            .to_toml()
+            .map(|t| {
+                format!(
+                    "sha256:{}",
+                    secllama_protocol::sha256(&[t.as_bytes()]).to_hex()
+                )
+            })
+            .unwrap_or_default();
+        for s in self.submods.values_mut() {
+            s.policy_id = id.clone();
+        }
+    }
+
     /// Adds (or replaces) a submod.
     pub fn insert(&mut self, name: &str, submod: Submod) {
         self.submods.insert(name.to_string(), submod);
