@@ -1,5 +1,6 @@
 //! Sealing benchmarks: a 1 KiB request sealed and opened on the RSA path and on the session path,
-//! the RSA-OAEP unwrap alone, and response streams of 64 KiB chunks. `scripts/bench.sh` runs these
+//! the RSA-OAEP unwrap alone, response streams of 64 KiB chunks, and the ES256 signature of every
+//! receipt (aws-lc-rs beside RustCrypto's p256). `scripts/bench.sh` runs these
 //! beside `openssl speed` and prints ours/openssl ratios.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
@@ -88,6 +89,24 @@ fn bench(c: &mut Criterion) {
                 );
             }
             o.finish().unwrap();
+        })
+    });
+    g.finish();
+
+    // The enclave signs a receipt per answer: ES256 through aws-lc-rs (what SigningKey uses)
+    // beside RustCrypto's p256 signer (its fallback) on the same key and message.
+    let key = secllama_protocol::cose::SigningKey::generate(&mut OsRng);
+    let peer = p256::ecdsa::SigningKey::from_slice(&key.to_scalar()).unwrap();
+    let msg = vec![7u8; 300];
+    let mut g = c.benchmark_group("es256_sign_300b");
+    g.bench_function("signing_key_aws_lc", |b| {
+        b.iter(|| black_box(key.sign(&msg)))
+    });
+    g.bench_function("rustcrypto_p256", |b| {
+        b.iter(|| {
+            use ecdsa::signature::Signer;
+            let sig: p256::ecdsa::Signature = peer.sign(&msg);
+            black_box(sig)
         })
     });
     g.finish();

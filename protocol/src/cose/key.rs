@@ -449,6 +449,8 @@ impl CoseP256Key {
 pub struct SigningKey {
     key: p256::ecdsa::SigningKey,
     fast: Option<aws_lc_rs::signature::EcdsaKeyPair>,
+    /// The public key, computed once (every receipt names it).
+    public: CoseP256Key,
 }
 
 impl SigningKey {
@@ -460,7 +462,17 @@ impl SigningKey {
             point.as_bytes(),
         )
         .ok();
-        Self { key, fast }
+        let mut x = [0u8; 32];
+        let mut y = [0u8; 32];
+        if let (Some(px), Some(py)) = (point.x(), point.y()) {
+            x.copy_from_slice(px);
+            y.copy_from_slice(py);
+        }
+        Self {
+            key,
+            fast,
+            public: CoseP256Key { x, y },
+        }
     }
 
     /// A fresh key from `rng`.
@@ -488,14 +500,7 @@ impl SigningKey {
 
     /// The public key in COSE_Key form.
     pub fn public(&self) -> CoseP256Key {
-        let point = self.key.verifying_key().to_encoded_point(false);
-        let mut x = [0u8; 32];
-        let mut y = [0u8; 32];
-        if let (Some(px), Some(py)) = (point.x(), point.y()) {
-            x.copy_from_slice(px);
-            y.copy_from_slice(py);
-        }
-        CoseP256Key { x, y }
+        self.public
     }
 
     /// Signs `msg` (ES256: SHA-256, then ECDSA), returning r ‖ s (64 bytes).
