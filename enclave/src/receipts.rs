@@ -288,4 +288,28 @@ mod tests {
             "dropping the first record breaks the chain"
         );
     }
+
+    /// Appended records are in the file at once (so the log index is fixed before the answer
+    /// ends) and the file is synced by `sync`; once a sync has failed, no further receipt is
+    /// accepted.
+    #[test]
+    fn appends_are_visible_at_once_and_a_failed_sync_stops_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("receipts.log");
+        let mut log = ReceiptLog::open(&path).unwrap();
+        assert_eq!(log.append(b"first").unwrap(), 0);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 4 + 5 + 32);
+        log.sync().unwrap();
+        // What the flusher records when fdatasync fails.
+        log.flush.failed.store(true, Ordering::Release);
+        let err = log.append(b"second").unwrap_err().to_string();
+        assert!(err.contains("no more receipts are issued"), "{err}");
+        assert!(log.sync().is_err());
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            4 + 5 + 32,
+            "nothing appended"
+        );
+        assert_eq!(log.len(), 1);
+    }
 }
