@@ -146,6 +146,31 @@ fn check_hex(key: &str, value: &str, len: usize) -> Result<Vec<u8>, ManifestErro
 }
 
 impl Manifest {
+    /// The reference manifest for a launch prediction: TPM evidence required, the predicted PCRs
+    /// and enclave digests, no AK trust yet (the caller adds it).
+    pub fn for_launch(p: &crate::launch::Prediction) -> Self {
+        let d = &p.digests;
+        let mut m = Manifest {
+            version: MANIFEST_VERSION,
+            required: Required {
+                tpm: true,
+                snp: false,
+            },
+            pcrs: Default::default(),
+            enclave: EnclaveDigests {
+                agent: hex::encode(d.agent),
+                runner: hex::encode(d.runner),
+                model: hex::encode(d.model),
+                policy: hex::encode(d.policy),
+                config: hex::encode(d.config),
+            },
+            tpm: TpmTrust::default(),
+            snp: None,
+        };
+        m.set_pcrs(&p.pcrs);
+        m
+    }
+
     /// Parses and validates a manifest.
     pub fn from_toml(text: &str) -> Result<Self, ManifestError> {
         let m: Manifest = toml::from_str(text).map_err(|e| ManifestError::Syntax(e.to_string()))?;

@@ -169,26 +169,8 @@ pub fn reference_manifest(
     prediction: &Prediction,
     ak_public: &[u8],
 ) -> secllama_measurements::manifest::Manifest {
-    use secllama_measurements::manifest::{EnclaveDigests, Manifest, Required, TpmTrust};
-    let d = &prediction.digests;
-    let mut m = Manifest {
-        version: 1,
-        required: Required::default(),
-        pcrs: Default::default(),
-        enclave: EnclaveDigests {
-            agent: hex::encode(d.agent),
-            runner: hex::encode(d.runner),
-            model: hex::encode(d.model),
-            policy: hex::encode(d.policy),
-            config: hex::encode(d.config),
-        },
-        tpm: TpmTrust {
-            ak_publics: vec![hex::encode(ak_public)],
-            ..TpmTrust::default()
-        },
-        snp: None,
-    };
-    m.set_pcrs(&prediction.pcrs);
+    let mut m = secllama_measurements::manifest::Manifest::for_launch(prediction);
+    m.tpm.ak_publics = vec![hex::encode(ak_public)];
     m
 }
 

@@ -5,9 +5,7 @@
 use anyhow::Context;
 use secllama_measurements::eventlog::events::type_name;
 use secllama_measurements::launch::{Launch, Prediction, predict};
-use secllama_measurements::manifest::{
-    EnclaveDigests, MANIFEST_VERSION, Manifest, Required, TpmTrust,
-};
+use secllama_measurements::manifest::Manifest;
 use serde_json::{Value, json};
 use std::path::PathBuf;
 
@@ -72,30 +70,6 @@ pub fn report(p: &Prediction) -> Value {
     })
 }
 
-/// The reference manifest for a prediction: TPM evidence required, the predicted PCRs and digests.
-pub fn manifest(p: &Prediction) -> Manifest {
-    let d = &p.digests;
-    let mut m = Manifest {
-        version: MANIFEST_VERSION,
-        required: Required {
-            tpm: true,
-            snp: false,
-        },
-        pcrs: Default::default(),
-        enclave: EnclaveDigests {
-            agent: hex::encode(d.agent),
-            runner: hex::encode(d.runner),
-            model: hex::encode(d.model),
-            policy: hex::encode(d.policy),
-            config: hex::encode(d.config),
-        },
-        tpm: TpmTrust::default(),
-        snp: None,
-    };
-    m.set_pcrs(&p.pcrs);
-    m
-}
-
 /// Runs the subcommand.
 pub fn run(args: &Args) -> anyhow::Result<String> {
     let text = std::fs::read_to_string(&args.config)
@@ -109,7 +83,7 @@ pub fn run(args: &Args) -> anyhow::Result<String> {
         Format::Toml => toml::to_string_pretty(&report(&p))?,
     };
     if let Some(path) = &args.manifest {
-        let mut m = manifest(&p);
+        let mut m = Manifest::for_launch(&p);
         for f in &args.ak_public {
             let public = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
             m.tpm.ak_publics.push(hex::encode(public));
