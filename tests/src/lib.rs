@@ -21,3 +21,21 @@ pub fn workspace_bin(name: &str) -> std::path::PathBuf {
         .unwrap_or_default();
     dir.join(name)
 }
+
+/// The test venv's Python (`SECLLAMA_VENV`, else `.venv` at the repository root), which
+/// `scripts/setup.sh` creates with the pinned peers (pycose, cryptography, cbor2, ollama); an
+/// error naming the fix when it is missing (the tests fail on it: they never skip silently).
+pub fn venv_python() -> Result<std::path::PathBuf, String> {
+    let venv = std::env::var_os("SECLLAMA_VENV")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv"));
+    let py = venv.join("bin/python");
+    if py.exists() {
+        Ok(py)
+    } else {
+        Err(format!(
+            "{} is missing: run scripts/setup.sh to create the test venv",
+            py.display()
+        ))
+    }
+}

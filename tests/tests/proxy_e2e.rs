@@ -123,13 +123,7 @@ fn proxy_every(
 }
 
 fn python() -> PathBuf {
-    let py = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
-    assert!(
-        py.exists(),
-        "{} is missing: run scripts/setup.sh",
-        py.display()
-    );
-    py
+    secllama_tests::venv_python().unwrap()
 }
 
 fn ollama_peer(addr: &str) -> serde_json::Value {

@@ -31,16 +31,7 @@ fn root() -> PathBuf {
 }
 
 fn python() -> PathBuf {
-    let venv = std::env::var_os("SECLLAMA_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join(".venv"));
-    let py = venv.join("bin/python");
-    assert!(
-        py.exists(),
-        "{} is missing: run scripts/setup.sh to create the test venv",
-        py.display()
-    );
-    py
+    secllama_tests::venv_python().unwrap()
 }
 
 /// Runs the peer; Ok(JSON) on success, Err(stderr) when the peer rejects.

@@ -24,16 +24,7 @@ fn start(args: &[&str]) -> Runner {
 }
 
 fn python() -> PathBuf {
-    let venv = std::env::var_os("SECLLAMA_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv"));
-    let py = venv.join("bin/python");
-    assert!(
-        py.exists(),
-        "{} is missing: run scripts/setup.sh",
-        py.display()
-    );
-    py
+    secllama_tests::venv_python().unwrap()
 }
 
 #[test]
