@@ -292,11 +292,13 @@ impl Proxy {
                     }
                 }
                 Err(e) => {
-                    let text = format!("{e:#}");
-                    if text.contains("HTTP 409") && text.contains("before the sealed channel") {
-                        End::UnknownDocument(text)
+                    let unknown_document = e
+                        .downcast_ref::<crate::client::sealed::PlainRefusal>()
+                        .is_some_and(|r| r.status == 409);
+                    if unknown_document {
+                        End::UnknownDocument(format!("{e:#}"))
                     } else {
-                        End::Failed(text)
+                        End::Failed(format!("{e:#}"))
                     }
                 }
             };

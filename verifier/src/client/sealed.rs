@@ -41,6 +41,19 @@ pub enum SealedEnd {
     },
 }
 
+/// The enclave answered outside the sealed channel (it could not open the request at all): e.g.
+/// 409 when it no longer knows the attestation document the request was sealed for.
+#[derive(Debug, thiserror::Error)]
+#[error("POST {path}: HTTP {status} before the sealed channel: {detail}")]
+pub struct PlainRefusal {
+    /// The enclave path.
+    pub path: String,
+    /// The HTTP status.
+    pub status: u16,
+    /// The problem detail (or body) the enclave sent.
+    pub detail: String,
+}
+
 /// A completed sealed exchange.
 #[derive(Debug, Clone)]
 pub struct SealedAnswer {
@@ -111,10 +124,12 @@ pub async fn request_with<F: FnMut(&[u8]) -> anyhow::Result<()>>(
         .await?;
     let status = resp.status();
     if !status.is_success() {
-        bail!(
-            "POST {path}: HTTP {status} before the sealed channel: {}",
-            plain_error(resp.into_body()).await
-        );
+        return Err(PlainRefusal {
+            path,
+            status: status.as_u16(),
+            detail: plain_error(resp.into_body()).await,
+        }
+        .into());
     }
     let mut opener = StreamOpener::new(ResponseKeys::derive(&key, &pt.id)?);
     let mut body = resp.into_body();
