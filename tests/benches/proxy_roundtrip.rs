@@ -18,7 +18,7 @@ use http_body_util::{BodyExt, Full};
 use secllama_enclave::agent::Agent;
 use secllama_enclave::service::serve;
 use secllama_host::bridge::{EnclaveAddr, Limits};
-use secllama_tests::enclave::{RunnerMode, policy_for, prepare, reference_manifest};
+use secllama_tests::enclave::{RunnerMode, policy_for, prepare};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -73,12 +73,7 @@ fn main() {
     rt.block_on(async {
         let runner_bin = std::path::Path::new(env!("CARGO_BIN_EXE_secllama-test-runner"));
         let p = prepare(runner_bin, RunnerMode::Started, &policy_for(PROMPT)).unwrap();
-        let mut tpm = secllama_tpm::Tpm::connect(&p.swtpm.tcti()).unwrap();
-        let ak = tpm
-            .ensure_ak(p.config.ak_handle, secllama_tpm::ak::AkKind::RsaSsaSha256)
-            .unwrap();
-        drop(tpm);
-        let manifest = reference_manifest(&p.prediction, &ak.public);
+        let manifest = p.reference_manifest().unwrap();
         let agent = Arc::new(Agent::start(&p.config, &p.base).unwrap());
         tokio::spawn(serve(
             agent,

@@ -163,15 +163,21 @@ pub fn prepare(
     })
 }
 
-/// The reference manifest for `prediction` (its PCRs and enclave digests), pinning the AK whose
-/// TPM2B_PUBLIC is `ak_public`.
-pub fn reference_manifest(
-    prediction: &Prediction,
-    ak_public: &[u8],
-) -> secllama_measurements::manifest::Manifest {
-    let mut m = secllama_measurements::manifest::Manifest::for_launch(prediction);
-    m.tpm.ak_publics = vec![hex::encode(ak_public)];
-    m
+impl Prepared {
+    /// The reference manifest for this launch (its PCRs and enclave digests), pinning the AK the
+    /// agent will quote with — created now (`ensure_ak` at the config's handle, as the agent and
+    /// the launcher do).
+    pub fn reference_manifest(
+        &self,
+    ) -> Result<secllama_measurements::manifest::Manifest, PrepareError> {
+        let ak = Tpm::connect(&self.swtpm.tcti())?.ensure_ak(
+            self.config.ak_handle,
+            secllama_tpm::ak::AkKind::RsaSsaSha256,
+        )?;
+        let mut m = secllama_measurements::manifest::Manifest::for_launch(&self.prediction);
+        m.tpm.ak_publics = vec![hex::encode(&ak.public)];
+        Ok(m)
+    }
 }
 
 /// Reads one whole HTTP/1.1 request (head and `Content-Length` body) from `stream`; `None` if the

@@ -11,9 +11,8 @@
 use secllama_enclave::agent::Agent;
 use secllama_enclave::service::serve;
 use secllama_measurements::manifest::Manifest;
-use secllama_tests::enclave::{RunnerMode, policy_for, prepare, read_request, reference_manifest};
+use secllama_tests::enclave::{RunnerMode, policy_for, prepare, read_request};
 use secllama_tests::runner::{answer_tokens, stream_lines};
-use secllama_tpm::Tpm;
 use secllama_verifier::cli::{Format, attest, generate};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -36,14 +35,9 @@ fn fixture() -> Fixture {
         .unwrap();
     let runner = Path::new(env!("CARGO_BIN_EXE_secllama-test-runner"));
     let p = prepare(runner, RunnerMode::Started, &policy_for(PROMPT)).unwrap();
-    let (config, base, predicted) = (&p.config, &p.base, &p.prediction);
-    let mut tpm = Tpm::connect(&p.swtpm.tcti()).unwrap();
-    // The AK the agent will quote with, created now so the manifest can pin it.
-    let ak = tpm
-        .ensure_ak(config.ak_handle, secllama_tpm::ak::AkKind::RsaSsaSha256)
-        .unwrap();
-    drop(tpm);
-    let manifest = reference_manifest(predicted, &ak.public);
+    let (config, base) = (&p.config, &p.base);
+    // Pins the AK the agent will quote with, created now.
+    let manifest = p.reference_manifest().unwrap();
     manifest.validate().unwrap();
     let _guard = rt.enter();
     let agent = Arc::new(Agent::start(config, base).unwrap());

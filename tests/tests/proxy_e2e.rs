@@ -12,12 +12,9 @@ use secllama_enclave::agent::Agent;
 use secllama_enclave::service::serve;
 use secllama_measurements::manifest::Manifest;
 use secllama_protocol::receipt::verify_receipt;
-use secllama_tests::enclave::{
-    Prepared, Reaped, RunnerMode, policy_for, prepare, read_request, reference_manifest,
-};
+use secllama_tests::enclave::{Prepared, Reaped, RunnerMode, policy_for, prepare, read_request};
 use secllama_tests::runner::answer_tokens;
 use secllama_tests::workspace_bin;
-use secllama_tpm::Tpm;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -41,12 +38,7 @@ fn fixture() -> Fixture {
         .unwrap();
     let runner = Path::new(env!("CARGO_BIN_EXE_secllama-test-runner"));
     let p = prepare(runner, RunnerMode::Started, &policy_for(PROMPT)).unwrap();
-    let mut tpm = Tpm::connect(&p.swtpm.tcti()).unwrap();
-    let ak = tpm
-        .ensure_ak(p.config.ak_handle, secllama_tpm::ak::AkKind::RsaSsaSha256)
-        .unwrap();
-    drop(tpm);
-    let m = reference_manifest(&p.prediction, &ak.public);
+    let m = p.reference_manifest().unwrap();
     let manifest = p.dir.path().join("manifest.toml");
     std::fs::write(&manifest, m.to_toml().unwrap()).unwrap();
     let (agent, serving) = start_agent(&rt, &p);
