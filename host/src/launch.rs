@@ -192,6 +192,7 @@ fn plan(config_arg: &Path) -> anyhow::Result<Plan> {
         );
     }
 
+    let needed = libraries::needed(&[&agent, &runner], "swtpm")?;
     let mut read_only = vec![agent.clone(), runner, config_path.clone()];
     for m in &l.model {
         read_only.push(canonical(&abs(m), "[launch] model")?);
@@ -207,7 +208,6 @@ fn plan(config_arg: &Path) -> anyhow::Result<Plan> {
         );
     }
 
-    let needed = libraries::needed(&[&agent, &read_only[1]], "swtpm")?;
     let missing = libraries::missing(&needed, &l.libraries);
     if !missing.is_empty() {
         bail!(

@@ -73,6 +73,26 @@ fn pump<A: Duplex, B: Duplex>(a: A, b: B) {
     thread::spawn(move || one_way(b, a2));
 }
 
+/// Relays every accepted connection to a new upstream connection until `stop` is set (checked
+/// after each accept; the owner wakes the loop with a connection of its own). A connection whose
+/// upstream cannot be reached is closed.
+fn accept_loop<A: Duplex, B: Duplex>(
+    incoming: impl Iterator<Item = std::io::Result<A>>,
+    stop: &AtomicBool,
+    connect: impl Fn() -> std::io::Result<B>,
+) {
+    for conn in incoming {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let Ok(conn) = conn else { continue };
+        match connect() {
+            Ok(up) => pump(conn, up),
+            Err(_) => conn.close(Shutdown::Both),
+        }
+    }
+}
+
 /// Inside the sandbox: listens on `127.0.0.1:P` and `P+1` and forwards each connection to the
 /// swtpm server and control unix sockets. Stops accepting when dropped.
 #[derive(Debug)]
@@ -95,20 +115,17 @@ impl LoopbackToUnix {
         let stop = Arc::new(AtomicBool::new(false));
         for (listener, target) in [(a, server.to_path_buf()), (b, ctrl.to_path_buf())] {
             let stop = stop.clone();
+            let connect = move || UnixStream::connect(&target);
             thread::spawn(move || {
-                for conn in listener.incoming() {
-                    if stop.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    let Ok(conn) = conn else { continue };
-                    let _ = conn.set_nodelay(true);
-                    match UnixStream::connect(&target) {
-                        Ok(up) => pump(conn, up),
-                        Err(_) => {
-                            let _ = conn.shutdown(Shutdown::Both);
-                        }
-                    }
-                }
+                accept_loop(
+                    listener.incoming().map(|c| {
+                        c.inspect(|c| {
+                            let _ = c.set_nodelay(true);
+                        })
+                    }),
+                    &stop,
+                    connect,
+                )
             });
         }
         Ok(Self { port, stop })
@@ -177,23 +194,12 @@ impl UnixToTcp {
                 path.display()
             )))?;
             let stop = stop.clone();
-            thread::spawn(move || {
-                for conn in listener.incoming() {
-                    if stop.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    let Ok(conn) = conn else { continue };
-                    match TcpStream::connect(target) {
-                        Ok(up) => {
-                            let _ = up.set_nodelay(true);
-                            pump(conn, up);
-                        }
-                        Err(_) => {
-                            let _ = conn.shutdown(Shutdown::Both);
-                        }
-                    }
-                }
-            });
+            let connect = move || {
+                TcpStream::connect(target).inspect(|up| {
+                    let _ = up.set_nodelay(true);
+                })
+            };
+            thread::spawn(move || accept_loop(listener.incoming(), &stop, connect));
         }
         Ok(Self {
             paths: [server.to_path_buf(), ctrl.to_path_buf()],
