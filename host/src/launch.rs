@@ -84,27 +84,13 @@ fn swtpm_address(tcti: &str) -> anyhow::Result<SocketAddr> {
              (swtpm:host=127.0.0.1,port=P) or VM mode"
         );
     }
-    let conf = tcti
-        .strip_prefix("swtpm:")
+    let (host, port) = secllama_tpm::tcti::swtpm_endpoint(tcti)?
         .with_context(|| format!("TCTI: expected swtpm:host=H,port=P, found {tcti:?}"))?;
-    let (mut host, mut port) = ("127.0.0.1".to_string(), 2321u16);
-    for part in conf.split(',') {
-        match part.split_once('=') {
-            Some(("host", h)) => {
-                host = if h == "localhost" {
-                    "127.0.0.1".into()
-                } else {
-                    h.into()
-                }
-            }
-            Some(("port", p)) => {
-                port = p
-                    .parse()
-                    .with_context(|| format!("TCTI {tcti}: port {p:?} is not a port number"))?;
-            }
-            _ => bail!("TCTI: expected swtpm:host=H,port=P, found {tcti:?}"),
-        }
-    }
+    let host = if host == "localhost" {
+        "127.0.0.1".to_string()
+    } else {
+        host
+    };
     let ip: std::net::IpAddr = host
         .parse()
         .with_context(|| format!("TCTI {tcti}: host must be an IP address"))?;
@@ -474,7 +460,7 @@ mod tests {
         for (tcti, says) in [
             ("swtpm:host=192.0.2.1,port=2321", "loopback"),
             ("swtpm:host=example.com,port=2321", "IP address"),
-            ("swtpm:host=127.0.0.1,prot=2321", "expected swtpm"),
+            ("swtpm:host=127.0.0.1,prot=2321", "TCTI: expected"),
             ("device:/dev/tpmrm0", "not implemented"),
             ("mssim:port=1", "expected swtpm"),
         ] {

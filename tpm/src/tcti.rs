@@ -46,6 +46,33 @@ pub fn unix_swtpm(tcti: &str) -> Result<Option<(PathBuf, PathBuf)>> {
     }
 }
 
+/// `host=H,port=P` (either may be left out: `localhost`, 2321).
+fn host_port<'a>(tcti: &str, conf: &'a str) -> Result<(&'a str, u16)> {
+    let mut host = None;
+    let mut port = None;
+    for part in conf.split(',').filter(|p| !p.is_empty()) {
+        match part.split_once('=') {
+            Some(("host", h)) if !h.is_empty() && host.is_none() => host = Some(h),
+            Some(("port", p)) if port.is_none() => {
+                port = Some(p.parse::<u16>().map_err(|_| bad(tcti))?);
+            }
+            _ => return Err(bad(tcti)),
+        }
+    }
+    Ok((host.unwrap_or("localhost"), port.unwrap_or(2321)))
+}
+
+/// The server endpoint (host, port) of a `swtpm[:host=H,port=P]` TCTI, `None` for any other kind;
+/// the control channel is on port + 1.
+pub fn swtpm_endpoint(tcti: &str) -> Result<Option<(String, u16)>> {
+    let (name, conf) = tcti.split_once(':').unwrap_or((tcti, ""));
+    if name != "swtpm" {
+        return Ok(None);
+    }
+    let (host, port) = host_port(tcti, conf)?;
+    Ok(Some((host.to_string(), port)))
+}
+
 /// Parses a TCTI string, rejecting anything not fully understood.
 pub fn parse(tcti: &str) -> Result<TctiNameConf> {
     let (name, conf) = tcti.split_once(':').unwrap_or((tcti, ""));
@@ -60,22 +87,8 @@ pub fn parse(tcti: &str) -> Result<TctiNameConf> {
                 .map_err(|_| bad(tcti))
         }
         "swtpm" | "mssim" => {
-            let mut host = None;
-            let mut port = None;
-            for part in conf.split(',').filter(|p| !p.is_empty()) {
-                match part.split_once('=') {
-                    Some(("host", h)) if !h.is_empty() && host.is_none() => host = Some(h),
-                    Some(("port", p)) if port.is_none() => {
-                        port = Some(p.parse::<u16>().map_err(|_| bad(tcti))?);
-                    }
-                    _ => return Err(bad(tcti)),
-                }
-            }
-            let normalized = format!(
-                "host={},port={}",
-                host.unwrap_or("localhost"),
-                port.unwrap_or(2321)
-            );
+            let (host, port) = host_port(tcti, conf)?;
+            let normalized = format!("host={host},port={port}");
             let net = NetworkTPMConfig::from_str(&normalized).map_err(|_| bad(tcti))?;
             Ok(if name == "swtpm" {
                 TctiNameConf::Swtpm(net)
