@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Sets up a fresh Debian machine for secllama: system packages (TPM, QEMU, OVMF, openssl),
-# and the Python venv of test peers (pycose, cryptography, cbor2). Idempotent and quiet when done.
+# Sets up a fresh Debian machine for secllama: system packages (TPM, QEMU, OVMF, openssl, the
+# llama.cpp build tools), the Python venv of test peers (pycose, cryptography, cbor2, ollama) and
+# the demo model (scripts/fetch-model.sh, checked by sha256). Idempotent and quiet when done.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 venv="${SECLLAMA_VENV:-$root/.venv}"
 
-apt_pkgs=(swtpm swtpm-tools tpm2-tools libtss2-dev qemu-system-x86 ovmf openssl pkg-config python3-venv)
+# cmake and libclang-dev build llama.cpp (llama-cpp-sys-2, for secllama-runner).
+apt_pkgs=(swtpm swtpm-tools tpm2-tools libtss2-dev qemu-system-x86 ovmf openssl pkg-config python3-venv
+          cmake libclang-dev curl)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -29,3 +32,6 @@ if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; 
   "$venv/bin/pip" install -q --disable-pip-version-check "${py_reqs[@]}"
   echo "$want" > "$stamp"
 fi
+
+# The real model (SmolLM2-135M-Instruct Q4_1 GGUF), fetched once into .cache/ and checked.
+bash "$root/scripts/fetch-model.sh" >/dev/null

@@ -113,6 +113,11 @@ impl Agent {
             model: Sha256Digest(d.model),
             policy: Sha256Digest(d.policy),
             config: Sha256Digest(d.config),
+            trees: d
+                .trees
+                .into_iter()
+                .map(|(name, digest)| (name, Sha256Digest(digest)))
+                .collect(),
         };
         let policy_digest = file_digest(&config.policy)?;
         if policy_digest != digests.policy {
@@ -193,7 +198,7 @@ impl Agent {
                 mode: IsolationMode::Process,
                 agent_version: env!("CARGO_PKG_VERSION").into(),
             },
-            measurements: self.digests,
+            measurements: self.digests.clone(),
             tpm: Some(TpmEvidence {
                 attest: quote.attest,
                 signature: quote.signature,

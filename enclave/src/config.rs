@@ -5,6 +5,7 @@
 //! runner_url = "http://127.0.0.1:11434"          # the runner's Ollama API, loopback only
 //! runner_command = ["/opt/bin/ollama", "serve"]  # optional: started and supervised by the agent
 //! runner_env = { OLLAMA_HOST = "127.0.0.1:11434" }  # the runner's whole environment
+//! runner_ready_secs = 60                          # the runner must answer /api/version within
 //! policy = "policy.json"
 //! receipts = "receipts.log"
 //! event_log = "launch.log"                        # the launcher's TCG log; the agent appends its key event
@@ -38,6 +39,13 @@ fn default_ak() -> u32 {
     secllama_tpm::ak::DEFAULT_AK_HANDLE
 }
 
+/// Seconds the runner has to answer `GET /api/version` after it is started, unless configured.
+pub const DEFAULT_RUNNER_READY_SECS: u64 = 60;
+
+fn default_runner_ready_secs() -> u64 {
+    DEFAULT_RUNNER_READY_SECS
+}
+
 fn default_quote_pcrs() -> Vec<u32> {
     vec![secllama_measurements::launch::DEFAULT_LAUNCH_PCR, KEYS_PCR]
 }
@@ -58,6 +66,11 @@ pub struct Config {
     /// `OLLAMA_HOST`, `OLLAMA_MODELS`, `HOME`.
     #[serde(default)]
     pub runner_env: std::collections::BTreeMap<String, String>,
+    /// Seconds the runner has, after each start, to answer `GET /api/version` on `runner_url`
+    /// (a large model loads slowly). Part of the measured config; the launcher waits this long
+    /// plus [`AGENT_START_SECS`] for the agent to say it is listening.
+    #[serde(default = "default_runner_ready_secs")]
+    pub runner_ready_secs: u64,
     /// The policy file.
     pub policy: PathBuf,
     /// The receipt log file.
@@ -80,6 +93,10 @@ pub struct Config {
     #[serde(default)]
     pub sandbox: SandboxSettings,
 }
+
+/// Seconds the agent itself may take to start (keys, PCR 23, hashing the artifacts), on top of
+/// `runner_ready_secs`.
+pub const AGENT_START_SECS: u64 = 60;
 
 /// The `[sandbox]` table: ids and resource limits of the process-mode sandbox.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -150,6 +167,12 @@ impl Config {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
+        }
+        if c.runner_ready_secs == 0 || c.runner_ready_secs > 3600 {
+            return Err(err(
+                "runner_ready_secs between 1 and 3600",
+                c.runner_ready_secs.to_string(),
+            ));
         }
         if !c.listener.starts_with("unix:") {
             return Err(err(

@@ -30,6 +30,7 @@ fn run() -> anyhow::Result<()> {
             agent,
             config.runner_command.clone(),
             env,
+            std::time::Duration::from_secs(config.runner_ready_secs),
             listener,
             move || {
                 println!("listening on {shown}");

@@ -29,15 +29,14 @@ pub const MAX_RECEIPT: usize = 64 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum ReceiptLogError {
     /// File I/O failed.
-    #[error("receipt log {path}: {op}: {source}")]
+    #[error("receipt log {path}: {op}: {reason}")]
     Io {
         /// The file.
         path: String,
         /// The operation.
         op: &'static str,
         /// The error.
-        #[source]
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     /// The file is not a valid chain.
     #[error(
@@ -150,7 +149,7 @@ impl ReceiptLog {
             move |source| ReceiptLogError::Io {
                 path: p,
                 op,
-                source,
+                reason: source,
             }
         };
         let mut file = OpenOptions::new()
@@ -214,7 +213,7 @@ impl ReceiptLog {
             return Err(ReceiptLogError::Io {
                 path: self.path.display().to_string(),
                 op: "syncing (an earlier fdatasync failed; no more receipts are issued)",
-                source: std::io::Error::other("fdatasync failed"),
+                reason: std::io::Error::other("fdatasync failed"),
             });
         }
         Ok(())
@@ -243,7 +242,7 @@ impl ReceiptLog {
             .map_err(|source| ReceiptLogError::Io {
                 path,
                 op: "appending",
-                source,
+                reason: source,
             })?;
         self.flush.dirty.store(true, Ordering::Release);
         self.head = next;

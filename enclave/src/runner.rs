@@ -18,6 +18,7 @@ pub struct Supervisor {
     command: Vec<String>,
     env: Vec<(String, String)>,
     addr: String,
+    ready_within: Duration,
     restarts: AtomicU32,
 }
 
@@ -28,17 +29,17 @@ pub enum RunnerError {
     #[error("runner_command: expected a program and its arguments, found an empty list")]
     Empty,
     /// Spawning failed.
-    #[error("runner {program}: could not start: {source}")]
+    #[error("runner {program}: could not start: {reason}")]
     Spawn {
         /// The program.
         program: String,
         /// The error.
-        #[source]
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     /// The API did not answer in time.
     #[error(
-        "runner at {addr}: expected GET /api/version to answer within {secs} s, found no answer"
+        "runner at {addr}: expected GET /api/version to answer within {secs} s, found no answer \
+         (a slow-loading model needs a larger `runner_ready_secs` in the config)"
     )]
     NotReady {
         /// The runner's address.
@@ -84,16 +85,19 @@ pub async fn wait_ready(addr: &str, within: Duration) -> Result<(), RunnerError>
 }
 
 impl Supervisor {
-    /// Starts the runner (with exactly the environment `env`) and waits until it answers.
+    /// Starts the runner (with exactly the environment `env`) and waits until it answers, at most
+    /// `ready_within` (the config's `runner_ready_secs`, also for each restart).
     pub async fn start(
         command: Vec<String>,
         env: Vec<(String, String)>,
         addr: String,
+        ready_within: Duration,
     ) -> Result<(Arc<Self>, Child), RunnerError> {
         let s = Arc::new(Self {
             command,
             env,
             addr,
+            ready_within,
             restarts: AtomicU32::new(0),
         });
         let child = s.spawn().await?;
@@ -112,9 +116,9 @@ impl Supervisor {
             .spawn()
             .map_err(|source| RunnerError::Spawn {
                 program: program.clone(),
-                source,
+                reason: source,
             })?;
-        wait_ready(&self.addr, Duration::from_secs(20)).await?;
+        wait_ready(&self.addr, self.ready_within).await?;
         Ok(child)
     }
 

@@ -385,6 +385,7 @@ pub async fn run(
     agent: Arc<Agent>,
     runner_command: Option<Vec<String>>,
     runner_env: Vec<(String, String)>,
+    runner_ready: std::time::Duration,
     listener: tokio::net::UnixListener,
     ready: impl FnOnce(),
 ) -> anyhow::Result<()> {
@@ -392,11 +393,11 @@ pub async fn run(
     let runner = agent.runner.clone();
     let watch = match runner_command {
         Some(cmd) => {
-            let (sup, child) = Supervisor::start(cmd, runner_env, runner).await?;
+            let (sup, child) = Supervisor::start(cmd, runner_env, runner, runner_ready).await?;
             Some(tokio::spawn(sup.watch(child)))
         }
         None => {
-            wait_ready(&runner, std::time::Duration::from_secs(60)).await?;
+            wait_ready(&runner, runner_ready).await?;
             None
         }
     };

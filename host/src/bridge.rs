@@ -37,13 +37,12 @@ pub enum BridgeError {
         found: String,
     },
     /// Listening failed.
-    #[error("bridge: {op}: {source}")]
+    #[error("bridge: {op}: {reason}")]
     Io {
         /// The operation.
         op: &'static str,
         /// The error.
-        #[source]
-        source: std::io::Error,
+        reason: std::io::Error,
     },
 }
 
@@ -113,7 +112,7 @@ pub async fn serve(
     loop {
         let (client, _) = listener.accept().await.map_err(|source| BridgeError::Io {
             op: "accepting",
-            source,
+            reason: source,
         })?;
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             drop(client); // over the limit: closed at once

@@ -178,8 +178,11 @@ fn plan(config_arg: &Path) -> anyhow::Result<Plan> {
         );
     }
 
-    let needed = libraries::needed(&[&agent, &runner], "swtpm")?;
+    let needed = libraries::for_launch(l, &base)?;
     let mut read_only = vec![agent.clone(), runner, config_path.clone()];
+    for t in &l.trees {
+        read_only.push(canonical(&abs(t), "[launch] trees")?);
+    }
     for m in &l.model {
         read_only.push(canonical(&abs(m), "[launch] model")?);
     }
@@ -197,8 +200,8 @@ fn plan(config_arg: &Path) -> anyhow::Result<Plan> {
     let missing = libraries::missing(&needed, &l.libraries);
     if !missing.is_empty() {
         bail!(
-            "[launch] libraries: the agent, runner and TCTI module load {} file(s) the list does \
-             not name (they run inside the enclave, so they must be measured): {}\nput this line \
+            "[launch] libraries: the agent, runner, measured trees and TCTI module load {} \
+             file(s) the list does not name (they run inside the enclave, so they must be measured): {}\nput this line \
              in [launch] (or run `secllama measure libraries --config {}`):\n{}",
             missing.len(),
             missing
@@ -248,7 +251,8 @@ fn measure_into_tpm(p: &Plan, tcti: &str) -> anyhow::Result<Prediction> {
             ensure!(
                 v.iter().all(|b| *b == 0),
                 "PCR {pcr} ({}) is {}: expected zero — something was launched since the TPM \
-                 started; restart the TPM (or reboot) before launching",
+                 started (one launch per TPM lifetime: a quote over PCRs that equal the manifest \
+                 then proves exactly one launch). {RECOVERY}",
                 bank.name(),
                 hex::encode(v)
             );
@@ -274,7 +278,6 @@ fn measure_into_tpm(p: &Plan, tcti: &str) -> anyhow::Result<Prediction> {
 pub fn start(
     config: &Path,
     tcti: &str,
-    ready_timeout: Duration,
     log: impl Write + Send + 'static,
 ) -> anyhow::Result<Enclave> {
     let tpm_addr = swtpm_address(tcti)?;
@@ -302,6 +305,31 @@ pub fn start(
         let _ = std::fs::remove_file(stale);
     }
     let prediction = measure_into_tpm(&p, tcti)?;
+    let pcr = p.config.launch.pcr;
+    start_measured(p, prediction, tpm_addr, owner, socket, log).map_err(|e| {
+        e.context(format!(
+            "the launch was measured into PCR {pcr} but the enclave did not start; this TPM \
+             lifetime cannot launch again. {RECOVERY}"
+        ))
+    })
+}
+
+/// How to launch again after a launch was measured: a new TPM lifetime.
+pub const RECOVERY: &str = "To retry, restart the TPM (a swtpm: stop it and start it again on \
+     the same state folder, or `swtpm_ioctl --tcp 127.0.0.1:<ctrl port> -i` then `tpm2_startup \
+     -c`; NV, the EK and the AK survive, the PCRs reset; a hardware TPM: reboot), then launch \
+     again (see docs/runner.md, \"When a launch fails\")";
+
+/// The launch after its measurement: relay, sandbox, wait for the agent.
+fn start_measured(
+    p: Plan,
+    prediction: Prediction,
+    tpm_addr: SocketAddr,
+    owner: Option<(u32, u32)>,
+    socket: PathBuf,
+    log: impl Write + Send + 'static,
+) -> anyhow::Result<Enclave> {
+    let s = &p.config.sandbox;
     let [server, ctrl] = TPM_SOCKETS.map(|n| p.state.join(n));
     let relay = UnixToTcp::start(&server, &ctrl, tpm_addr)?;
     if let Some((u, g)) = owner {
@@ -348,6 +376,10 @@ pub fn start(
     let mut child = sandbox::spawn(&spec).context("starting the agent in the sandbox")?;
     let landlock_abi = child.landlock().abi;
     let ready = forward_output(&mut child, log);
+    // The measured config says how long the runner may take; the agent's own start comes on top.
+    let ready_timeout = Duration::from_secs(
+        p.config.runner_ready_secs + secllama_enclave::config::AGENT_START_SECS,
+    );
     let deadline = Instant::now() + ready_timeout;
     loop {
         match ready.recv_timeout(Duration::from_millis(100)) {

@@ -1,5 +1,5 @@
 //! Shared libraries a process-mode enclave loads: the dynamic loader and every library of the
-//! agent and the runner (as `ldd` lists them), plus the TSS TCTI module the agent `dlopen`s
+//! agent, the runner and every ELF object inside a measured tree (as `ldd` lists them), plus the TSS TCTI module the agent `dlopen`s
 //! (`libtss2-tctildr` loads `libtss2-tcti-<name>.so.0` at run time, which `ldd` cannot see) and
 //! that module's own libraries.
 //!
@@ -86,6 +86,52 @@ pub fn needed(programs: &[&Path], tcti_kind: &str) -> anyhow::Result<Vec<PathBuf
         all.insert(module);
     }
     Ok(all.into_iter().collect())
+}
+
+/// Whether `path` is an ELF object (starts with `\x7fELF`).
+pub fn is_elf(path: &Path) -> bool {
+    use std::io::Read;
+    let mut magic = [0u8; 4];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok()
+        && magic == *b"\x7fELF"
+}
+
+/// What a launch loads that must be listed in `[launch] libraries`: the libraries of every ELF
+/// object in the measured set — agent, runner, every ELF file inside a measured tree (an
+/// interpreter's extension modules load libstdc++, libgomp, …) and the TCTI module — except
+/// those inside a measured tree (already measured with it). Sorted, without duplicates.
+pub fn for_launch(
+    launch: &secllama_measurements::launch::Launch,
+    base: &Path,
+) -> anyhow::Result<Vec<PathBuf>> {
+    let abs = |p: &Path| {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            base.join(p)
+        }
+    };
+    let mut objects = vec![abs(&launch.agent), abs(&launch.runner)];
+    let mut roots = Vec::new();
+    for t in &launch.trees {
+        let root = std::fs::canonicalize(abs(t))
+            .with_context(|| format!("[launch] trees: {}", t.display()))?;
+        let listing = secllama_measurements::tree::measure_tree(&root)?;
+        objects.extend(listing.file_paths.into_iter().filter(|p| is_elf(p)));
+        roots.push(root);
+    }
+    let refs: Vec<&Path> = objects.iter().map(PathBuf::as_path).collect();
+    let all = needed(&refs, "swtpm")?;
+    let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    Ok(all
+        .into_iter()
+        .filter(|lib| {
+            let c = canon(lib);
+            !roots.iter().any(|r| c.starts_with(r))
+        })
+        .collect())
 }
 
 /// The libraries of `needed` that `listed` does not name (compared by canonical path, so a

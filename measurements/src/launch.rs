@@ -5,7 +5,8 @@
 //!
 //! Events, all `EV_EVENT_TAG` in the configured PCR (default 15): `agent:<file>`, `runner:<file>`,
 //! `model:<file>` for each model file in order, `policy:<file>`, `config:<file>`, then
-//! `library:<absolute path>` for each shared library in order; each digest is of the file's
+//! `tree:<path>` for each measured folder in order (the digest of its listing, [`crate::tree`]),
+//! then `library:<absolute path>` for each shared library in order; each digest is of the file's
 //! content. The enclave's `model` digest is SHA-256 over the concatenated SHA-256 digests
 //! of the model files, in order.
 
@@ -23,13 +24,12 @@ pub const DEFAULT_LAUNCH_PCR: u32 = 15;
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
     /// An artifact could not be read.
-    #[error("launch artifact {path}: {source}")]
+    #[error("launch artifact {path}: {reason}")]
     Io {
         /// The file.
         path: String,
         /// What went wrong.
-        #[source]
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     /// The description is malformed.
     #[error("launch description: {key}: expected {expected}, found {found}")]
@@ -65,6 +65,11 @@ pub struct Launch {
     pub policy: PathBuf,
     /// The agent's config file.
     pub config: PathBuf,
+    /// Folders measured as a whole ([`crate::tree`]), in order: an interpreter's standard library,
+    /// a runner made of several files. Measured as `tree:<path as written>` after the config and
+    /// bind-mounted read-only and listable into the enclave at the same (resolved) path.
+    #[serde(default)]
+    pub trees: Vec<PathBuf>,
     /// Shared libraries (and the dynamic loader) the agent, the runner and the TPM transport load
     /// inside the enclave, absolute paths; measured as `library:<path>` after the config. The
     /// launcher refuses to start a dynamically linked program whose libraries are not all listed
@@ -118,7 +123,7 @@ impl LaunchDescription {
 }
 
 /// SHA-256 digests of the enclave components, as the attestation document carries them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ComponentDigests {
     /// Agent.
     pub agent: [u8; 32],
@@ -130,6 +135,8 @@ pub struct ComponentDigests {
     pub policy: [u8; 32],
     /// Config.
     pub config: [u8; 32],
+    /// Each measured tree, by its path as written in `[launch] trees`: SHA-256 of its listing.
+    pub trees: Vec<(String, [u8; 32])>,
 }
 
 /// What a launch will measure.
@@ -186,9 +193,16 @@ type FileDigests = (Vec<(Bank, Vec<u8>)>, [u8; 32]);
 fn file_digests(path: &Path, banks: &[Bank]) -> Result<FileDigests, LaunchError> {
     let io = |source| LaunchError::Io {
         path: path.display().to_string(),
-        source,
+        reason: source,
     };
     let mut f = std::fs::File::open(path).map_err(io)?;
+    if f.metadata().map_err(io)?.is_dir() {
+        return Err(LaunchError::Invalid {
+            key: path.display().to_string(),
+            expected: "a file (measure a folder as a whole with `[launch] trees`)".into(),
+            found: "a directory".into(),
+        });
+    }
     let mut hashers: Vec<(Bank, Hasher)> = banks.iter().map(|b| (*b, Hasher::new(*b))).collect();
     let mut sha256 = sha2::Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -275,6 +289,29 @@ pub fn predict(launch: &Launch, base: &Path) -> Result<Prediction, LaunchError> 
     }
     let policy = measure("policy", &launch.policy)?;
     let config = measure("config", &launch.config)?;
+    let mut trees = Vec::new();
+    for t in &launch.trees {
+        let listing = crate::tree::measure_tree(&resolve(t)).map_err(|e| LaunchError::Invalid {
+            key: "launch.trees".into(),
+            expected: "a measurable folder".into(),
+            found: e.to_string(),
+        })?;
+        let digests = banks
+            .iter()
+            .map(|b| {
+                let mut h = Hasher::new(*b);
+                h.update(&listing.bytes);
+                (*b, h.finish())
+            })
+            .collect();
+        let name = t.display().to_string();
+        measurements.push(Measurement::tagged_digests(
+            launch.pcr,
+            digests,
+            &format!("tree:{name}"),
+        ));
+        trees.push((name, listing.sha256()));
+    }
     for lib in &launch.libraries {
         if !lib.is_absolute() {
             return Err(LaunchError::Invalid {
@@ -308,6 +345,7 @@ pub fn predict(launch: &Launch, base: &Path) -> Result<Prediction, LaunchError> 
             model: model_hash.finalize().into(),
             policy,
             config,
+            trees,
         },
     })
 }

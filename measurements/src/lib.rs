@@ -8,6 +8,7 @@
 //! | [`eventlog`] | TCG PC Client Platform Firmware Profile §10 | parse (legacy SHA-1 and crypto-agile) and replay TCG event logs |
 //! | [`manifest`] | `docs/manifest.md` | the reference manifest (TOML) the verifier appraises against |
 //! | [`launch`] | secllama launch description | the ordered measurement events of a launch and the PCRs they give |
+//! | [`tree`] | secllama tree listing v1 | the digest of a measured folder (`[launch] trees`) |
 //! | [`snp`] | AMD SEV-SNP ABI §8.17, OVMF SEV metadata | the SEV-SNP launch digest (as `sev-snp-measure` computes it) |
 //!
 //! Pure Rust: this crate never links a TPM library. Parsers take `&[u8]`, report byte offsets in
@@ -17,3 +18,4 @@ pub mod eventlog;
 pub mod launch;
 pub mod manifest;
 pub mod snp;
+pub mod tree;

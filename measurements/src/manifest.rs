@@ -63,6 +63,11 @@ pub struct EnclaveDigests {
     pub policy: String,
     /// The agent config.
     pub config: String,
+    /// Measured folders (`[launch] trees`) by path as the launch names them: SHA-256 of each
+    /// folder's listing (`measurements::tree`). Every tree the enclave reports must be here, and
+    /// every tree here must be reported.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub trees: BTreeMap<String, String>,
 }
 
 /// How AKs are trusted.
@@ -163,6 +168,11 @@ impl Manifest {
                 model: hex::encode(d.model),
                 policy: hex::encode(d.policy),
                 config: hex::encode(d.config),
+                trees: d
+                    .trees
+                    .iter()
+                    .map(|(name, digest)| (name.clone(), hex::encode(digest)))
+                    .collect(),
             },
             tpm: TpmTrust::default(),
             snp: None,
@@ -203,6 +213,9 @@ impl Manifest {
             ("config", &e.config),
         ] {
             check_hex(&format!("enclave.{k}"), v, 32)?;
+        }
+        for (name, v) in &e.trees {
+            check_hex(&format!("enclave.trees.{name:?}"), v, 32)?;
         }
         for (i, ak) in self.tpm.ak_publics.iter().enumerate() {
             let key = format!("tpm.ak_publics[{i}]");

@@ -52,7 +52,7 @@ impl IsolationMode {
 }
 
 /// SHA-256 digests of every measured enclave component.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnclaveDigests {
     /// The agent binary.
     pub agent: Sha256Digest,
@@ -64,6 +64,9 @@ pub struct EnclaveDigests {
     pub policy: Sha256Digest,
     /// The agent's config.
     pub config: Sha256Digest,
+    /// Measured folders (`[launch] trees`) by their path as the launch names them: SHA-256 of
+    /// each folder's listing. Encoded as `"trees"` inside `measurements` only when not empty.
+    pub trees: BTreeMap<String, Sha256Digest>,
 }
 
 /// Isolation mode and agent version.
@@ -184,16 +187,24 @@ impl AttestationPayload {
             (EAT_NONCE, bytes(self.nonce.as_bytes())),
             (IAT, Value::Integer(self.iat.into())),
             (EAT_PROFILE_KEY, Value::Text(EAT_PROFILE.into())),
-            (
-                MEASUREMENTS,
-                cbor::map(vec![
+            (MEASUREMENTS, {
+                let mut m = vec![
                     (Key::Text("agent"), bytes(&d.agent.0)),
                     (Key::Text("runner"), bytes(&d.runner.0)),
                     (Key::Text("model"), bytes(&d.model.0)),
                     (Key::Text("policy"), bytes(&d.policy.0)),
                     (Key::Text("config"), bytes(&d.config.0)),
-                ]),
-            ),
+                ];
+                if !d.trees.is_empty() {
+                    let trees = d
+                        .trees
+                        .iter()
+                        .map(|(name, digest)| (Value::Text(name.clone()), bytes(&digest.0)))
+                        .collect();
+                    m.push((Key::Text("trees"), Value::Map(trees)));
+                }
+                cbor::map(m)
+            }),
             (
                 Key::Text("keys"),
                 cbor::map(vec![
@@ -283,6 +294,7 @@ impl AttestationPayload {
             model: digest("model")?,
             policy: digest("policy")?,
             config: digest("config")?,
+            trees: read_trees(m.opt_map(Key::Text("trees"))?)?,
         };
         m.finish()?;
 
@@ -355,6 +367,40 @@ impl AttestationPayload {
 
 fn r_digest(m: &mut MapReader, name: &'static str) -> Result<Sha256Digest> {
     Ok(Sha256Digest(m.array(Key::Text(name))?))
+}
+
+fn read_trees(m: Option<MapReader>) -> Result<BTreeMap<String, Sha256Digest>> {
+    let mut out = BTreeMap::new();
+    let Some(m) = m else { return Ok(out) };
+    let (what, entries) = m.into_entries();
+    if entries.is_empty() {
+        // Absent when empty: an empty map is a second encoding of the same claim.
+        return Err(ProtocolError::mismatch(
+            &what,
+            "at least one tree (the key is left out when there is none)",
+            "an empty map",
+        ));
+    }
+    for (name, digest) in entries {
+        let name = match name {
+            Value::Text(t) => t,
+            other => {
+                return Err(ProtocolError::WrongType {
+                    field: what,
+                    expected: "a tree path (text)".into(),
+                    found: cbor::describe_value(&other),
+                });
+            }
+        };
+        let field = format!("{what}.{name}");
+        let digest = cbor::as_bytes(&field, digest)?;
+        let digest: [u8; 32] = digest
+            .as_slice()
+            .try_into()
+            .map_err(|_| ProtocolError::length(&field, "32", digest.len()))?;
+        out.insert(name, Sha256Digest(digest));
+    }
+    Ok(out)
 }
 
 fn read_tpm(mut t: MapReader) -> Result<TpmEvidence> {

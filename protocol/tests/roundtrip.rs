@@ -60,7 +60,7 @@ proptest! {
         p.enclave.mode = if vm { IsolationMode::Vm } else { IsolationMode::Process };
         p.enclave.agent_version = version;
         let [agent, runner, model, policy, config] = digests;
-        p.measurements = secllama_protocol::attestation::EnclaveDigests { agent, runner, model, policy, config };
+        p.measurements = secllama_protocol::attestation::EnclaveDigests { agent, runner, model, policy, config, trees: Default::default() };
         p.tpm = tpm.map(|(attest, signature, ak_public, pcrs, event_log, ek_cert)| TpmEvidence { attest, signature, ak_public, pcrs, event_log, ek_cert });
         p.snp = snp.map(|(report, vcek)| SnpEvidence { report, vcek });
         p.log = secllama_protocol::attestation::LogState { size: log.0, root: log.1 };

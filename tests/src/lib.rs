@@ -5,6 +5,7 @@
 //! tpm2-tools as the peer.
 
 pub mod enclave;
+pub mod launch;
 pub mod runner;
 pub mod swtpm;
 

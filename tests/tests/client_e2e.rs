@@ -245,6 +245,7 @@ fn generate(
         messages,
         stream,
         num_predict: 16,
+        options: vec![],
     };
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let outcome = generate::run_with(&args, &mut out, &mut err).unwrap();
@@ -532,6 +533,7 @@ fn a_hostile_bridge_never_gets_a_forged_answer_printed() {
             messages: None,
             stream: true,
             num_predict: 16,
+            options: vec![],
         };
         let (mut out, mut err) = (Vec::new(), Vec::new());
         let valid = generate::run_with(&args, &mut out, &mut err)

@@ -98,6 +98,7 @@ fn fixture_with(supervised: bool) -> Fixture {
             agent,
             p.config.runner_command.clone(),
             p.config.runner_env.clone().into_iter().collect(),
+            std::time::Duration::from_secs(p.config.runner_ready_secs),
             listener,
             move || {
                 let _ = tx.send(());

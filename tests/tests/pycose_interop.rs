@@ -135,6 +135,7 @@ fn pycose_verifies_our_attestation_document_and_receipt() {
             model: d,
             policy: d,
             config: d,
+            trees: Default::default(),
         },
         tpm: None,
         snp: None,

@@ -386,11 +386,11 @@ fn program_outside_read_only_cannot_run() {
     s.program = PathBuf::from("/usr/bin/true");
     assert!(s.program.exists(), "/usr/bin/true exists on the host");
     match sandbox::spawn(&s) {
-        Err(SandboxError::Exec { source, .. }) => {
+        Err(SandboxError::Exec { reason, .. }) => {
             assert_eq!(
-                source.raw_os_error(),
+                reason.raw_os_error(),
                 Some(Errno::NOENT.raw_os_error()),
-                "{source}"
+                "{reason}"
             );
         }
         Err(other) => panic!("expected an Exec error, got {other}"),

@@ -7,13 +7,12 @@ pub type Result<T, E = TpmError> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum TpmError {
     /// The TPM or the TSS refused an operation.
-    #[error("TPM: {op} failed: {source}")]
+    #[error("TPM: {op} failed: {reason}")]
     Tss {
         /// The operation.
         op: &'static str,
         /// The TSS error.
-        #[source]
-        source: tss_esapi::Error,
+        reason: tss_esapi::Error,
     },
     /// A configuration value is malformed.
     #[error("{what}: expected {expected}, found {found:?}")]
@@ -44,22 +43,21 @@ pub enum TpmError {
         reason: String,
     },
     /// Reading or writing the event log failed.
-    #[error("event log {path}: {op}: {source}")]
+    #[error("event log {path}: {op}: {reason}")]
     Io {
         /// The log file.
         path: String,
         /// The operation.
         op: &'static str,
         /// The I/O error.
-        #[source]
-        source: std::io::Error,
+        reason: std::io::Error,
     },
 }
 
 impl TpmError {
     /// Maps a TSS error for `op` (for use with `map_err`).
     pub(crate) fn tss(op: &'static str) -> impl FnOnce(tss_esapi::Error) -> TpmError {
-        move |source| TpmError::Tss { op, source }
+        move |source| TpmError::Tss { op, reason: source }
     }
 
     pub(crate) fn unexpected(

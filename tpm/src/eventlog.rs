@@ -28,7 +28,11 @@ impl EventLogWriter {
     pub fn open(path: &Path, banks: &[HashAlg]) -> Result<Self> {
         let io = |op: &'static str| {
             let path = path.display().to_string();
-            move |source| TpmError::Io { path, op, source }
+            move |source| TpmError::Io {
+                path,
+                op,
+                reason: source,
+            }
         };
         let mut file = OpenOptions::new()
             .create(true)
@@ -85,7 +89,7 @@ impl EventLogWriter {
             .map_err(|source| TpmError::Io {
                 path,
                 op: "appending an event",
-                source,
+                reason: source,
             })
     }
 }

@@ -28,9 +28,6 @@ pub struct Args {
     /// Do not start the bridge.
     #[arg(long)]
     pub no_bridge: bool,
-    /// Seconds the agent (and the runner it waits for) has to become ready.
-    #[arg(long, default_value_t = 120)]
-    pub ready_timeout: u64,
 }
 
 #[allow(clippy::print_stdout, clippy::print_stderr)]
@@ -53,12 +50,7 @@ pub fn run(args: &Args) -> anyhow::Result<String> {
     if !args.listen.ip().is_loopback() && !args.no_bridge {
         super::bridge::warn_public(args.listen);
     }
-    let mut enclave = crate::launch::start(
-        &args.config,
-        &tcti,
-        Duration::from_secs(args.ready_timeout),
-        std::io::stderr(),
-    )?;
+    let mut enclave = crate::launch::start(&args.config, &tcti, std::io::stderr())?;
     say(&format!(
         "enclave listening on unix:{} (pid {}, landlock ABI {})",
         enclave.socket.display(),

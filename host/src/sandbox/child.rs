@@ -379,10 +379,13 @@ pub(super) fn read_reports(fd: OwnedFd, program: &Path) -> Result<LandlockReport
                 return Err(if step == SetupStep::Exec {
                     SandboxError::Exec {
                         program: program.to_path_buf(),
-                        source,
+                        reason: source,
                     }
                 } else {
-                    SandboxError::Setup { step, source }
+                    SandboxError::Setup {
+                        step,
+                        reason: source,
+                    }
                 });
             }
             other => {

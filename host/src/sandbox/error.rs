@@ -25,12 +25,12 @@ pub enum SandboxError {
         found: String,
     },
     /// A path named in the spec could not be inspected on the host.
-    #[error("sandbox spec: cannot inspect {path}: {source}")]
+    #[error("sandbox spec: cannot inspect {path}: {reason}")]
     Path {
         /// The host path.
         path: PathBuf,
         /// The I/O error from `lstat`/`readlink`.
-        source: io::Error,
+        reason: io::Error,
     },
     /// A kernel mechanism the sandbox depends on is not available; `how` says how to enable it.
     #[error("kernel feature missing: {feature}: expected {expected}, found {found}; {how}")]
@@ -61,24 +61,24 @@ pub enum SandboxError {
         reason: String,
     },
     /// An operating-system call in the launcher (not in the child) failed.
-    #[error("{what}: {source}")]
+    #[error("{what}: {reason}")]
     Os {
         /// What the launcher was doing.
         what: String,
         /// The error.
-        source: io::Error,
+        reason: io::Error,
     },
     /// The child failed while confining itself, before `execve`; nothing unconfined ran.
-    #[error("sandbox setup failed at step '{step}': {source}{hint}", hint = step.hint())]
+    #[error("sandbox setup failed at step '{step}': {reason}{hint}", hint = step.hint())]
     Setup {
         /// The confinement step that failed.
         step: SetupStep,
         /// The errno the kernel returned.
-        source: io::Error,
+        reason: io::Error,
     },
     /// `execve` of the program inside the sandbox failed (after every confinement step succeeded).
     #[error(
-        "exec of {program} inside the sandbox failed: {source} (only paths listed in read_only \
+        "exec of {program} inside the sandbox failed: {reason} (only paths listed in read_only \
          exist and are executable inside)"
     )]
     Exec {
@@ -86,7 +86,7 @@ pub enum SandboxError {
         program: PathBuf,
         /// The errno from `execve` (`ENOENT` when the path is not mounted, `EACCES` when Landlock
         /// or a `noexec` mount refuses it).
-        source: io::Error,
+        reason: io::Error,
     },
     /// The child's report pipe carried something that is not a report (a bug, never expected).
     #[error("sandbox child report: expected {expected}, found {found}")]
@@ -102,7 +102,7 @@ impl SandboxError {
     pub(super) fn os(what: impl Into<String>, source: impl Into<io::Error>) -> Self {
         SandboxError::Os {
             what: what.into(),
-            source: source.into(),
+            reason: source.into(),
         }
     }
 

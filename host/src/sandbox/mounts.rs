@@ -135,7 +135,7 @@ impl Skeleton {
                     let meta =
                         fs::symlink_metadata(&next).map_err(|source| SandboxError::Path {
                             path: next.clone(),
-                            source,
+                            reason: source,
                         })?;
                     if meta.file_type().is_symlink() {
                         if *budget == 0 {
@@ -148,7 +148,7 @@ impl Skeleton {
                         *budget -= 1;
                         let target = fs::read_link(&next).map_err(|source| SandboxError::Path {
                             path: next.clone(),
-                            source,
+                            reason: source,
                         })?;
                         self.symlinks.insert(next, target.clone());
                         let absolute = if target.is_absolute() {
@@ -216,7 +216,7 @@ impl MountPlan {
             }
             let meta = fs::metadata(&canonical).map_err(|source| SandboxError::Path {
                 path: canonical.clone(),
-                source,
+                reason: source,
             })?;
             let is_dir = meta.is_dir();
             if access == BindAccess::ReadWrite && !is_dir {
@@ -269,7 +269,7 @@ impl MountPlan {
         for (device, writable) in DEVICES {
             let meta = fs::metadata(device).map_err(|source| SandboxError::Path {
                 path: device.into(),
-                source,
+                reason: source,
             })?;
             if !meta.file_type().is_char_device() {
                 return Err(SandboxError::spec(

@@ -52,6 +52,7 @@ pub fn full_payload(key: &SigningKey, spki: &[u8]) -> AttestationPayload {
             model: digest("model"),
             policy: digest("policy"),
             config: digest("config"),
+            trees: [("/usr/lib/python3.11".to_string(), digest("tree"))].into(),
         },
         tpm: Some(TpmEvidence {
             attest: vec![0xff, 0x54, 0x43, 0x47, 1, 2, 3],

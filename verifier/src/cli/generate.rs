@@ -43,11 +43,35 @@ pub struct Args {
     /// options.num_predict (the enclave's policy requires it).
     #[arg(long = "num-predict", default_value_t = 64)]
     pub num_predict: u64,
+    /// Another Ollama option, KEY=VALUE with a JSON value (e.g. `temperature=0`, `seed=42`,
+    /// `stop=["\n"]`); repeatable, each key once. The enclave's policy must allow it.
+    #[arg(long = "option", value_name = "KEY=JSON")]
+    pub options: Vec<String>,
+}
+
+/// The request's `options`: `num_predict` and every `--option`.
+fn options(args: &Args) -> anyhow::Result<Value> {
+    let mut map = serde_json::Map::new();
+    map.insert("num_predict".into(), json!(args.num_predict));
+    for o in &args.options {
+        let (key, value) = o
+            .split_once('=')
+            .with_context(|| format!("--option {o}: expected KEY=JSON"))?;
+        let value: Value = serde_json::from_str(value)
+            .with_context(|| format!("--option {o}: expected a JSON value after '='"))?;
+        if key == "num_predict" {
+            bail!("--option {o}: set num_predict with --num-predict");
+        }
+        if map.insert(key.to_string(), value).is_some() {
+            bail!("--option {key}: given twice");
+        }
+    }
+    Ok(Value::Object(map))
 }
 
 /// The endpoint path and Ollama request body `args` describe.
 pub fn request_body(args: &Args) -> anyhow::Result<(&'static str, Vec<u8>)> {
-    let options = json!({"num_predict": args.num_predict});
+    let options = options(args)?;
     let (path, body) = match (&args.prompt, &args.messages) {
         (Some(prompt), None) => (
             "/api/generate",

@@ -1,6 +1,7 @@
 //! The `enclave` submod: each of the five component digests the signed document reports (agent,
-//! runner, model, policy, config) must equal the manifest's; a mismatch names the component and both
-//! values. Trustworthiness claims: `executables` (agent, runner), `file-system` (model),
+//! runner, model, policy, config) must equal the manifest's, and the measured folders (`trees`)
+//! must be exactly the manifest's, by name and digest; a mismatch names the component and both
+//! values. Trustworthiness claims: `executables` (agent, runner, trees), `file-system` (model),
 //! `configuration` (policy, config).
 
 use super::result::{Status, Submod, tier};
@@ -39,6 +40,30 @@ pub fn appraise(doc: &VerifiedDocument, manifest: &Manifest) -> Submod {
                 "{name}: expected {}, found {found}",
                 expected.to_ascii_lowercase()
             ));
+        }
+    }
+    // Measured folders: the same set of names, each with the manifest's digest. They are
+    // executables' code (an interpreter's library, a runner's scripts).
+    let names: std::collections::BTreeSet<&String> = d.trees.keys().chain(m.trees.keys()).collect();
+    for name in names {
+        let found = d.trees.get(name).map(|t| t.to_hex());
+        let expected = m.trees.get(name).map(|t| t.to_ascii_lowercase());
+        let ok = found.is_some() && found == expected;
+        let t = vector
+            .entry("executables".to_string())
+            .or_insert(tier::AFFIRMING);
+        *t = (*t).max(tier::of(ok));
+        match (found, expected) {
+            (Some(f), _) if ok => passed.push(format!("tree {name}: {f}")),
+            (Some(f), Some(e)) => reasons.push(format!("tree {name}: expected {e}, found {f}")),
+            (Some(f), None) => reasons.push(format!(
+                "tree {name}: the enclave runs a measured folder the manifest does not name \
+                 (found {f})"
+            )),
+            (None, Some(e)) => reasons.push(format!(
+                "tree {name}: expected {e}, found no such folder in the enclave's claims"
+            )),
+            (None, None) => {}
         }
     }
     Submod {

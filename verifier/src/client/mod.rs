@@ -119,6 +119,7 @@ mod tests {
                 model: "00".repeat(32),
                 policy: "00".repeat(32),
                 config: "00".repeat(32),
+                trees: Default::default(),
             },
             tpm: TpmTrust::default(),
             snp: None,

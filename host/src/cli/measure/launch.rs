@@ -65,7 +65,8 @@ pub fn report(p: &Prediction) -> Value {
     json!({
         "pcrs": pcrs,
         "enclave": {"agent": hex::encode(d.agent), "runner": hex::encode(d.runner), "model": hex::encode(d.model),
-                    "policy": hex::encode(d.policy), "config": hex::encode(d.config)},
+                    "policy": hex::encode(d.policy), "config": hex::encode(d.config),
+                    "trees": d.trees.iter().map(|(n, t)| (n.clone(), Value::String(hex::encode(t)))).collect::<serde_json::Map<_, _>>()},
         "events": events,
     })
 }

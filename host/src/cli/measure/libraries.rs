@@ -1,5 +1,5 @@
-//! `secllama measure libraries --config FILE`: the shared libraries the agent, the runner and the
-//! TCTI module will load inside the enclave, as the `libraries = [...]` line for `[launch]`
+//! `secllama measure libraries --config FILE`: the shared libraries the agent, the runner, every
+//! ELF object in a measured tree and the TCTI module will load inside the enclave, as the `libraries = [...]` line for `[launch]`
 //! (see [`crate::libraries`]).
 
 use anyhow::Context;
@@ -21,13 +21,6 @@ pub fn run(args: &Args) -> anyhow::Result<String> {
     let launch =
         Launch::from_embedding_toml(&text).with_context(|| format!("{}", args.config.display()))?;
     let base = args.config.parent().unwrap_or(Path::new("."));
-    let abs = |p: &Path| {
-        if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            base.join(p)
-        }
-    };
-    let libs = crate::libraries::needed(&[&abs(&launch.agent), &abs(&launch.runner)], "swtpm")?;
+    let libs = crate::libraries::for_launch(&launch, base)?;
     Ok(crate::libraries::toml_line(&libs))
 }

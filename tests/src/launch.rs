@@ -1,0 +1,197 @@
+//! `secllama launch` as real processes, for the end-to-end tests that run a whole enclave: write an
+//! enclave's config (any runner, model files, measured trees; the `libraries` line from
+//! `secllama measure libraries`), start the launcher and wait for its bridge, write the reference
+//! manifest pinning the AK it published.
+
+use crate::enclave::{PrepareError, Reaped};
+use crate::swtpm::Swtpm;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// A workspace binary that must have been built (`cargo build --workspace --release --bins`, as
+/// `scripts/test.sh` does); an error naming the fix otherwise.
+pub fn bin(name: &str) -> Result<PathBuf, PrepareError> {
+    let p = crate::workspace_bin(name);
+    if p.exists() {
+        Ok(p)
+    } else {
+        Err(format!(
+            "{} missing: build the binaries first (`cargo build --workspace --release --bins`, as \
+             scripts/test.sh does)",
+            p.display()
+        )
+        .into())
+    }
+}
+
+/// A free loopback TCP port (bound, then released).
+pub fn free_port() -> Result<u16, PrepareError> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// The banks the swtpm has allocated (a launch must extend exactly these).
+pub fn sw_banks(sw: &Swtpm) -> Result<Vec<String>, PrepareError> {
+    Ok(secllama_tpm::Tpm::connect(&sw.tcti())?
+        .active_banks()?
+        .iter()
+        .map(|b| b.name().to_string())
+        .collect())
+}
+
+/// An enclave to launch: everything its config says.
+#[derive(Debug, Clone)]
+pub struct EnclaveSpec {
+    /// Folder of the artifacts (policy and config are written here).
+    pub art: PathBuf,
+    /// The state folder (socket, logs, `ak.pub`).
+    pub state: PathBuf,
+    /// TPM banks of the launch.
+    pub banks: Vec<String>,
+    /// The measured runner (`[launch] runner`).
+    pub runner: PathBuf,
+    /// The runner's command line; its first word must be the runner.
+    pub runner_command: Vec<String>,
+    /// The runner's loopback port.
+    pub runner_port: u16,
+    /// The runner's whole environment.
+    pub runner_env: Vec<(String, String)>,
+    /// Seconds the runner may take to answer.
+    pub runner_ready_secs: u64,
+    /// Model files (absolute, or relative to `art`).
+    pub models: Vec<PathBuf>,
+    /// Measured trees.
+    pub trees: Vec<PathBuf>,
+    /// The policy's JSON text.
+    pub policy: String,
+    /// The sandbox's address-space limit.
+    pub memory_mib: u64,
+}
+
+impl EnclaveSpec {
+    /// Writes the policy and the config (with the `libraries` line `secllama measure libraries`
+    /// prints); returns the config's path.
+    pub fn write(&self) -> Result<PathBuf, PrepareError> {
+        std::fs::create_dir_all(&self.art)?;
+        std::fs::write(self.art.join("policy.json"), &self.policy)?;
+        let q = |p: &Path| format!("{:?}", p.display().to_string());
+        let list = |v: &[PathBuf]| v.iter().map(|p| q(p)).collect::<Vec<_>>().join(", ");
+        let env = self
+            .runner_env
+            .iter()
+            .map(|(k, v)| format!("{k} = {v:?}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let command = self
+            .runner_command
+            .iter()
+            .map(|a| format!("{a:?}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let body = format!(
+            "listener = \"unix:{state}/enclave.sock\"\n\
+             runner_url = \"http://127.0.0.1:{port}\"\n\
+             runner_command = [{command}]\n\
+             runner_env = {{ {env} }}\n\
+             runner_ready_secs = {ready}\n\
+             policy = \"policy.json\"\n\
+             receipts = \"{state}/receipts.log\"\n\
+             event_log = \"{state}/launch.log\"\n\
+             [sandbox]\nmemory_mib = {mem}\nprocesses = 128\n\
+             [launch]\nagent = {agent}\nrunner = {runner}\nmodel = [{models}]\n\
+             trees = [{trees}]\npolicy = \"policy.json\"\nconfig = \"config.toml\"\n\
+             banks = {banks:?}\n",
+            state = self.state.display(),
+            port = self.runner_port,
+            ready = self.runner_ready_secs,
+            mem = self.memory_mib,
+            agent = q(&bin("secllama-enclave")?),
+            runner = q(&self.runner),
+            models = list(&self.models),
+            trees = list(&self.trees),
+            banks = self.banks,
+        );
+        let config = self.art.join("config.toml");
+        std::fs::write(&config, &body)?;
+        let libs = Command::new(bin("secllama")?)
+            .args(["measure", "libraries", "--config"])
+            .arg(&config)
+            .output()?;
+        if !libs.status.success() {
+            return Err(format!(
+                "secllama measure libraries: {}",
+                String::from_utf8_lossy(&libs.stderr)
+            )
+            .into());
+        }
+        std::fs::write(
+            &config,
+            format!("{body}{}", String::from_utf8_lossy(&libs.stdout)),
+        )?;
+        Ok(config)
+    }
+}
+
+/// Starts `secllama launch` (bridge on a free loopback port); returns it and the bridge address
+/// once the launcher printed both `enclave listening on` and `bridge listening on`. The
+/// launcher's stdout is drained afterwards; its stderr (the enclave's output) goes to the test's.
+pub fn launch(config: &Path, tcti: &str) -> Result<(Reaped, String), PrepareError> {
+    let mut child = Reaped(
+        Command::new(bin("secllama")?)
+            .args([
+                "launch",
+                "--listen",
+                "127.0.0.1:0",
+                "--tcti",
+                tcti,
+                "--config",
+            ])
+            .arg(config)
+            .stdout(Stdio::piped())
+            .spawn()?,
+    );
+    let mut out = BufReader::new(child.0.stdout.take().ok_or("launcher stdout")?);
+    let mut seen = Vec::new();
+    let bridge = loop {
+        let mut line = String::new();
+        if out.read_line(&mut line)? == 0 {
+            return Err(format!("launcher ended before it was ready: {seen:?}").into());
+        }
+        if let Some(addr) = line.trim().strip_prefix("bridge listening on ") {
+            break addr.to_string();
+        }
+        seen.push(line);
+    };
+    if !seen
+        .iter()
+        .any(|l| l.starts_with("enclave listening on unix:"))
+    {
+        return Err(format!("launcher did not report the enclave: {seen:?}").into());
+    }
+    // Keep draining stdout so the launcher never blocks on it.
+    std::thread::spawn(move || for _ in out.lines() {});
+    Ok((child, bridge))
+}
+
+/// `secllama measure launch --config C --manifest OUT --ak-public STATE/ak.pub`.
+pub fn manifest(config: &Path, state: &Path, out: &Path) -> Result<(), PrepareError> {
+    let m = Command::new(bin("secllama")?)
+        .args(["measure", "launch", "--config"])
+        .arg(config)
+        .arg("--manifest")
+        .arg(out)
+        .arg("--ak-public")
+        .arg(state.join("ak.pub"))
+        .output()?;
+    if m.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "secllama measure launch: {}",
+            String::from_utf8_lossy(&m.stderr)
+        )
+        .into())
+    }
+}

@@ -1,0 +1,236 @@
+//! A runner that is more than one file, end to end (issue 10, item 4): Debian's Python 3.11 as the
+//! measured runner binary, its standard library and the runner script (`tests/py/ollama_runner.py`)
+//! as measured trees (`[launch] trees`), the libraries of the stdlib's extension modules found by
+//! `secllama measure libraries`, all run in the process sandbox by `secllama launch` over a swtpm;
+//! `secllama-verify attest` shows the trees, `generate` gets the Python runner's answer with a
+//! verified receipt; a changed tree is named by the appraisal; a folder given as a file is refused
+//! with one clear message.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test crate: a failed unwrap is a failed test
+
+use secllama_tests::launch::{EnclaveSpec, bin, free_port, launch, manifest, sw_banks};
+use secllama_tests::swtpm::Swtpm;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const PROMPT: &str = "why is the sky blue";
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).to_string()
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    let s = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(s.success(), "cp -a {} {}", from.display(), to.display());
+}
+
+#[test]
+fn python_runner_from_measured_trees() {
+    let python = std::fs::canonicalize("/usr/bin/python3.11").expect(
+        "Debian's python3.11 (the interpreter-based runner under test); scripts/setup.sh installs \
+         python3-venv, which brings it",
+    );
+    let mut sw = Swtpm::start().unwrap();
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    // Tree 1: a private copy of the standard library (PYTHONHOME/lib/python3.11), so no other
+    // Python on the machine can change it (by writing bytecode) between launch and manifest.
+    let home = dir.path().join("pyhome");
+    std::fs::create_dir_all(home.join("lib")).unwrap();
+    copy_tree(Path::new("/usr/lib/python3.11"), &home.join("lib"));
+    // Tree 2: the runner's own folder.
+    let app = dir.path().join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("py/ollama_runner.py"),
+        app.join("ollama_runner.py"),
+    )
+    .unwrap();
+    let art = dir.path().join("art");
+    std::fs::create_dir_all(&art).unwrap();
+    std::fs::write(
+        art.join("model.bin"),
+        b"no weights: the python runner is deterministic",
+    )
+    .unwrap();
+    let port = free_port().unwrap();
+    let spec = EnclaveSpec {
+        art: art.clone(),
+        state: dir.path().join("run"),
+        banks: sw_banks(&sw).unwrap(),
+        runner: python.clone(),
+        runner_command: [
+            python.display().to_string(),
+            "-S".into(),
+            "-B".into(),
+            app.join("ollama_runner.py").display().to_string(),
+            "--listen".into(),
+            format!("127.0.0.1:{port}"),
+        ]
+        .into(),
+        runner_port: port,
+        runner_env: vec![
+            ("PYTHONHOME".into(), home.display().to_string()),
+            ("PYTHONDONTWRITEBYTECODE".into(), "1".into()),
+        ],
+        runner_ready_secs: 30,
+        models: vec![PathBuf::from("model.bin")],
+        trees: vec![home.clone(), app.clone()],
+        policy: serde_json::json!({
+            "dataset": [{"id": "q1", "prompt": PROMPT}],
+            "models": ["py:latest"], "max_prompt_bytes": 256, "max_num_predict": 64
+        })
+        .to_string(),
+        memory_mib: 4096,
+    };
+    let config = spec.write().unwrap();
+    // The ELF scan reached the stdlib's extension modules: _hashlib links libcrypto, which
+    // python3.11 itself does not.
+    let cfg = std::fs::read_to_string(&config).unwrap();
+    let libs = cfg.lines().find(|l| l.starts_with("libraries")).unwrap();
+    assert!(libs.contains("libcrypto.so.3"), "{libs}");
+    assert!(
+        !libs.contains(&home.display().to_string()),
+        "libraries inside a measured tree are measured with it: {libs}"
+    );
+
+    // A first attempt whose runner cannot start (no PYTHONHOME: the stdlib is not where the
+    // interpreter looks) fails after `runner_ready_secs` from the measured config, saying the
+    // launch is measured and how to recover; a second attempt in the same TPM lifetime is refused
+    // with the same recovery; after it (a TPM restart) the good launch succeeds.
+    let broken = EnclaveSpec {
+        art: dir.path().join("art-broken"),
+        state: dir.path().join("run-broken"),
+        runner_env: vec![],
+        runner_ready_secs: 3,
+        models: vec![art.join("model.bin")],
+        ..spec.clone()
+    };
+    let broken_config = broken.write().unwrap();
+    let started = std::time::Instant::now();
+    let out = Command::new(bin("secllama").unwrap())
+        .args(["launch", "--no-bridge", "--tcti", &sw.tcti(), "--config"])
+        .arg(&broken_config)
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "runner_ready_secs = 3 is honoured"
+    );
+    assert!(
+        err.contains("within 3 s") && err.contains("runner_ready_secs"),
+        "{err}"
+    );
+    assert!(
+        err.contains("cannot launch again") && err.contains("restart the TPM"),
+        "{err}"
+    );
+    let out = Command::new(bin("secllama").unwrap())
+        .args(["launch", "--no-bridge", "--tcti", &sw.tcti(), "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("expected zero") && err.contains("restart the TPM"),
+        "{err}"
+    );
+    sw.restart().unwrap();
+
+    let (_launcher, bridge) = launch(&config, &sw.tcti()).unwrap();
+    let url = format!("http://{bridge}");
+    let m = dir.path().join("manifest.toml");
+    manifest(&config, &spec.state, &m).unwrap();
+    let manifest_text = std::fs::read_to_string(&m).unwrap();
+    assert!(manifest_text.contains("[enclave.trees]"), "{manifest_text}");
+
+    let a = Command::new(bin("secllama-verify").unwrap())
+        .args(["attest", "--format", "text", "--url", &url, "--manifest"])
+        .arg(&m)
+        .output()
+        .unwrap();
+    let report = text(&a.stdout);
+    assert!(a.status.success(), "{report}{}", text(&a.stderr));
+    for t in [&home, &app] {
+        assert!(
+            report.contains(&format!("tree {}: ", t.display())),
+            "{report}"
+        );
+    }
+
+    let want: String = std::iter::once("py:".to_string())
+        .chain(PROMPT.split(' ').rev().map(|w| format!("{w} ")))
+        .collect();
+    for stream in [false, true] {
+        let mut cmd = Command::new(bin("secllama-verify").unwrap());
+        cmd.args(["generate", "--url", &url, "--model", "py:latest"])
+            .args(["--prompt", PROMPT, "--manifest"])
+            .arg(&m);
+        if stream {
+            cmd.arg("--stream");
+        }
+        let g = cmd.output().unwrap();
+        assert!(g.status.success(), "{}", text(&g.stderr));
+        assert_eq!(text(&g.stdout).trim_end(), want.trim_end());
+        assert!(
+            text(&g.stderr).contains("receipt: verified"),
+            "{}",
+            text(&g.stderr)
+        );
+    }
+
+    // A changed tree: the manifest made from it no longer matches what runs, and the appraisal
+    // names the tree and both digests.
+    std::fs::write(app.join("extra.py"), b"# planted\n").unwrap();
+    let m2 = dir.path().join("manifest2.toml");
+    manifest(&config, &spec.state, &m2).unwrap();
+    let a = Command::new(bin("secllama-verify").unwrap())
+        .args(["attest", "--format", "text", "--url", &url, "--manifest"])
+        .arg(&m2)
+        .output()
+        .unwrap();
+    let report = text(&a.stdout);
+    assert_eq!(a.status.code(), Some(1), "{report}{}", text(&a.stderr));
+    assert!(
+        report.contains(&format!("tree {}: expected ", app.display())),
+        "{report}"
+    );
+
+    // A folder listed as a model file: one clear error, the reason once, pointing at trees.
+    let bad = art.join("bad.toml");
+    std::fs::write(
+        &bad,
+        cfg.replace(
+            "model = [\"model.bin\"]",
+            &format!("model = [{:?}]", home.display().to_string()),
+        ),
+    )
+    .unwrap();
+    let out = Command::new(bin("secllama").unwrap())
+        .args(["measure", "launch", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("[launch] trees") && err.contains("a directory"),
+        "{err}"
+    );
+    assert_eq!(
+        err.matches("directory").count(),
+        1,
+        "reason printed once: {err}"
+    );
+}
