@@ -182,7 +182,11 @@ impl<'m> Worker<'m> {
                 continue; // the client left while queued
             }
             let events = job.events.clone();
-            let last = match self.generate(job) {
+            // A panic inside llama-cpp-2 must not take the model's worker down with it.
+            let result =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.generate(job)))
+                    .unwrap_or_else(|_| Err(GenError::Internal("the generation panicked".into())));
+            let last = match result {
                 Ok(Some((reason, stats))) => Event::Done(reason, stats),
                 Ok(None) => continue, // cancelled
                 Err(e) => {

@@ -10,8 +10,9 @@
 //!
 //! Modules: [`listen`] (the `--listen` address), [`gguf`] (GGUF metadata), [`api`] (Ollama's JSON
 //! shapes and options), [`stop`] (UTF-8 and stop-string streaming), [`engine`] (llama.cpp and the
-//! per-model workers), [`server`] (hyper and the routes).
+//! per-model workers), [`server`] (hyper and the routes), [`answer`] (answer objects and the NDJSON stream).
 
+mod answer;
 mod api;
 mod engine;
 mod gguf;
