@@ -145,19 +145,18 @@ fn ready(addr: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
+/// Resolves on SIGTERM or SIGINT. The handlers are installed when this is called (before the ready
+/// line), not when first polled, so a signal sent right after the ready line is not lost.
+fn shutdown() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
-    }
+    })
 }
 
 async fn serve(listen: Listen, state: Arc<server::State>) -> anyhow::Result<()> {
@@ -166,8 +165,8 @@ async fn serve(listen: Listen, state: Arc<server::State>) -> anyhow::Result<()> 
             let l = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("listening on {addr}"))?;
+            let stop = shutdown()?;
             ready(&l.local_addr()?.to_string())?;
-            let stop = shutdown();
             tokio::pin!(stop);
             loop {
                 tokio::select! {
@@ -190,8 +189,8 @@ async fn serve(listen: Listen, state: Arc<server::State>) -> anyhow::Result<()> 
             }
             let l = tokio::net::UnixListener::bind(&path)
                 .with_context(|| format!("listening on unix:{}", path.display()))?;
+            let stop = shutdown()?;
             ready(&format!("unix:{}", path.display()))?;
-            let stop = shutdown();
             tokio::pin!(stop);
             let r = loop {
                 tokio::select! {
