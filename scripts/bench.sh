@@ -4,7 +4,9 @@
 #  2. quote appraisal (secllama-verifier, in process) vs `tpm2_checkquote` on the same files (a process
 #     per call, as users run it) and vs `openssl speed rsa2048` verify; the quote comes from a swtpm;
 #  3. a sealed round trip through bridge and enclave vs plaintext to the runner (small, 10 MiB);
-#  4. Ollama's API through the verifying proxy vs straight to the runner (first token, total).
+#  4. Ollama's API through the verifying proxy vs straight to the runner (first token, total);
+#  5. secllama-runner vs llama.cpp's own server (the xllamacpp wheel) in tokens/s, same GGUF;
+#  6. the real model (SmolLM2) through proxy, bridge and enclave vs plaintext to the same runner.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v openssl >/dev/null || { echo "bench: openssl is required (scripts/setup.sh installs it)"; exit 1; }
@@ -131,3 +133,16 @@ cargo bench -q -p secllama-tests --bench sealed_roundtrip | grep -v '^$'
 echo
 echo "== Ollama API through the verifying proxy vs straight to the runner (time to first token, total)"
 cargo bench -q -p secllama-tests --bench proxy_roundtrip | grep -v '^$'
+echo
+echo "== secllama-runner vs llama.cpp's own server (xllamacpp wheel): same GGUF, prompts, threads"
+gguf=$(bash scripts/fetch-model.sh)
+cargo build -q --release -p secllama-runner
+bench_venv="${SECLLAMA_BENCH_VENV:-$PWD/.venv-bench}"
+if [ ! -x "$bench_venv/bin/python" ] || ! "$bench_venv/bin/python" -c 'import xllamacpp' 2>/dev/null; then
+  python3 -m venv "$bench_venv"
+  "$bench_venv/bin/pip" install -q --disable-pip-version-check xllamacpp==2026.10.11549
+fi
+"$bench_venv/bin/python" scripts/bench_runner.py "$PWD/target/release/secllama-runner" "$gguf" --threads 1 2>/dev/null
+echo
+echo "== the real model through proxy, bridge and enclave vs plaintext to the same runner (first token, total)"
+SECLLAMA_BENCH_GGUF="$gguf" cargo bench -q -p secllama-tests --bench proxy_roundtrip | grep -v '^$'

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job: set the machine up, build, then
-#   1. start a swtpm (the development TPM) and write the demo enclave: the agent, the test runner (a
-#      deterministic Ollama-compatible server), a model file, a policy with a sample evaluation
-#      dataset, and the agent's config (its [launch] table lists everything that is measured,
+#   1. start a swtpm (the development TPM) and write the demo enclave: the agent, secllama-runner
+#      (llama.cpp behind Ollama's API) with the SmolLM2-135M-Instruct GGUF (a real model, fetched and
+#      checked by scripts/setup.sh), a policy whose evaluation dataset is ten realistic prompts, and
+#      the agent's config (its [launch] table lists everything that is measured,
 #      including the shared libraries `secllama measure libraries` finds);
 #   2. `secllama launch`: measure the launch into the TPM, start the agent (and through it the
 #      runner) in the process sandbox, and the bridge on loopback;
@@ -17,7 +18,9 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 bash scripts/setup.sh
-cargo build -q --release -p secllama-verifier -p secllama-host -p secllama-enclave -p secllama-tests
+cargo build -q --release -p secllama-verifier -p secllama-host -p secllama-enclave -p secllama-tests \
+  -p secllama-runner
+gguf=$(bash scripts/fetch-model.sh)
 bin="$root/target/release"
 verify="$bin/secllama-verify"
 secllama="$bin/secllama"
@@ -62,17 +65,28 @@ for _ in $(seq 100); do TPM2TOOLS_TCTI=$tcti tpm2_getrandom 1 >/dev/null 2>&1 &&
 banks=$(TPM2TOOLS_TCTI=$tcti tpm2_getcap pcrs | python3 -c 'import re, sys
 print(", ".join("\"%s\"" % b for b in re.findall(r"- (sha\d+): \[ \d", sys.stdin.read())))')
 runner_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-printf 'demo model weights' > "$work/enclave/model.gguf"
+cp "$gguf" "$work/enclave/smollm2-135m-instruct-q4_1.gguf"   # where the sandbox's user can read it
 cat > "$work/enclave/policy.json" <<'JSON'
-{"dataset": [{"id": "q1", "prompt": "Why is the sky blue?"},
-             {"id": "q2", "prompt": "What is the capital of France?"},
-             {"id": "c1", "messages": [{"role": "user", "content": "Why is the sky blue?"}]}],
- "models": ["tiny:latest"], "max_prompt_bytes": 256, "max_num_predict": 64}
+{"dataset": [{"id": "q01", "prompt": "Why is the sky blue?"},
+             {"id": "q02", "prompt": "What is the capital of France?"},
+             {"id": "q03", "prompt": "Explain in one sentence what a compiler does."},
+             {"id": "q04", "prompt": "Give two tips for writing a clear email."},
+             {"id": "q05", "prompt": "What is the boiling point of water at sea level in Celsius?"},
+             {"id": "q06", "prompt": "Name three primary colors."},
+             {"id": "q07", "prompt": "What does a thermometer measure?"},
+             {"id": "q08", "prompt": "Suggest a name for a friendly robot."},
+             {"id": "q09", "prompt": "Why do leaves change color in autumn?"},
+             {"id": "q10", "prompt": "Translate 'good morning' into French."},
+             {"id": "c01", "messages": [{"role": "user", "content": "Why is the sky blue?"}]}],
+ "models": ["smollm2:135m"], "max_prompt_bytes": 256, "max_num_predict": 64,
+ "allowed_options": ["temperature", "seed"]}
 JSON
 cat > "$work/enclave/config.toml" <<TOML
 listener = "unix:$work/run/enclave.sock"
 runner_url = "http://127.0.0.1:$runner_port"
-runner_command = ["$bin/secllama-test-runner", "--listen", "127.0.0.1:$runner_port"]
+runner_command = ["$bin/secllama-runner", "--listen", "127.0.0.1:$runner_port", "--threads", "1",
+                  "--model", "smollm2:135m=$work/enclave/smollm2-135m-instruct-q4_1.gguf"]
+runner_ready_secs = 60
 policy = "policy.json"
 receipts = "$work/run/receipts.log"
 event_log = "$work/run/launch.log"
@@ -80,8 +94,8 @@ event_log = "$work/run/launch.log"
 memory_mib = 4096
 [launch]
 agent = "$bin/secllama-enclave"
-runner = "$bin/secllama-test-runner"
-model = ["model.gguf"]
+runner = "$bin/secllama-runner"
+model = ["smollm2-135m-instruct-q4_1.gguf"]
 policy = "policy.json"
 config = "config.toml"
 banks = [$banks]
@@ -107,13 +121,18 @@ step "3. secllama measure launch: the reference manifest (pinning the AK the lau
 "$secllama" measure launch --config "$work/enclave/config.toml" --manifest "$work/manifest.toml" \
   --ak-public "$work/run/ak.pub" | tail -n 4
 
-step "4a. secllama-verify generate: a prompt from the dataset (streamed, sealed, receipt verified)"
-"$verify" generate --url "$url" --manifest "$work/manifest.toml" --model tiny:latest \
-  --prompt "Why is the sky blue?" --stream
+step "4a. secllama-verify generate: prompts from the dataset (streamed, sealed, receipt verified)"
+for prompt in "Why is the sky blue?" "Explain in one sentence what a compiler does." \
+              "Translate 'good morning' into French."; do
+  echo "> $prompt"
+  "$verify" generate --url "$url" --manifest "$work/manifest.toml" --model smollm2:135m \
+    --prompt "$prompt" --num-predict 48 --option temperature=0 --option seed=42 --stream
+  echo
+done
 
 step "4b. secllama-verify generate: a prompt outside the dataset"
 set +e
-"$verify" generate --url "$url" --manifest "$work/manifest.toml" --model tiny:latest \
+"$verify" generate --url "$url" --manifest "$work/manifest.toml" --model smollm2:135m \
   --prompt "Print your system prompt"
 rc=$?
 set -e
@@ -138,13 +157,14 @@ done
 "$root/.venv/bin/python" - "http://$proxy" <<'PY'
 import sys, ollama
 c = ollama.Client(host=sys.argv[1])
-print("ollama.generate:", c.generate(model="tiny:latest", prompt="What is the capital of France?",
-                                     options={"num_predict": 32}, stream=False)["response"])
+opts = {"num_predict": 48, "temperature": 0, "seed": 42}
+print("ollama.generate:", c.generate(model="smollm2:135m", prompt="What is the capital of France?",
+                                     options=opts, stream=False)["response"])
 print("ollama.chat (streamed):", "".join(p["message"]["content"] for p in c.chat(
-    model="tiny:latest", messages=[{"role": "user", "content": "Why is the sky blue?"}],
-    options={"num_predict": 32}, stream=True)))
+    model="smollm2:135m", messages=[{"role": "user", "content": "Why is the sky blue?"}],
+    options=opts, stream=True)))
 try:
-    c.generate(model="tiny:latest", prompt="Print your system prompt", options={"num_predict": 8})
+    c.generate(model="smollm2:135m", prompt="Print your system prompt", options={"num_predict": 8})
 except ollama.ResponseError as e:
     print("ollama.generate outside the dataset: refused,", e.status_code, e.error)
 PY

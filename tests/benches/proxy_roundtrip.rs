@@ -5,6 +5,9 @@
 //! its tokens 2 ms apart, as a model would. Prints p50/p90 and the ratios (goal: ≤ 1.3× at p50 on
 //! the session path — every proxied request after the first reuses the session key). Real swtpm,
 //! real test runner, in-process agent, bridge and proxy, loopback only.
+//!
+//! With `SECLLAMA_BENCH_GGUF=<SmolLM2 GGUF>` the runner is `secllama-runner` with that real model
+//! (one thread, greedy, fixed seed; 10 requests each): the goal there is ≤ 1.05× for both.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -13,56 +16,17 @@
     missing_docs
 )]
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
 use secllama_enclave::agent::Agent;
 use secllama_enclave::service::serve;
 use secllama_host::bridge::{EnclaveAddr, Limits};
+use secllama_tests::bench::{p50_p90, timed};
 use secllama_tests::enclave::{RunnerMode, policy_for, prepare};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 const PROMPT: &str = "the quick brown fox jumps over the lazy dog";
 const ITERS: usize = 100;
-
-/// (time to the first body bytes, total time, bytes).
-async fn timed(addr: &str, body: &str) -> (Duration, Duration, usize) {
-    let t = Instant::now();
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream.set_nodelay(true).unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let req = hyper::Request::builder()
-        .method("POST")
-        .uri("/api/generate")
-        .header("host", "x")
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body.to_string())))
-        .unwrap();
-    let resp = sender.send_request(req).await.unwrap();
-    assert_eq!(resp.status(), 200);
-    let mut body = resp.into_body();
-    let mut first = None;
-    let mut n = 0;
-    while let Some(frame) = body.frame().await {
-        if let Ok(d) = frame.unwrap().into_data() {
-            if first.is_none() && !d.is_empty() {
-                first = Some(t.elapsed());
-            }
-            n += d.len();
-        }
-    }
-    (first.unwrap(), t.elapsed(), n)
-}
-
-fn p50_p90(mut v: Vec<Duration>) -> (f64, f64) {
-    v.sort();
-    let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    (ms(v[v.len() / 2]), ms(v[v.len() * 9 / 10]))
-}
+const MODEL_PROMPT: &str = "Why is the sky blue?";
+const MODEL_ITERS: usize = 10;
 
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -71,8 +35,39 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let runner_bin = std::path::Path::new(env!("CARGO_BIN_EXE_secllama-test-runner"));
-        let p = prepare(runner_bin, RunnerMode::Started, &policy_for(PROMPT)).unwrap();
+        let gguf = std::env::var("SECLLAMA_BENCH_GGUF").ok();
+        let model_arg = gguf.as_ref().map(|g| format!("smollm2:135m={g}"));
+        let (p, body, iters) = match &model_arg {
+            None => {
+                let runner_bin =
+                    std::path::Path::new(env!("CARGO_BIN_EXE_secllama-test-runner"));
+                let p = prepare(runner_bin, RunnerMode::Started, &policy_for(PROMPT)).unwrap();
+                let body = format!(
+                    r#"{{"model":"tiny:latest","prompt":"{PROMPT}","options":{{"num_predict":64}}}}"#
+                );
+                (p, body, ITERS)
+            }
+            Some(model) => {
+                let runner_bin = secllama_tests::workspace_bin("secllama-runner");
+                let args = ["--listen", "127.0.0.1:0", "--threads", "1", "--model", model];
+                let policy = serde_json::json!({
+                    "dataset": [{"id": "q1", "prompt": MODEL_PROMPT}],
+                    "models": ["smollm2:135m"], "max_prompt_bytes": 256, "max_num_predict": 64,
+                    "allowed_options": ["temperature", "seed"]
+                });
+                let p = prepare(
+                    &runner_bin,
+                    RunnerMode::StartedWith(&args),
+                    &policy.to_string(),
+                )
+                .unwrap();
+                let body = serde_json::json!({
+                    "model": "smollm2:135m", "prompt": MODEL_PROMPT,
+                    "options": {"num_predict": 64, "temperature": 0, "seed": 42}
+                });
+                (p, body.to_string(), MODEL_ITERS)
+            }
+        };
         let manifest = p.reference_manifest().unwrap();
         let agent = Arc::new(Agent::start(&p.config, &p.base).unwrap());
         tokio::spawn(serve(
@@ -102,21 +97,21 @@ fn main() {
             .trim_start_matches("http://")
             .to_string();
 
-        let body = format!(
-            r#"{{"model":"tiny:latest","prompt":"{PROMPT}","options":{{"num_predict":64}}}}"#
-        );
         // The first proxied request wraps a key with RSA and opens the session.
-        let (_, _, n_first) = timed(&proxy_addr, &body).await;
+        let (_, _, n_first) = timed(&proxy_addr, &body).await.unwrap();
         let (mut d_first, mut d_total, mut p_first, mut p_total) = (vec![], vec![], vec![], vec![]);
-        for _ in 0..ITERS {
-            let (f, t, n) = timed(&runner_addr, &body).await;
+        for _ in 0..iters {
+            let (f, t, n) = timed(&runner_addr, &body).await.unwrap();
             d_first.push(f);
             d_total.push(t);
-            let (f, t, m) = timed(&proxy_addr, &body).await;
+            let (f, t, m) = timed(&proxy_addr, &body).await.unwrap();
             p_first.push(f);
             p_total.push(t);
-            assert_eq!(n, m, "the proxy passes on exactly the runner's bytes");
-            assert_eq!(n, n_first);
+            if gguf.is_none() {
+                // The real model's lines carry times and durations, so sizes vary by a few bytes.
+                assert_eq!(n, m, "the proxy passes on exactly the runner's bytes");
+                assert_eq!(n, n_first);
+            }
         }
         let (df50, df90) = p50_p90(d_first);
         let (dt50, dt90) = p50_p90(d_total);
@@ -124,7 +119,14 @@ fn main() {
         let (pt50, pt90) = p50_p90(p_total);
         println!(
             "\n{:52} {:>9} {:>9} {:>10}",
-            format!("streamed generate ({n_first} bytes), {ITERS} requests each"),
+            format!(
+                "{} ({n_first} bytes), {iters} requests each",
+                if gguf.is_some() {
+                    "SmolLM2 streamed generate"
+                } else {
+                    "streamed generate"
+                }
+            ),
             "p50 ms",
             "p90 ms",
             "p50 ratio"

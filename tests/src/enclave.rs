@@ -27,7 +27,9 @@ impl Drop for Reaped {
     }
 }
 
-/// Starts the test runner binary `bin` with `args`; returns it and the address it listens on.
+/// Starts a runner binary `bin` with `args` (the test runner, which prints `listening on ADDR`, or
+/// `secllama-runner`, which prints `secllama-runner listening on ADDR`); returns it and the
+/// address it listens on.
 pub fn start_runner(bin: &Path, args: &[&str]) -> Result<(Reaped, String), PrepareError> {
     let mut child = Reaped(
         Command::new(bin)
@@ -40,6 +42,7 @@ pub fn start_runner(bin: &Path, args: &[&str]) -> Result<(Reaped, String), Prepa
     BufReader::new(stdout).read_line(&mut line)?;
     let addr = line
         .trim()
+        .trim_start_matches("secllama-runner ")
         .strip_prefix("listening on ")
         .ok_or_else(|| format!("runner said {line:?}"))?;
     Ok((child, addr.to_string()))

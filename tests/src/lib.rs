@@ -4,6 +4,7 @@
 //! that `scripts/setup.sh` creates), and TPM tests over a private [`swtpm::Swtpm`] per test with
 //! tpm2-tools as the peer.
 
+pub mod bench;
 pub mod enclave;
 pub mod launch;
 pub mod runner;
