@@ -10,7 +10,9 @@ export SECLLAMA_VENV="${SECLLAMA_VENV:-$root/.venv}"
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
-cargo clippy --workspace --all-targets --quiet -- -D warnings
+# --release: clippy then shares the release build's build-script outputs (llama.cpp's C++ build in
+# llama-cpp-sys-2 runs once, not once per profile).
+cargo clippy --workspace --all-targets --release --quiet -- -D warnings
 echo "== supply-chain checks"
 bash scripts/check-deps.sh
 echo "== cargo test (release)"
