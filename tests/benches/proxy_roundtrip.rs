@@ -7,7 +7,7 @@
 //! real test runner, in-process agent, bridge and proxy, loopback only.
 //!
 //! With `SECLLAMA_BENCH_GGUF=<SmolLM2 GGUF>` the runner is `secllama-runner` with that real model
-//! (one thread, greedy, fixed seed; 10 requests each): the goal there is ≤ 1.05× for both.
+//! (one thread, greedy, fixed seed; 16 requests each): the goal there is ≤ 1.05× for both.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -26,7 +26,7 @@ use std::sync::Arc;
 const PROMPT: &str = "the quick brown fox jumps over the lazy dog";
 const ITERS: usize = 100;
 const MODEL_PROMPT: &str = "Why is the sky blue?";
-const MODEL_ITERS: usize = 10;
+const MODEL_ITERS: usize = 16;
 
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -1,7 +1,7 @@
 //! `secllama launch` as real processes, for the end-to-end tests that run a whole enclave: write an
 //! enclave's config (any runner, model files, measured trees; the `libraries` line from
 //! `secllama measure libraries`), start the launcher and wait for its bridge, write the reference
-//! manifest pinning the AK it published.
+//! manifest pinning the AK it published; start the verifying proxy in front of it.
 
 use crate::enclave::{PrepareError, Reaped};
 use crate::swtpm::Swtpm;
@@ -23,6 +23,31 @@ pub fn bin(name: &str) -> Result<PathBuf, PrepareError> {
         )
         .into())
     }
+}
+
+/// The SmolLM2-135M-Instruct GGUF `scripts/setup.sh` provisions (`scripts/fetch-model.sh`), or an
+/// error naming that script.
+pub fn model_gguf() -> Result<PathBuf, PrepareError> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../.cache/models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if p.exists() {
+        Ok(p)
+    } else {
+        Err(format!(
+            "{} missing: run `bash scripts/fetch-model.sh` (scripts/setup.sh does)",
+            p.display()
+        )
+        .into())
+    }
+}
+
+/// A temporary folder the sandbox's unprivileged host user can search (mode 0755, under
+/// `/var/tmp`: a checkout or `/tmp` may be private, and the sandbox has its own `/tmp`).
+pub fn artifact_dir() -> Result<tempfile::TempDir, PrepareError> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir_in("/var/tmp")?;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
+    Ok(dir)
 }
 
 /// A free loopback TCP port (bound, then released).
@@ -194,4 +219,55 @@ pub fn manifest(config: &Path, state: &Path, out: &Path) -> Result<(), PrepareEr
         )
         .into())
     }
+}
+
+/// Starts `secllama-verify proxy --listen 127.0.0.1:0 --url URL --manifest F --receipts F
+/// --reattest SECS`; returns it and its address once it says `proxy listening on`, or its status
+/// and output if it exited first. Its stdout and stderr are drained afterwards.
+pub fn proxy(
+    url: &str,
+    manifest: &Path,
+    receipts: &Path,
+    secs: u64,
+) -> Result<(Reaped, String), String> {
+    let secs = secs.to_string();
+    let mut child = Reaped(
+        Command::new(crate::workspace_bin("secllama-verify"))
+            .args([
+                "proxy",
+                "--listen",
+                "127.0.0.1:0",
+                "--reattest",
+                secs.as_str(),
+                "--url",
+                url,
+            ])
+            .arg("--manifest")
+            .arg(manifest)
+            .arg("--receipts")
+            .arg(receipts)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("starting secllama-verify proxy: {e}"))?,
+    );
+    let mut out = BufReader::new(child.0.stdout.take().ok_or("proxy stdout")?);
+    let mut line = String::new();
+    out.read_line(&mut line).map_err(|e| e.to_string())?;
+    if let Some(addr) = line.trim().strip_prefix("proxy listening on ") {
+        let addr = addr.to_string();
+        std::thread::spawn(move || for _ in out.lines() {});
+        // Drain stderr too: a full pipe would block the proxy.
+        if let Some(err) = child.0.stderr.take() {
+            std::thread::spawn(move || for _ in BufReader::new(err).lines() {});
+        }
+        return Ok((child, addr));
+    }
+    let _ = std::io::Read::read_to_string(&mut out, &mut line);
+    let status = child.0.wait().map_err(|e| e.to_string())?;
+    let mut err = String::new();
+    if let Some(mut e) = child.0.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut err);
+    }
+    Err(format!("{status}: {line}{err}"))
 }

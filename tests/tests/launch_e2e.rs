@@ -7,24 +7,17 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test crate: a failed unwrap is a failed test
 
 use secllama_tests::enclave::{Reaped, policy_for};
+use secllama_tests::launch::{EnclaveSpec, free_port};
 use secllama_tests::runner::answer_tokens;
 use secllama_tests::swtpm::Swtpm;
-use secllama_tests::workspace_bin;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 const PROMPT: &str = "why is the sky blue";
 
 fn bin(name: &str) -> PathBuf {
-    let p = workspace_bin(name);
-    assert!(
-        p.exists(),
-        "{} missing: build the binaries first (`cargo build --workspace --release --bins`, as scripts/test.sh does)",
-        p.display()
-    );
-    p
+    secllama_tests::launch::bin(name).unwrap()
 }
 
 fn run(cmd: &mut Command) -> Output {
@@ -35,90 +28,40 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).to_string()
 }
 
-/// Writes the artifacts and the agent's config; returns the config path.
+/// Writes the artifacts and the agent's config (the test runner, started as `runner_cmd0`);
+/// returns the config path.
 fn write_config(art: &Path, state: &Path, banks: &[String], runner_cmd0: &Path) -> PathBuf {
     std::fs::create_dir_all(art).unwrap();
-    std::fs::write(art.join("policy.json"), policy_for(PROMPT)).unwrap();
     std::fs::write(art.join("model.gguf"), b"tiny weights").unwrap();
-    let runner = Path::new(env!("CARGO_BIN_EXE_secllama-test-runner"));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let config = art.join("config.toml");
-    let body = format!(
-        "listener = \"unix:{state}/enclave.sock\"\n\
-         runner_url = \"http://127.0.0.1:{port}\"\n\
-         runner_command = [\"{cmd0}\", \"--listen\", \"127.0.0.1:{port}\"]\n\
-         policy = \"policy.json\"\n\
-         receipts = \"{state}/receipts.log\"\n\
-         event_log = \"{state}/launch.log\"\n\
-         [sandbox]\nmemory_mib = 4096\nprocesses = 128\n\
-         [launch]\nagent = \"{agent}\"\nrunner = \"{runner}\"\nmodel = [\"model.gguf\"]\n\
-         policy = \"policy.json\"\nconfig = \"config.toml\"\nbanks = {banks:?}\n",
-        state = state.display(),
-        cmd0 = runner_cmd0.display(),
-        agent = bin("secllama-enclave").display(),
-        runner = runner.display(),
-    );
-    std::fs::write(&config, &body).unwrap();
-    let libs = run(Command::new(bin("secllama"))
-        .args(["measure", "libraries", "--config"])
-        .arg(&config));
-    assert!(libs.status.success(), "{}", text(&libs.stderr));
-    std::fs::write(&config, format!("{body}{}", text(&libs.stdout))).unwrap();
-    config
+    let port = free_port().unwrap();
+    EnclaveSpec {
+        art: art.to_path_buf(),
+        state: state.to_path_buf(),
+        banks: banks.to_vec(),
+        runner: PathBuf::from(env!("CARGO_BIN_EXE_secllama-test-runner")),
+        runner_command: vec![
+            runner_cmd0.display().to_string(),
+            "--listen".into(),
+            format!("127.0.0.1:{port}"),
+        ],
+        runner_port: port,
+        runner_env: vec![],
+        runner_ready_secs: 60,
+        models: vec![PathBuf::from("model.gguf")],
+        trees: vec![],
+        policy: policy_for(PROMPT),
+        memory_mib: 4096,
+    }
+    .write()
+    .unwrap()
 }
 
-/// Starts `secllama launch`; returns it and the bridge address once both lines are printed.
 fn launch(config: &Path, tcti: &str) -> (Reaped, String) {
-    let mut child = Reaped(
-        Command::new(bin("secllama"))
-            .args([
-                "launch",
-                "--listen",
-                "127.0.0.1:0",
-                "--tcti",
-                tcti,
-                "--config",
-            ])
-            .arg(config)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut out = BufReader::new(child.0.stdout.take().unwrap());
-    let mut seen = Vec::new();
-    let bridge = loop {
-        let mut line = String::new();
-        assert!(
-            out.read_line(&mut line).unwrap() > 0,
-            "launcher ended before it was ready: {seen:?}"
-        );
-        if let Some(addr) = line.trim().strip_prefix("bridge listening on ") {
-            break addr.to_string();
-        }
-        seen.push(line);
-    };
-    assert!(
-        seen.iter()
-            .any(|l| l.starts_with("enclave listening on unix:")),
-        "{seen:?}"
-    );
-    // Keep draining stdout so the launcher never blocks on it.
-    std::thread::spawn(move || for _ in out.lines() {});
-    (child, bridge)
+    secllama_tests::launch::launch(config, tcti).unwrap()
 }
 
 fn sw_banks(sw: &Swtpm) -> Vec<String> {
-    secllama_tpm::Tpm::connect(&sw.tcti())
-        .unwrap()
-        .active_banks()
-        .unwrap()
-        .iter()
-        .map(|b| b.name().to_string())
-        .collect()
+    secllama_tests::launch::sw_banks(sw).unwrap()
 }
 
 #[test]

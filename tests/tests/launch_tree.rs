@@ -7,7 +7,9 @@
 //! with one clear message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test crate: a failed unwrap is a failed test
 
-use secllama_tests::launch::{EnclaveSpec, bin, free_port, launch, manifest, sw_banks};
+use secllama_tests::launch::{
+    EnclaveSpec, artifact_dir, bin, free_port, launch, manifest, sw_banks,
+};
 use secllama_tests::swtpm::Swtpm;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -35,12 +37,7 @@ fn python_runner_from_measured_trees() {
          python3-venv, which brings it",
     );
     let mut sw = Swtpm::start().unwrap();
-    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
-    std::fs::set_permissions(
-        dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    let dir = artifact_dir().unwrap();
     // Tree 1: a private copy of the standard library (PYTHONHOME/lib/python3.11), so no other
     // Python on the machine can change it (by writing bytecode) between launch and manifest.
     let home = dir.path().join("pyhome");

@@ -8,11 +8,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test crate: a failed unwrap is a failed test
 
 use secllama_tests::enclave::{Reaped, start_runner};
-use secllama_tests::launch::{EnclaveSpec, bin, free_port, launch, manifest, sw_banks};
+use secllama_tests::launch::{
+    EnclaveSpec, artifact_dir, bin, free_port, launch, manifest, model_gguf, sw_banks,
+};
 use secllama_tests::swtpm::Swtpm;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 
 const MODEL: &str = "smollm2:135m";
 const PROMPTS: [&str; 2] = [
@@ -23,18 +24,6 @@ const NUM_PREDICT: u64 = 24;
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).to_string()
-}
-
-/// The GGUF `scripts/setup.sh` provisions (`scripts/fetch-model.sh`).
-fn gguf() -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../.cache/models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(
-        p.exists(),
-        "{} missing: run `bash scripts/fetch-model.sh` (scripts/setup.sh does)",
-        p.display()
-    );
-    p
 }
 
 /// Starts `secllama-runner` with `model` on a free loopback port (outside any sandbox).
@@ -72,48 +61,10 @@ fn plain_generate(addr: &str, prompt: &str) -> String {
     v["response"].as_str().unwrap().to_string()
 }
 
-fn start_proxy(url: &str, manifest: &Path, receipts: &Path) -> (Reaped, String) {
-    let mut child = Reaped(
-        Command::new(bin("secllama-verify").unwrap())
-            .args([
-                "proxy",
-                "--listen",
-                "127.0.0.1:0",
-                "--url",
-                url,
-                "--manifest",
-            ])
-            .arg(manifest)
-            .arg("--receipts")
-            .arg(receipts)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut out = BufReader::new(child.0.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("proxy listening on ")
-        .unwrap_or_else(|| panic!("proxy said {line:?}"))
-        .to_string();
-    std::thread::spawn(move || for _ in out.lines() {});
-    let err = BufReader::new(child.0.stderr.take().unwrap());
-    std::thread::spawn(move || for _ in err.lines() {});
-    (child, addr)
-}
-
 #[test]
 fn real_model_sealed_equals_plaintext() {
-    let model = gguf();
-    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
-    std::fs::set_permissions(
-        dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    let model = model_gguf().unwrap();
+    let dir = artifact_dir().unwrap();
     // The artifacts where the sandbox's unprivileged user can read them.
     let art = dir.path().join("art");
     std::fs::create_dir_all(&art).unwrap();
@@ -219,7 +170,7 @@ fn real_model_sealed_equals_plaintext() {
 
     // The proxy with the official ollama client: the same text, a stored receipt per answer.
     let receipts = dir.path().join("receipts.jsonl");
-    let (_proxy, paddr) = start_proxy(&url, &m, &receipts);
+    let (_proxy, paddr) = secllama_tests::launch::proxy(&url, &m, &receipts, 3600).unwrap();
     let script = r#"
 import json, sys, ollama
 c = ollama.Client(host=sys.argv[1])

@@ -15,9 +15,9 @@ use secllama_protocol::receipt::verify_receipt;
 use secllama_tests::enclave::{Prepared, Reaped, RunnerMode, policy_for, prepare, read_request};
 use secllama_tests::runner::answer_tokens;
 use secllama_tests::workspace_bin;
-use std::io::{BufRead, BufReader};
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 
 const PROMPT: &str = "why is the sky blue";
@@ -75,43 +75,7 @@ fn proxy_every(
     receipts: &Path,
     secs: u64,
 ) -> Result<(Reaped, String), String> {
-    let secs = secs.to_string();
-    let mut child = Reaped(
-        Command::new(workspace_bin("secllama-verify"))
-            .args([
-                "proxy",
-                "--listen",
-                "127.0.0.1:0",
-                "--reattest",
-                secs.as_str(),
-                "--url",
-                url,
-            ])
-            .arg("--manifest")
-            .arg(manifest)
-            .arg("--receipts")
-            .arg(receipts)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut out = BufReader::new(child.0.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    if let Some(addr) = line.trim().strip_prefix("proxy listening on ") {
-        let addr = addr.to_string();
-        std::thread::spawn(move || for _ in out.lines() {});
-        // Drain stderr too: a full pipe would block the proxy.
-        let err = BufReader::new(child.0.stderr.take().unwrap());
-        std::thread::spawn(move || for _ in err.lines() {});
-        return Ok((child, addr));
-    }
-    std::io::Read::read_to_string(&mut out, &mut line).unwrap();
-    let status = child.0.wait().unwrap();
-    let mut err = String::new();
-    std::io::Read::read_to_string(&mut child.0.stderr.take().unwrap(), &mut err).unwrap();
-    Err(format!("{status}: {line}{err}"))
+    secllama_tests::launch::proxy(url, manifest, receipts, secs)
 }
 
 fn python() -> PathBuf {

@@ -21,24 +21,11 @@ use std::time::{Duration, Instant};
 const MODEL: &str = "smollm2:135m";
 
 fn model_path() -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../.cache/models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(
-        p.exists(),
-        "{} is missing: run `bash scripts/fetch-model.sh`",
-        p.display()
-    );
-    p
+    secllama_tests::launch::model_gguf().unwrap()
 }
 
 fn runner_bin() -> PathBuf {
-    let b = secllama_tests::workspace_bin("secllama-runner");
-    assert!(
-        b.exists(),
-        "{} is missing: run `cargo build --release -p secllama-runner` (scripts/test.sh builds every binary)",
-        b.display()
-    );
-    b
+    secllama_tests::launch::bin("secllama-runner").unwrap()
 }
 
 /// A runner process and the address it printed.
