@@ -178,16 +178,32 @@ fn plan(config_arg: &Path) -> anyhow::Result<Plan> {
         );
     }
 
-    let needed = libraries::for_launch(l, &base)?;
+    // The state folder may not exist yet: canonicalize what does.
+    let canon_state = std::fs::canonicalize(&state).unwrap_or_else(|_| {
+        match (state.parent(), state.file_name()) {
+            (Some(parent), Some(name)) => std::fs::canonicalize(parent)
+                .map(|p| p.join(name))
+                .unwrap_or_else(|_| state.clone()),
+            _ => state.clone(),
+        }
+    });
     let mut read_only = vec![agent.clone(), runner, config_path.clone()];
     for t in &l.trees {
-        read_only.push(canonical(&abs(t), "[launch] trees")?);
+        let tree = canonical(&abs(t), "[launch] trees")?;
+        ensure!(
+            !canon_state.starts_with(&tree) && tree != Path::new("/"),
+            "[launch] trees: {} holds the writable state folder {} (or is /): the enclave's own \
+             logs and sockets cannot be part of a measured, read-only folder",
+            t.display(),
+            state.display()
+        );
+        read_only.push(tree);
     }
+    let needed = libraries::for_launch(l, &base)?;
     for m in &l.model {
         read_only.push(canonical(&abs(m), "[launch] model")?);
     }
     read_only.push(canonical(&abs(&l.policy), "[launch] policy")?);
-    let canon_state = std::fs::canonicalize(&state).unwrap_or_else(|_| state.clone());
     for p in &read_only {
         ensure!(
             !p.starts_with(&canon_state),

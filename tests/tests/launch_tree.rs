@@ -88,6 +88,28 @@ fn python_runner_from_measured_trees() {
         .to_string(),
         memory_mib: 4096,
     };
+    // A tree holding the state folder is refused before anything is measured.
+    let holding = EnclaveSpec {
+        art: dir.path().join("art-holding"),
+        trees: vec![dir.path().join("art-holding")],
+        models: vec![art.join("model.bin")],
+        ..spec.clone()
+    };
+    std::fs::create_dir_all(&holding.art).unwrap();
+    std::fs::write(holding.art.join("policy.json"), &holding.policy).unwrap();
+    let holding = EnclaveSpec {
+        state: holding.art.join("run"),
+        ..holding
+    };
+    let out = Command::new(bin("secllama").unwrap())
+        .args(["launch", "--no-bridge", "--tcti", &sw.tcti(), "--config"])
+        .arg(holding.write().unwrap())
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("holds the writable state folder"), "{err}");
+
     let config = spec.write().unwrap();
     // The ELF scan reached the stdlib's extension modules: _hashlib links libcrypto, which
     // python3.11 itself does not.
