@@ -455,6 +455,35 @@ mod attestation_decoding {
     }
 
     #[test]
+    fn trees_are_left_out_when_empty_and_an_empty_map_is_refused() {
+        use secllama_protocol::attestation::AttestationPayload;
+        use secllama_protocol::cbor::{self, Value};
+        let key = signing_key();
+        let mut p = full_payload(&key, enclave_key().public_key_der());
+        let with = p.to_bytes().unwrap();
+        assert_eq!(AttestationPayload::from_bytes(&with).unwrap(), p);
+        p.measurements.trees.clear();
+        let bytes = p.to_bytes().unwrap();
+        assert_eq!(AttestationPayload::from_bytes(&bytes).unwrap(), p);
+        // The same payload with an explicit empty `trees` map: a second encoding, refused.
+        let Value::Map(mut top) = cbor::decode("t", &bytes, 1 << 16).unwrap() else {
+            panic!("a map")
+        };
+        for (k, v) in &mut top {
+            if *k == Value::Integer(273.into()) {
+                let Value::Map(m) = v else {
+                    panic!("measurements")
+                };
+                m.push((Value::Text("trees".into()), Value::Map(vec![])));
+            }
+        }
+        let e = AttestationPayload::from_bytes(&cbor::to_vec(&Value::Map(top)).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("trees") && e.contains("empty"), "{e}");
+    }
+
+    #[test]
     fn documents_over_64_kib_are_refused_both_ways() {
         let key = signing_key();
         let mut p = full_payload(&key, enclave_key().public_key_der());

@@ -52,7 +52,13 @@ pub fn full_payload(key: &SigningKey, spki: &[u8]) -> AttestationPayload {
             model: digest("model"),
             policy: digest("policy"),
             config: digest("config"),
-            trees: [("/usr/lib/python3.11".to_string(), digest("tree"))].into(),
+            // Keys whose bytewise order differs from their encoded (length-first) order.
+            trees: [
+                ("/usr/lib/python3.11".to_string(), digest("tree")),
+                ("/b".to_string(), digest("b")),
+                ("/aa".to_string(), digest("aa")),
+            ]
+            .into(),
         },
         tpm: Some(TpmEvidence {
             attest: vec![0xff, 0x54, 0x43, 0x47, 1, 2, 3],
