@@ -5,13 +5,16 @@
 //! `configuration` (policy, config).
 
 use super::result::{Status, Submod, tier};
-use secllama_measurements::manifest::Manifest;
-use secllama_protocol::attestation::VerifiedDocument;
+use secllama_measurements::manifest::{self, Manifest};
+use secllama_protocol::attestation::{EnclaveDigests, VerifiedDocument};
 
 /// Appraises the document's enclave digests against the manifest.
 pub fn appraise(doc: &VerifiedDocument, manifest: &Manifest) -> Submod {
-    let d = &doc.payload.measurements;
-    let m = &manifest.enclave;
+    appraise_digests(&doc.payload.measurements, &manifest.enclave)
+}
+
+/// Appraises reported enclave digests `d` against the manifest's `m`.
+fn appraise_digests(d: &EnclaveDigests, m: &manifest::EnclaveDigests) -> Submod {
     let mut reasons = Vec::new();
     let mut passed = Vec::new();
     let mut vector = std::collections::BTreeMap::new();
@@ -77,5 +80,66 @@ pub fn appraise(doc: &VerifiedDocument, manifest: &Manifest) -> Submod {
         passed,
         trust_vector: vector,
         policy_id: String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use secllama_protocol::Sha256Digest;
+
+    fn reported(trees: &[(&str, u8)]) -> EnclaveDigests {
+        EnclaveDigests {
+            agent: Sha256Digest([1; 32]),
+            runner: Sha256Digest([2; 32]),
+            model: Sha256Digest([3; 32]),
+            policy: Sha256Digest([4; 32]),
+            config: Sha256Digest([5; 32]),
+            trees: trees
+                .iter()
+                .map(|(n, b)| (n.to_string(), Sha256Digest([*b; 32])))
+                .collect(),
+        }
+    }
+
+    fn expected(trees: &[(&str, u8)]) -> manifest::EnclaveDigests {
+        let h = |b: u8| hex::encode([b; 32]);
+        manifest::EnclaveDigests {
+            agent: h(1),
+            runner: h(2),
+            model: h(3),
+            policy: h(4),
+            config: h(5),
+            trees: trees.iter().map(|(n, b)| (n.to_string(), h(*b))).collect(),
+        }
+    }
+
+    #[test]
+    fn trees_must_be_exactly_the_manifests() {
+        let ok = appraise_digests(&reported(&[("/a", 7)]), &expected(&[("/a", 7)]));
+        assert_eq!(ok.status, Status::Affirming, "{:?}", ok.reasons);
+        assert!(ok.passed.iter().any(|p| p.starts_with("tree /a: ")));
+        for (d, m, says) in [
+            (vec![("/a", 7)], vec![("/a", 8)], "tree /a: expected 0808"),
+            (
+                vec![("/a", 7), ("/b", 9)],
+                vec![("/a", 7)],
+                "tree /b: the enclave runs a measured folder the manifest does not name",
+            ),
+            (vec![], vec![("/a", 7)], "tree /a: expected 0707"),
+        ] {
+            let s = appraise_digests(&reported(&d), &expected(&m));
+            assert_eq!(s.status, Status::Contraindicated);
+            assert!(
+                s.reasons.iter().any(|r| r.starts_with(says)),
+                "{:?}",
+                s.reasons
+            );
+            assert_eq!(
+                s.trust_vector.get("executables"),
+                Some(&tier::CONTRAINDICATED)
+            );
+        }
     }
 }
