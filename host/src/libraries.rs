@@ -99,7 +99,8 @@ pub fn is_elf(path: &Path) -> bool {
 }
 
 /// What a launch loads that must be listed in `[launch] libraries`: the libraries of every ELF
-/// object in the measured set — agent, runner, every ELF file inside a measured tree (an
+/// object in the measured set — agent, runner, any model file that is ELF, every ELF file inside
+/// a measured tree (an
 /// interpreter's extension modules load libstdc++, libgomp, …) and the TCTI module — except
 /// those inside a measured tree (already measured with it). Sorted, without duplicates.
 pub fn for_launch(
@@ -114,6 +115,8 @@ pub fn for_launch(
         }
     };
     let mut objects = vec![abs(&launch.agent), abs(&launch.runner)];
+    // Any other measured file that is an ELF object (a model store may ship a helper binary).
+    objects.extend(launch.model.iter().map(|m| abs(m)).filter(|p| is_elf(p)));
     let mut roots = Vec::new();
     for t in &launch.trees {
         let root = std::fs::canonicalize(abs(t))
@@ -172,6 +175,17 @@ mod tests {
             libs.iter().any(|p| p.to_string_lossy().contains("libc.so")),
             "{libs:?}"
         );
+    }
+
+    #[test]
+    fn elf_objects_are_told_by_their_magic() {
+        assert!(is_elf(Path::new("/bin/sh")));
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("model.gguf");
+        std::fs::write(&f, b"GGUF\x03\0\0\0").unwrap();
+        assert!(!is_elf(&f));
+        assert!(!is_elf(&d.path().join("missing")));
+        assert!(!is_elf(d.path()));
     }
 
     #[test]
