@@ -10,9 +10,9 @@ export SECLLAMA_VENV="${SECLLAMA_VENV:-$root/.venv}"
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
-# --release: clippy then shares the release build's build-script outputs (llama.cpp's C++ build in
-# llama-cpp-sys-2 runs once, not once per profile).
-cargo clippy --workspace --all-targets --release --quiet -- -D warnings
+# Dev profile: clippy's own build of llama.cpp (llama-cpp-sys-2's build script runs again under
+# clippy whatever the profile) is then an unoptimised C++ build, the quickest to compile.
+cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "== supply-chain checks"
 bash scripts/check-deps.sh
 echo "== cargo test (release)"
