@@ -10,8 +10,8 @@ export SECLLAMA_VENV="${SECLLAMA_VENV:-$root/.venv}"
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
-# Dev profile: clippy's own build of llama.cpp (llama-cpp-sys-2's build script runs again under
-# clippy whatever the profile) is then an unoptimised C++ build, the quickest to compile.
+# llama-cpp-sys-2's build script runs again under clippy in any profile: a second C++ build of
+# llama.cpp (a few minutes on 2 cores), the price of linting the runner.
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "== supply-chain checks"
 bash scripts/check-deps.sh
