@@ -21,7 +21,7 @@ bash scripts/setup.sh
 cargo build -q --release -p secllama-verifier -p secllama-host -p secllama-enclave -p secllama-tests \
   -p secllama-runner
 gguf=$(bash scripts/fetch-model.sh)
-bin="$root/target/release"
+bin="${CARGO_TARGET_DIR:-$root/target}/release"
 verify="$bin/secllama-verify"
 secllama="$bin/secllama"
 shared="${SECLLAMA_SHARED:-$root/../shared}"
@@ -154,7 +154,7 @@ for _ in $(seq 600); do
   sleep 0.1
 done
 [ -n "$proxy" ] || { echo "demo: the proxy did not start"; exit 1; }
-"$root/.venv/bin/python" - "http://$proxy" <<'PY'
+"${SECLLAMA_VENV:-$root/.venv}/bin/python" - "http://$proxy" <<'PY'
 import sys, ollama
 c = ollama.Client(host=sys.argv[1])
 opts = {"num_predict": 48, "temperature": 0, "seed": 42}

@@ -5,6 +5,7 @@
 //! TPM calls block: callers run them off the async executor (`spawn_blocking`).
 
 use crate::config::{Config, KEYS_PCR};
+use crate::integrity::Snapshot;
 use crate::policy::Policy;
 use crate::receipts::ReceiptLog;
 use crate::replay::{ReplayGuard, SessionCache};
@@ -23,7 +24,7 @@ use secllama_tpm::ek::EkKind;
 use secllama_tpm::eventlog::{EventLogWriter, HashAlg, Measurement};
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// How many recently issued attestation documents sealed requests may bind to.
@@ -50,6 +51,9 @@ pub struct Agent {
     pub policy_digest: Sha256Digest,
     /// The enclave digests.
     pub digests: EnclaveDigests,
+    /// The measured artifacts as they were when hashed; checked before every attestation
+    /// document, receipt and runner restart.
+    pub integrity: Arc<Snapshot>,
     /// The runner's `host:port`.
     pub runner: String,
     /// Idle connections to the runner.
@@ -104,8 +108,13 @@ impl Agent {
         let policy_bytes = std::fs::read(&config.policy)
             .with_context(|| format!("reading {}", config.policy.display()))?;
         let policy = Policy::from_json(&policy_bytes)?;
+        // Recorded before hashing and checked after: what was hashed is what stays mounted.
+        let integrity = Snapshot::take(&config.launch, base)?;
         let prediction =
             predict(&config.launch, base).context("digests of the launch artifacts")?;
+        integrity
+            .check()
+            .context("a measured artifact changed while the agent hashed it")?;
         let d = prediction.digests;
         let digests = EnclaveDigests {
             agent: Sha256Digest(d.agent),
@@ -141,6 +150,7 @@ impl Agent {
             policy,
             policy_digest,
             digests,
+            integrity: Arc::new(integrity),
             runner,
             runner_pool: crate::runner::Pool::default(),
             replay: Mutex::new(ReplayGuard::new(REPLAY_WINDOW_MS, 1 << 20)),
@@ -156,7 +166,11 @@ impl Agent {
     }
 
     /// A signed attestation document for `nonce`, with a fresh quote over the binding.
+    /// Refused once a measured artifact changed since the agent hashed it.
     pub fn attestation(&self, nonce: Nonce) -> anyhow::Result<Vec<u8>> {
+        self.integrity.check().context(
+            "no attestation document: the launch's digests no longer describe what runs",
+        )?;
         let keys = EnclaveKeys {
             signing: self.signing.public(),
             encryption_spki: self.unwrap.public_key_der().to_vec(),

@@ -15,13 +15,14 @@
 //! | [`config`] | the agent's TOML configuration |
 //! | [`agent`] | keys, PCR 23, policy, digests, attestation documents with fresh quotes |
 //! | [`service`] | the enclave API over HTTP/1.1 on a unix listener: attestation, sealed generate/chat/tags streamed to and from the runner, receipts |
-//!
-//! | [`runner`] | runner supervision: start, wait until the API answers, bounded restarts |
+//! | [`runner`] | runner supervision: start, wait until the API answers, bounded restarts (never after a measured artifact changed) |
+//! | [`integrity`] | run-time watch over the measured artifacts: any change stops attestation, receipts and runner restarts |
 //!
 //! Not yet: vsock listener, the Merkle log.
 
 pub mod agent;
 pub mod config;
+pub mod integrity;
 pub mod policy;
 pub mod receipts;
 pub mod replay;

@@ -2,7 +2,8 @@
 //! waits until its API answers on loopback, and restarts it when it dies — a bounded number of times,
 //! so a runner that cannot stay up makes the agent fail rather than loop. Requests in flight when the
 //! runner dies end with a sealed 502 problem (the stream from the runner breaks); later requests go
-//! to the restarted runner.
+//! to the restarted runner. A runner is never started again once a measured artifact changed
+//! ([`crate::integrity`]): the agent stops instead.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -19,6 +20,7 @@ pub struct Supervisor {
     env: Vec<(String, String)>,
     addr: String,
     ready_within: Duration,
+    integrity: Option<Arc<crate::integrity::Snapshot>>,
     restarts: AtomicU32,
 }
 
@@ -47,6 +49,9 @@ pub enum RunnerError {
         /// The wait.
         secs: u64,
     },
+    /// A measured artifact changed: starting the runner again would run unmeasured code.
+    #[error("runner: not started again: {0}")]
+    Changed(crate::integrity::Changed),
     /// It died too often.
     #[error("runner: expected it to stay up, found it restarted {0} times")]
     TooManyRestarts(u32),
@@ -92,12 +97,14 @@ impl Supervisor {
         env: Vec<(String, String)>,
         addr: String,
         ready_within: Duration,
+        integrity: Option<Arc<crate::integrity::Snapshot>>,
     ) -> Result<(Arc<Self>, Child), RunnerError> {
         let s = Arc::new(Self {
             command,
             env,
             addr,
             ready_within,
+            integrity,
             restarts: AtomicU32::new(0),
         });
         let child = s.spawn().await?;
@@ -106,6 +113,9 @@ impl Supervisor {
 
     async fn spawn(&self) -> Result<Child, RunnerError> {
         let (program, args) = self.command.split_first().ok_or(RunnerError::Empty)?;
+        if let Some(i) = &self.integrity {
+            i.check().map_err(RunnerError::Changed)?;
+        }
         let child = Command::new(program)
             .args(args)
             .env_clear()

@@ -273,6 +273,11 @@ async fn sealed(agent: Arc<Agent>, endpoint: Endpoint, req: Request<Incoming>) -
             }
         };
         let receipt = (|| -> anyhow::Result<Vec<u8>> {
+            // An answer produced after a measured artifact changed gets no receipt.
+            agent
+                .integrity
+                .check()
+                .map_err(|e| anyhow::anyhow!("no receipt: {e}"))?;
             let mut log = agent
                 .receipts
                 .lock()
@@ -393,7 +398,14 @@ pub async fn run(
     let runner = agent.runner.clone();
     let watch = match runner_command {
         Some(cmd) => {
-            let (sup, child) = Supervisor::start(cmd, runner_env, runner, runner_ready).await?;
+            let (sup, child) = Supervisor::start(
+                cmd,
+                runner_env,
+                runner,
+                runner_ready,
+                Some(agent.integrity.clone()),
+            )
+            .await?;
             Some(tokio::spawn(sup.watch(child)))
         }
         None => {

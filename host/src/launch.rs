@@ -405,7 +405,20 @@ fn start_measured(
                     bail!("the agent exited before it was ready ({status}); its output is above");
                 }
             }
-            Err(_) => {
+            Err(e) => {
+                // The output closed (the agent exited) or the time is up.
+                if let Some(status) = child.try_wait()? {
+                    bail!("the agent exited before it was ready ({status}); its output is above");
+                }
+                if matches!(e, mpsc::RecvTimeoutError::Disconnected) {
+                    // Closed its output but still running: give it a moment to exit.
+                    std::thread::sleep(Duration::from_millis(200));
+                    if let Some(status) = child.try_wait()? {
+                        bail!(
+                            "the agent exited before it was ready ({status}); its output is above"
+                        );
+                    }
+                }
                 let _ = child.kill();
                 let status = child.wait()?;
                 bail!(

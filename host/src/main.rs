@@ -37,7 +37,12 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(out) => {
-            print!("{out}");
+            // Not print!: a closed pipe (`| head`) must end the output, not panic.
+            use std::io::Write;
+            let mut stdout = std::io::stdout().lock();
+            let _ = stdout
+                .write_all(out.as_bytes())
+                .and_then(|()| stdout.flush());
             ExitCode::SUCCESS
         }
         Err(e) => {

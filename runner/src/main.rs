@@ -105,6 +105,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         if checked.iter().any(|(n, _, _)| n == name) {
             return Err(Usage(format!("--model {name}: the name is given twice")).into());
         }
+        // A FIFO or device would block the open or never end: regular files only.
+        let meta = std::fs::metadata(path)
+            .map_err(|e| Usage(format!("--model {name}={}: {e}", path.display())))?;
+        if !meta.is_file() {
+            return Err(Usage(format!(
+                "--model {name}={}: expected a regular GGUF file, found {}",
+                path.display(),
+                if meta.is_dir() {
+                    "a directory"
+                } else {
+                    "a FIFO, socket or device"
+                }
+            ))
+            .into());
+        }
         let info = gguf::read(path)
             .map_err(|e| Usage(format!("--model {name}={}: {e}", path.display())))?;
         checked.push((name.clone(), path.clone(), info));
@@ -118,7 +133,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     for (name, path, info) in checked {
         let digest = sha256_file(&path).with_context(|| format!("reading {}", path.display()))?;
         let t = std::time::Instant::now();
-        let m = engine::load(&backend, name, &path, info, digest, cfg)?;
+        // A GGUF whose header parses but whose tensors llama.cpp cannot load (truncated, an
+        // unknown architecture) is a bad --model too: exit 2.
+        let m = engine::load(&backend, name, &path, info, digest, cfg)
+            .map_err(|e| Usage(format!("--model {}: {e:#}", path.display())))?;
         eprintln!(
             "secllama-runner: loaded {} ({}, {} {}, context {} of {}) in {:.2} s",
             m.name,

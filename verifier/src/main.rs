@@ -50,7 +50,15 @@ fn main() -> ExitCode {
     match result {
         Ok(outcome) => {
             if !outcome.report.is_empty() {
-                println!("{}", outcome.report);
+                // Not println!: a closed pipe (`| head`) must end the output, not panic.
+                use std::io::Write;
+                let mut out = std::io::stdout().lock();
+                if writeln!(out, "{}", outcome.report)
+                    .and_then(|()| out.flush())
+                    .is_err()
+                {
+                    return ExitCode::from(if outcome.valid { 0 } else { 1 });
+                }
             }
             if outcome.valid {
                 ExitCode::SUCCESS
