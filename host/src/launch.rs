@@ -212,6 +212,18 @@ fn plan(config_arg: &Path) -> anyhow::Result<Plan> {
             state.display()
         );
     }
+    // The agent and the runner open the artifacts by the paths the config writes; where such a
+    // path goes through a symlink, the sandbox needs that path too (the mount plan reproduces
+    // the symlinks on the way and binds the canonical file).
+    let written = [abs(&l.agent), abs(&l.runner), abs(Path::new(first)), abs(&l.policy)]
+        .into_iter()
+        .chain(l.model.iter().map(|m| abs(m)))
+        .chain(l.trees.iter().map(|t| abs(t)));
+    for w in written {
+        if !read_only.contains(&w) {
+            read_only.push(w);
+        }
+    }
 
     let missing = libraries::missing(&needed, &l.libraries);
     if !missing.is_empty() {
@@ -307,6 +319,9 @@ pub fn start(
     if let Some((u, g)) = owner {
         for f in &p.read_only {
             reachable_by(f, u, g, 0o4)?;
+            if f.is_dir() {
+                tree_readable_by(f, u, g)?;
+            }
         }
         if let Some(parent) = p.state.parent() {
             reachable_by(parent, u, g, 0o1)?;
@@ -442,12 +457,7 @@ fn start_measured(
 /// each artifact by path as that user, and a launcher-private folder (mode 0700) would stop it.
 fn reachable_by(path: &Path, uid: u32, gid: u32, want: u32) -> anyhow::Result<()> {
     use std::os::unix::fs::MetadataExt;
-    let allows = |m: &std::fs::Metadata, bits: u32| {
-        let mode = m.mode();
-        (mode & bits) != 0
-            || (m.uid() == uid && mode & (bits << 6) != 0)
-            || (m.gid() == gid && mode & (bits << 3) != 0)
-    };
+    let allows = |m: &std::fs::Metadata, bits: u32| allows(m, uid, gid, bits);
     let mut checks: Vec<(PathBuf, u32)> = path
         .ancestors()
         .skip(1)
@@ -471,6 +481,46 @@ fn reachable_by(path: &Path, uid: u32, gid: u32, want: u32) -> anyhow::Result<()
                 "readable (o+r)"
             }
         );
+    }
+    Ok(())
+}
+
+/// Whether `uid`/`gid` has permission `bits` (0o4 read, 0o1 search) on `m`.
+fn allows(m: &std::fs::Metadata, uid: u32, gid: u32, bits: u32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let mode = m.mode();
+    (mode & bits) != 0
+        || (m.uid() == uid && mode & (bits << 6) != 0)
+        || (m.gid() == gid && mode & (bits << 3) != 0)
+}
+
+/// Checks, before anything is measured, that `uid`/`gid` can list and search every folder and
+/// read every file of the measured tree at `root` (the agent hashes it again as that user inside
+/// the sandbox; an unreadable file found only then would cost a TPM lifetime).
+fn tree_readable_by(root: &Path, uid: u32, gid: u32) -> anyhow::Result<()> {
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for item in std::fs::read_dir(&dir).with_context(|| format!("{}", dir.display()))? {
+            let path = item.with_context(|| format!("{}", dir.display()))?.path();
+            let m = std::fs::symlink_metadata(&path)
+                .with_context(|| format!("{}", path.display()))?;
+            let (need, what) = if m.is_dir() {
+                pending.push(path.clone());
+                (0o5, "list and search")
+            } else if m.is_file() {
+                (0o4, "read")
+            } else {
+                continue; // links are measured as links; special files are refused when measured
+            };
+            ensure!(
+                (0o4 & need == 0 || allows(&m, uid, gid, 0o4))
+                    && (0o1 & need == 0 || allows(&m, uid, gid, 0o1)),
+                "[launch] trees: {}: the sandbox runs as host uid {uid} (gid {gid}), which cannot \
+                 {what} it (mode {:o}); fix its permissions or set [sandbox] host_uid/host_gid",
+                path.display(),
+                std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777,
+            );
+        }
     }
     Ok(())
 }

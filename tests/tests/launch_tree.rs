@@ -45,8 +45,12 @@ fn python_runner_from_measured_trees() {
     std::fs::create_dir_all(home.join("lib")).unwrap();
     copy_tree(Path::new("/usr/lib/python3.11"), &home.join("lib"));
     // Tree 2: the runner's own folder.
+    // Tree 2: the runner's own folder, named in the config through a symlink (the sandbox must
+    // reproduce the path as written).
+    let real_app = dir.path().join("app-real");
+    std::fs::create_dir_all(&real_app).unwrap();
     let app = dir.path().join("app");
-    std::fs::create_dir_all(&app).unwrap();
+    std::os::unix::fs::symlink(&real_app, &app).unwrap();
     std::fs::copy(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("py/ollama_runner.py"),
         app.join("ollama_runner.py"),
@@ -167,6 +171,27 @@ fn python_runner_from_measured_trees() {
         "{err}"
     );
     sw.restart().unwrap();
+
+    // As root the sandbox runs as nobody: a file in a tree it cannot read is refused before
+    // anything is measured (so the launch below still finds PCR 15 zero).
+    if rustix::process::geteuid().is_root() {
+        use std::os::unix::fs::PermissionsExt;
+        let secret = real_app.join("secret.py");
+        std::fs::write(&secret, b"# not for nobody\n").unwrap();
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let out = Command::new(bin("secllama").unwrap())
+            .args(["launch", "--no-bridge", "--tcti", &sw.tcti(), "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        let err = text(&out.stderr);
+        assert!(!out.status.success());
+        assert!(
+            err.contains("secret.py") && err.contains("cannot read it"),
+            "{err}"
+        );
+        std::fs::remove_file(&secret).unwrap();
+    }
 
     let (mut launcher, bridge) = launch(&config, &sw.tcti()).unwrap();
     let url = format!("http://{bridge}");
