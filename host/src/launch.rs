@@ -21,6 +21,7 @@
 //! Production TPMs (`device:/dev/tpmrm0`) are not handed into the sandbox yet: the sandbox mounts
 //! no TPM device node. The launcher says so rather than starting an enclave that cannot attest.
 
+use crate::access;
 use crate::libraries;
 use crate::sandbox::{self, Limits, SandboxChild, SandboxSpec};
 use anyhow::{Context, bail, ensure};
@@ -197,6 +198,7 @@ fn plan(config_arg: &Path) -> anyhow::Result<Plan> {
             t.display(),
             state.display()
         );
+        access::no_link_into(&tree, &[&canon_state, &state])?;
         read_only.push(tree);
     }
     let needed = libraries::for_launch(l, &base)?;
@@ -215,10 +217,15 @@ fn plan(config_arg: &Path) -> anyhow::Result<Plan> {
     // The agent and the runner open the artifacts by the paths the config writes; where such a
     // path goes through a symlink, the sandbox needs that path too (the mount plan reproduces
     // the symlinks on the way and binds the canonical file).
-    let written = [abs(&l.agent), abs(&l.runner), abs(Path::new(first)), abs(&l.policy)]
-        .into_iter()
-        .chain(l.model.iter().map(|m| abs(m)))
-        .chain(l.trees.iter().map(|t| abs(t)));
+    let written = [
+        abs(&l.agent),
+        abs(&l.runner),
+        abs(Path::new(first)),
+        abs(&l.policy),
+    ]
+    .into_iter()
+    .chain(l.model.iter().map(|m| abs(m)))
+    .chain(l.trees.iter().map(|t| abs(t)));
     for w in written {
         if !read_only.contains(&w) {
             read_only.push(w);
@@ -318,13 +325,13 @@ pub fn start(
         .with_context(|| format!("creating the state folder {}", p.state.display()))?;
     if let Some((u, g)) = owner {
         for f in &p.read_only {
-            reachable_by(f, u, g, 0o4)?;
+            access::reachable_by(f, u, g, 0o4)?;
             if f.is_dir() {
-                tree_readable_by(f, u, g)?;
+                access::tree_readable_by(f, u, g)?;
             }
         }
         if let Some(parent) = p.state.parent() {
-            reachable_by(parent, u, g, 0o1)?;
+            access::reachable_by(parent, u, g, 0o1)?;
         }
     }
     let socket = p.config.listener_path();
@@ -450,79 +457,6 @@ fn start_measured(
         prediction,
         landlock_abi,
     })
-}
-
-/// Checks that host user `uid`/`gid` (the sandbox's, when the launcher is root) can search every
-/// folder above `path` and has `want` (0o4 read, 0o1 search) on `path` itself: the sandbox binds
-/// each artifact by path as that user, and a launcher-private folder (mode 0700) would stop it.
-fn reachable_by(path: &Path, uid: u32, gid: u32, want: u32) -> anyhow::Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    let allows = |m: &std::fs::Metadata, bits: u32| allows(m, uid, gid, bits);
-    let mut checks: Vec<(PathBuf, u32)> = path
-        .ancestors()
-        .skip(1)
-        .map(|a| (a.to_path_buf(), 0o1))
-        .collect();
-    checks.push((path.to_path_buf(), want));
-    for (p, bits) in checks {
-        let m = std::fs::metadata(&p).with_context(|| format!("{}", p.display()))?;
-        ensure!(
-            allows(&m, bits),
-            "{}: the sandbox runs as host uid {uid} (gid {gid}), which cannot {} it (mode {:o}, \
-             owner {}:{}); make it {} for others or set [sandbox] host_uid/host_gid",
-            p.display(),
-            if bits == 0o1 { "search" } else { "read" },
-            m.mode() & 0o7777,
-            m.uid(),
-            m.gid(),
-            if bits == 0o1 {
-                "searchable (o+x)"
-            } else {
-                "readable (o+r)"
-            }
-        );
-    }
-    Ok(())
-}
-
-/// Whether `uid`/`gid` has permission `bits` (0o4 read, 0o1 search) on `m`.
-fn allows(m: &std::fs::Metadata, uid: u32, gid: u32, bits: u32) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let mode = m.mode();
-    (mode & bits) != 0
-        || (m.uid() == uid && mode & (bits << 6) != 0)
-        || (m.gid() == gid && mode & (bits << 3) != 0)
-}
-
-/// Checks, before anything is measured, that `uid`/`gid` can list and search every folder and
-/// read every file of the measured tree at `root` (the agent hashes it again as that user inside
-/// the sandbox; an unreadable file found only then would cost a TPM lifetime).
-fn tree_readable_by(root: &Path, uid: u32, gid: u32) -> anyhow::Result<()> {
-    let mut pending = vec![root.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        for item in std::fs::read_dir(&dir).with_context(|| format!("{}", dir.display()))? {
-            let path = item.with_context(|| format!("{}", dir.display()))?.path();
-            let m = std::fs::symlink_metadata(&path)
-                .with_context(|| format!("{}", path.display()))?;
-            let (need, what) = if m.is_dir() {
-                pending.push(path.clone());
-                (0o5, "list and search")
-            } else if m.is_file() {
-                (0o4, "read")
-            } else {
-                continue; // links are measured as links; special files are refused when measured
-            };
-            ensure!(
-                (0o4 & need == 0 || allows(&m, uid, gid, 0o4))
-                    && (0o1 & need == 0 || allows(&m, uid, gid, 0o1)),
-                "[launch] trees: {}: the sandbox runs as host uid {uid} (gid {gid}), which cannot \
-                 {what} it (mode {:o}); fix its permissions or set [sandbox] host_uid/host_gid",
-                path.display(),
-                std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777,
-            );
-        }
-    }
-    Ok(())
 }
 
 /// Copies the agent's stdout and stderr to `log`; the receiver gets `()` once the agent prints

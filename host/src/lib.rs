@@ -7,9 +7,11 @@
 //! | [`sandbox`] | namespaces, mounts, seccomp, Landlock, capabilities, rlimits |
 //! | [`bridge`] | the untrusted TCP → enclave byte relay |
 //! | [`libraries`] | the shared libraries an enclave loads (measured and mounted) |
+//! | [`access`] | before measuring: the sandbox's user reaches every artifact; trees link nowhere host-written |
 //!
 //! VM mode (QEMU, OVMF, vTPM, vsock) arrives with its issue. `main.rs` only dispatches.
 
+pub mod access;
 pub mod bridge;
 pub mod cli;
 pub mod launch;
