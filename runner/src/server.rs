@@ -36,6 +36,28 @@ impl State {
         let n = api::normalize_name(name);
         self.models.iter().find(|m| m.name == n)
     }
+
+    /// The model a generate or chat request names: 400 when it names none or asks for a
+    /// `format`, 404 (Ollama's message) when the model is not loaded.
+    fn requested(
+        &self,
+        name: Option<&str>,
+        format: Option<&Value>,
+    ) -> Result<&Arc<Model>, Box<Resp>> {
+        let Some(name) = name.filter(|n| !n.is_empty()) else {
+            return Err(Box::new(error(
+                StatusCode::BAD_REQUEST,
+                "model is required",
+            )));
+        };
+        let Some(model) = self.find(name) else {
+            return Err(Box::new(not_found(name)));
+        };
+        if set(format) {
+            return Err(Box::new(unsupported("format")));
+        }
+        Ok(model)
+    }
 }
 
 /// Serves one connection (TCP or unix) until it closes.
@@ -291,15 +313,10 @@ async fn generate(state: &State, body: &[u8], received: Instant) -> Resp {
         Ok(r) => r,
         Err(f) => return f.resp(),
     };
-    let Some(name) = req.model.clone().filter(|n| !n.is_empty()) else {
-        return error(StatusCode::BAD_REQUEST, "model is required");
+    let model = match state.requested(req.model.as_deref(), req.format.as_ref()) {
+        Ok(m) => m,
+        Err(resp) => return *resp,
     };
-    let Some(model) = state.find(&name) else {
-        return not_found(&name);
-    };
-    if set(req.format.as_ref()) {
-        return unsupported("format");
-    }
     if req.images.as_ref().is_some_and(|i| !i.is_empty()) {
         return unsupported("images");
     }
@@ -368,15 +385,10 @@ async fn chat(state: &State, body: &[u8], received: Instant) -> Resp {
         Ok(r) => r,
         Err(f) => return f.resp(),
     };
-    let Some(name) = req.model.clone().filter(|n| !n.is_empty()) else {
-        return error(StatusCode::BAD_REQUEST, "model is required");
+    let model = match state.requested(req.model.as_deref(), req.format.as_ref()) {
+        Ok(m) => m,
+        Err(resp) => return *resp,
     };
-    let Some(model) = state.find(&name) else {
-        return not_found(&name);
-    };
-    if set(req.format.as_ref()) {
-        return unsupported("format");
-    }
     if req.tools.as_ref().is_some_and(|t| !t.is_empty()) {
         return error(
             StatusCode::BAD_REQUEST,

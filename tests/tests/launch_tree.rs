@@ -31,6 +31,18 @@ fn copy_tree(from: &Path, to: &Path) {
     assert!(s.success(), "cp -a {} {}", from.display(), to.display());
 }
 
+/// `secllama launch --no-bridge` of `config`, which must fail; its stderr.
+fn refused_launch(config: impl AsRef<Path>, tcti: &str) -> String {
+    let out = Command::new(bin("secllama").unwrap())
+        .args(["launch", "--no-bridge", "--tcti", tcti, "--config"])
+        .arg(config.as_ref())
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    err
+}
+
 #[test]
 fn python_runner_from_measured_trees() {
     let python = std::fs::canonicalize("/usr/bin/python3.11").expect(
@@ -106,13 +118,7 @@ fn python_runner_from_measured_trees() {
         state: holding.art.join("run"),
         ..holding
     };
-    let out = Command::new(bin("secllama").unwrap())
-        .args(["launch", "--no-bridge", "--tcti", &sw.tcti(), "--config"])
-        .arg(holding.write().unwrap())
-        .output()
-        .unwrap();
-    let err = text(&out.stderr);
-    assert!(!out.status.success());
+    let err = refused_launch(holding.write().unwrap(), &sw.tcti());
     assert!(err.contains("holds the writable state folder"), "{err}");
 
     let config = spec.write().unwrap();
@@ -140,13 +146,7 @@ fn python_runner_from_measured_trees() {
     };
     let broken_config = broken.write().unwrap();
     let started = std::time::Instant::now();
-    let out = Command::new(bin("secllama").unwrap())
-        .args(["launch", "--no-bridge", "--tcti", &sw.tcti(), "--config"])
-        .arg(&broken_config)
-        .output()
-        .unwrap();
-    let err = text(&out.stderr);
-    assert!(!out.status.success(), "{err}");
+    let err = refused_launch(&broken_config, &sw.tcti());
     assert!(
         started.elapsed() < std::time::Duration::from_secs(60),
         "runner_ready_secs = 3 is honoured"
@@ -159,13 +159,7 @@ fn python_runner_from_measured_trees() {
         err.contains("cannot launch again") && err.contains("restart the TPM"),
         "{err}"
     );
-    let out = Command::new(bin("secllama").unwrap())
-        .args(["launch", "--no-bridge", "--tcti", &sw.tcti(), "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    let err = text(&out.stderr);
-    assert!(!out.status.success());
+    let err = refused_launch(&config, &sw.tcti());
     assert!(
         err.contains("expected zero") && err.contains("restart the TPM"),
         "{err}"
@@ -179,13 +173,7 @@ fn python_runner_from_measured_trees() {
         let secret = real_app.join("secret.py");
         std::fs::write(&secret, b"# not for nobody\n").unwrap();
         std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let out = Command::new(bin("secllama").unwrap())
-            .args(["launch", "--no-bridge", "--tcti", &sw.tcti(), "--config"])
-            .arg(&config)
-            .output()
-            .unwrap();
-        let err = text(&out.stderr);
-        assert!(!out.status.success());
+        let err = refused_launch(&config, &sw.tcti());
         assert!(
             err.contains("secret.py") && err.contains("cannot read it"),
             "{err}"
