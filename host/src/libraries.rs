@@ -121,8 +121,9 @@ pub fn for_launch(
     for t in &launch.trees {
         let root = std::fs::canonicalize(abs(t))
             .with_context(|| format!("[launch] trees: {}", t.display()))?;
-        let listing = secllama_measurements::tree::measure_tree(&root)?;
-        objects.extend(listing.file_paths.into_iter().filter(|p| is_elf(p)));
+        // Listed, not hashed: only the ELF objects matter here.
+        let files = secllama_measurements::tree::files(&root)?;
+        objects.extend(files.into_iter().filter(|p| is_elf(p)));
         roots.push(root);
     }
     let refs: Vec<&Path> = objects.iter().map(PathBuf::as_path).collect();

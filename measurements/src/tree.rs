@@ -64,8 +64,6 @@ pub struct TreeListing {
     pub files: usize,
     /// Their total size in bytes.
     pub file_bytes: u64,
-    /// The regular files, absolute (for scanning ELF objects).
-    pub file_paths: Vec<PathBuf>,
 }
 
 impl TreeListing {
@@ -109,9 +107,10 @@ fn sha256_file(path: &Path) -> Result<(u64, [u8; 32]), TreeError> {
     Ok((size, h.finalize().into()))
 }
 
-/// Measures the tree rooted at `root` (which must be a directory; a symlink to one is followed
-/// for the root only).
-pub fn measure_tree(root: &Path) -> Result<TreeListing, TreeError> {
+/// Every entry under the directory `root` (a symlink to one is followed for the root only), as
+/// (relative path bytes, absolute path), sorted bytewise by relative path; nothing is read but the
+/// folders. At most [`MAX_ENTRIES`].
+pub fn walk(root: &Path) -> Result<Vec<(Vec<u8>, PathBuf)>, TreeError> {
     let meta = std::fs::metadata(root).map_err(io(root))?;
     if !meta.is_dir() {
         return Err(TreeError::Invalid {
@@ -147,11 +146,31 @@ pub fn measure_tree(root: &Path) -> Result<TreeListing, TreeError> {
         }
     }
     entries.sort();
+    Ok(entries)
+}
+
+/// The regular files under `root` (see [`walk`]), without reading them.
+pub fn files(root: &Path) -> Result<Vec<PathBuf>, TreeError> {
+    let mut out = Vec::new();
+    for (_, path) in walk(root)? {
+        if std::fs::symlink_metadata(&path)
+            .map_err(io(&path))?
+            .is_file()
+        {
+            out.push(path);
+        }
+    }
+    Ok(out)
+}
+
+/// Measures the tree rooted at `root` (which must be a directory; a symlink to one is followed
+/// for the root only).
+pub fn measure_tree(root: &Path) -> Result<TreeListing, TreeError> {
+    let entries = walk(root)?;
     let mut listing = TreeListing {
         bytes: LISTING_MAGIC.to_vec(),
         files: 0,
         file_bytes: 0,
-        file_paths: Vec::new(),
     };
     for (rel, path) in entries {
         let m = std::fs::symlink_metadata(&path).map_err(io(&path))?;
@@ -180,7 +199,6 @@ pub fn measure_tree(root: &Path) -> Result<TreeListing, TreeError> {
                 out.extend_from_slice(&digest);
                 listing.files += 1;
                 listing.file_bytes += size;
-                listing.file_paths.push(path);
             }
             b'l' => {
                 let target = std::fs::read_link(&path).map_err(io(&path))?;
