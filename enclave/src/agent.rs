@@ -5,6 +5,8 @@
 //! TPM calls block: callers run them off the async executor (`spawn_blocking`).
 
 use crate::config::{Config, KEYS_PCR};
+use crate::endpoint::{RUNNER_SOCKET, RunnerAddr};
+use crate::handoff::Handoff;
 use crate::integrity::Snapshot;
 use crate::policy::Policy;
 use crate::receipts::ReceiptLog;
@@ -23,7 +25,7 @@ use secllama_tpm::Tpm;
 use secllama_tpm::ek::EkKind;
 use secllama_tpm::eventlog::{EventLogWriter, HashAlg, Measurement};
 use std::collections::VecDeque;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -54,8 +56,8 @@ pub struct Agent {
     /// The measured artifacts as they were when hashed; checked before every attestation
     /// document, receipt and runner restart.
     pub integrity: Arc<Snapshot>,
-    /// The runner's `host:port`.
-    pub runner: String,
+    /// Where the runner answers.
+    pub runner: crate::endpoint::RunnerAddr,
     /// Idle connections to the runner.
     pub runner_pool: crate::runner::Pool,
     /// Replay protection.
@@ -70,7 +72,7 @@ pub struct Agent {
     ak_handle: u32,
     quote_pcrs: Vec<u32>,
     banks: Vec<HashAlg>,
-    event_log: PathBuf,
+    event_log: EventLogWriter,
 }
 
 impl std::fmt::Debug for Agent {
@@ -86,20 +88,40 @@ fn file_digest(path: &Path) -> anyhow::Result<Sha256Digest> {
 }
 
 impl Agent {
-    /// Starts the agent: keys, PCR 23, policy, digests, AK.
+    /// Starts the agent on its own (development): keys, PCR 23, policy, digests; the AK is
+    /// created (without auth) if absent; files are opened by path.
     pub fn start(config: &Config, base: &Path) -> anyhow::Result<Self> {
+        Self::start_with(config, base, Handoff::default())
+    }
+
+    /// Starts the agent with what the launcher handed over ([`Handoff`]): the AK must exist and
+    /// is used with the handed auth value; the event log, receipts and runner directory are the
+    /// handed descriptors (each falls back to the config's path when not handed over).
+    pub fn start_with(config: &Config, base: &Path, handoff: Handoff) -> anyhow::Result<Self> {
         let unwrap = AwsLcRsaOaep::generate().context("generating the RSA-3072 encryption key")?;
         let signing = SigningKey::generate(&mut OsRng);
         let mut tpm =
             Tpm::from_config_or_env(config.tcti.as_deref()).context("connecting to the TPM")?;
         let banks = tpm.active_banks()?;
-        tpm.ensure_ak(config.ak_handle, secllama_tpm::ak::AkKind::RsaSsaSha256)
-            .context("the attestation key")?;
+        match &handoff.ak_auth {
+            Some(auth) => {
+                tpm.set_ak_auth(auth)?;
+                tpm.ak_info(config.ak_handle)
+                    .context("the attestation key the launcher created")?;
+            }
+            None => {
+                tpm.ensure_ak(config.ak_handle, secllama_tpm::ak::AkKind::RsaSsaSha256)
+                    .context("the attestation key")?;
+            }
+        }
         let cose_key = signing.public().to_bytes()?;
         let keys = [cose_key.as_slice(), unwrap.public_key_der()].concat();
         let kid = signing.public().kid()?;
-        let mut log =
-            EventLogWriter::open(&config.event_log, &banks).context("the launch event log")?;
+        let mut log = match handoff.event_log {
+            Some(f) => EventLogWriter::from_file(f, &config.event_log, &banks),
+            None => EventLogWriter::open(&config.event_log, &banks),
+        }
+        .context("the launch event log")?;
         tpm.measure(
             &mut log,
             &Measurement::tagged(KEYS_PCR, &banks, &keys, &format!("keys:{}", kid.to_hex())),
@@ -137,13 +159,17 @@ impl Agent {
                 policy_digest.to_hex()
             );
         }
-        let runner = config
-            .runner_url
-            .trim_start_matches("http://")
-            .split('/')
-            .next()
-            .unwrap_or_default()
-            .to_string();
+        let runner = match handoff.runner_dir {
+            Some(dir) => RunnerAddr::Dir {
+                dir: Arc::new(dir),
+                name: RUNNER_SOCKET.into(),
+            },
+            None => RunnerAddr::Tcp(config.runner_host_port()),
+        };
+        let receipts = match handoff.receipts {
+            Some(f) => ReceiptLog::from_file(f, &config.receipts),
+            None => ReceiptLog::open(&config.receipts),
+        }?;
         Ok(Self {
             unwrap,
             signing,
@@ -155,13 +181,13 @@ impl Agent {
             runner_pool: crate::runner::Pool::default(),
             replay: Mutex::new(ReplayGuard::new(REPLAY_WINDOW_MS, 1 << 20)),
             sessions: Mutex::new(SessionCache::new(30 * 60 * 1000, 4096)),
-            receipts: Mutex::new(ReceiptLog::open(&config.receipts)?),
+            receipts: Mutex::new(receipts),
             issued: Mutex::new(VecDeque::new()),
             tpm: Mutex::new(tpm),
             ak_handle: config.ak_handle,
             quote_pcrs: config.quote_pcrs.clone(),
             banks,
-            event_log: config.event_log.clone(),
+            event_log: log,
         })
     }
 
@@ -192,8 +218,7 @@ impl Agent {
         for (bank, values) in &quote.pcrs {
             pcrs.insert(bank.name().to_string(), values.clone());
         }
-        let event_log = std::fs::read(&self.event_log)
-            .with_context(|| format!("reading {}", self.event_log.display()))?;
+        let event_log = self.event_log.read_all()?;
         let log = {
             let r = self
                 .receipts

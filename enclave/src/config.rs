@@ -20,6 +20,8 @@
 //! gid = 1000
 //! host_uid = 65534                                 # host ids when the launcher runs as root
 //! host_gid = 65534
+//! runner_host_uid = 65533                          # host ids of the runner's own sandbox
+//! runner_host_gid = 65533
 //! memory_mib = 16384                               # address space
 //! processes = 256
 //! open_files = 1024
@@ -94,6 +96,18 @@ pub struct Config {
     pub sandbox: SandboxSettings,
 }
 
+impl Config {
+    /// The runner's `host:port`, from `runner_url` (validated as a loopback URL when loaded).
+    pub fn runner_host_port(&self) -> String {
+        self.runner_url
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
 /// Seconds the agent itself may take to start (keys, PCR 23, hashing the artifacts), on top of
 /// `runner_ready_secs`.
 pub const AGENT_START_SECS: u64 = 60;
@@ -110,6 +124,11 @@ pub struct SandboxSettings {
     pub host_uid: u32,
     /// The host gid the sandbox runs as when the launcher is root (default `nogroup`).
     pub host_gid: u32,
+    /// The host uid the runner's own sandbox runs as (launcher as root); must differ from
+    /// `host_uid` (docs/isolation.md). No account is needed: any unused uid.
+    pub runner_host_uid: u32,
+    /// The host gid of the runner's sandbox; must differ from `host_gid`.
+    pub runner_host_gid: u32,
     /// Address space limit in MiB (the runner maps the whole model).
     pub memory_mib: u64,
     /// Processes and threads.
@@ -129,6 +148,8 @@ impl Default for SandboxSettings {
             gid: 1000,
             host_uid: 65534,
             host_gid: 65534,
+            runner_host_uid: 65533,
+            runner_host_gid: 65533,
             memory_mib: 16 * 1024,
             processes: 256,
             open_files: 1024,
@@ -172,6 +193,20 @@ impl Config {
             return Err(err(
                 "runner_ready_secs between 1 and 3600",
                 c.runner_ready_secs.to_string(),
+            ));
+        }
+        let sb = &c.sandbox;
+        if sb.runner_host_uid == 0
+            || sb.runner_host_gid == 0
+            || sb.runner_host_uid == sb.host_uid
+            || sb.runner_host_gid == sb.host_gid
+        {
+            return Err(err(
+                "[sandbox] runner_host_uid/runner_host_gid: non-root ids other than the agent's                  host_uid/host_gid (the runner must not be able to become the agent)",
+                format!(
+                    "runner {}:{}, agent {}:{}",
+                    sb.runner_host_uid, sb.runner_host_gid, sb.host_uid, sb.host_gid
+                ),
             ));
         }
         if !c.listener.starts_with("unix:") {

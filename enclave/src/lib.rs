@@ -16,15 +16,21 @@
 //! | [`agent`] | keys, PCR 23, policy, digests, attestation documents with fresh quotes |
 //! | [`service`] | the enclave API over HTTP/1.1 on a unix listener: attestation, sealed generate/chat/tags streamed to and from the runner, receipts |
 //! | [`runner`] | runner supervision: start, wait until the API answers, bounded restarts (never after a measured artifact changed) |
+//! | [`handoff`] | the descriptors `secllama launch` hands the agent instead of writable folders |
+//! | [`endpoint`] | where the agent reaches the runner: loopback TCP, or a socket beneath the runner sandbox's directory |
+//! | [`runner_init`] | `secllama-enclave runner-init`: pid 1 of the runner's own sandbox — supervises the runner and relays the agent's socket to its loopback port |
 //! | [`integrity`] | run-time watch over the measured artifacts: any change stops attestation, receipts and runner restarts |
 //!
 //! Not yet: vsock listener, the Merkle log.
 
 pub mod agent;
 pub mod config;
+pub mod endpoint;
+pub mod handoff;
 pub mod integrity;
 pub mod policy;
 pub mod receipts;
 pub mod replay;
 pub mod runner;
+pub mod runner_init;
 pub mod service;

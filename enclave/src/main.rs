@@ -1,34 +1,63 @@
 //! `secllama-enclave --config FILE`: the agent. Starts (keys, PCR 23, policy, digests), then serves
 //! the enclave API on its listener until stopped. Prints `listening on PATH` once ready.
+//!
+//! `secllama-enclave runner-init --config FILE`: the first process of the runner's own sandbox
+//! ([`secllama_enclave::runner_init`]). Prints `runner ready` once the runner answers.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use anyhow::Context;
 use secllama_enclave::agent::Agent;
 use secllama_enclave::config::Config;
+use secllama_enclave::handoff::Handoff;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-fn run() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let config = match args.as_slice() {
-        [_, flag, path] if flag == "--config" => std::path::PathBuf::from(path),
-        _ => anyhow::bail!("usage: secllama-enclave --config FILE"),
-    };
-    let (config, base) = Config::load(&config)?;
-    let agent = Arc::new(Agent::start(&config, &base)?);
-    let path = config.listener_path();
-    let _ = std::fs::remove_file(&path);
-    let rt = tokio::runtime::Builder::new_multi_thread()
+const USAGE: &str =
+    "usage: secllama-enclave --config FILE | secllama-enclave runner-init --config FILE";
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?;
-    rt.block_on(async move {
-        let listener = tokio::net::UnixListener::bind(&path)
-            .with_context(|| format!("binding {}", path.display()))?;
+        .build()?)
+}
+
+fn agent(config: &std::path::Path) -> anyhow::Result<()> {
+    // The agent's memory holds the private keys: no core dumps, and no process of the same uid
+    // may read /proc/PID/mem or ptrace it (PR_SET_DUMPABLE 0, before any key exists).
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+        .context("PR_SET_DUMPABLE 0")?;
+    let handoff = Handoff::from_env()?;
+    let (config, base) = Config::load(config)?;
+    let listener_fd = handoff.listener.as_ref().is_some();
+    let runner_elsewhere = handoff.runner_dir.is_some();
+    let mut handoff = handoff;
+    let listener = handoff.listener.take();
+    let agent = Arc::new(Agent::start_with(&config, &base, handoff)?);
+    let path = config.listener_path();
+    if !listener_fd {
+        let _ = std::fs::remove_file(&path);
+    }
+    runtime()?.block_on(async move {
+        let listener = match listener {
+            Some(fd) => {
+                let std = std::os::unix::net::UnixListener::from(fd);
+                std.set_nonblocking(true)?;
+                tokio::net::UnixListener::from_std(std).context("the handed-over listener")?
+            }
+            None => tokio::net::UnixListener::bind(&path)
+                .with_context(|| format!("binding {}", path.display()))?,
+        };
         let shown = path.display().to_string();
         let env = config.runner_env.clone().into_iter().collect();
+        // A runner in its own sandbox is started and supervised there (runner-init).
+        let command = if runner_elsewhere {
+            None
+        } else {
+            config.runner_command.clone()
+        };
         secllama_enclave::service::run(
             agent,
-            config.runner_command.clone(),
+            command,
             env,
             std::time::Duration::from_secs(config.runner_ready_secs),
             listener,
@@ -38,6 +67,24 @@ fn run() -> anyhow::Result<()> {
         )
         .await
     })
+}
+
+fn runner_init(config: &std::path::Path) -> anyhow::Result<()> {
+    let (config, base) = Config::load(config)?;
+    runtime()?.block_on(secllama_enclave::runner_init::run(&config, &base, || {
+        println!("runner ready");
+    }))
+}
+
+fn run() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    match args.as_slice() {
+        [_, flag, path] if flag == "--config" => agent(std::path::Path::new(path)),
+        [_, cmd, flag, path] if cmd == "runner-init" && flag == "--config" => {
+            runner_init(std::path::Path::new(path))
+        }
+        _ => anyhow::bail!(USAGE),
+    }
 }
 
 fn main() -> ExitCode {

@@ -143,6 +143,23 @@ impl Drop for ReceiptLog {
 impl ReceiptLog {
     /// Opens (or creates) the log and verifies the whole chain.
     pub fn open(path: &Path) -> Result<Self, ReceiptLogError> {
+        let file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(path)
+            .map_err(|source| ReceiptLogError::Io {
+                path: path.display().to_string(),
+                op: "opening",
+                reason: source,
+            })?;
+        Self::from_file(file, path)
+    }
+
+    /// As [`ReceiptLog::open`], on a file already open for reading and appending (the descriptor
+    /// the launcher hands over, so the agent cannot replace the file); `path` names it in
+    /// messages.
+    pub fn from_file(mut file: std::fs::File, path: &Path) -> Result<Self, ReceiptLogError> {
         let p = path.display().to_string();
         let io = |op: &'static str| {
             let p = p.clone();
@@ -152,12 +169,6 @@ impl ReceiptLog {
                 reason: source,
             }
         };
-        let mut file = OpenOptions::new()
-            .create(true)
-            .read(true)
-            .append(true)
-            .open(path)
-            .map_err(io("opening"))?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(io("reading"))?;
         let (receipts, head) = verify(&p, &bytes)?;

@@ -5,6 +5,7 @@
 //! to the restarted runner. A runner is never started again once a measured artifact changed
 //! ([`crate::integrity`]): the agent stops instead.
 
+use crate::endpoint::RunnerAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -18,7 +19,8 @@ pub const MAX_RESTARTS: u32 = 5;
 pub struct Supervisor {
     command: Vec<String>,
     env: Vec<(String, String)>,
-    addr: String,
+    addr: RunnerAddr,
+    forward_output: bool,
     ready_within: Duration,
     integrity: Option<Arc<crate::integrity::Snapshot>>,
     restarts: AtomicU32,
@@ -58,12 +60,15 @@ pub enum RunnerError {
 }
 
 /// Whether GET /api/version answers 200 at `addr`.
-pub async fn ready(addr: &str) -> bool {
+pub async fn ready(addr: &RunnerAddr) -> bool {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
+    let Ok(mut s) = addr.connect().await else {
         return false;
     };
-    let req = format!("GET /api/version HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let req = format!(
+        "GET /api/version HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        addr.host()
+    );
     if s.write_all(req.as_bytes()).await.is_err() {
         return false;
     }
@@ -75,7 +80,7 @@ pub async fn ready(addr: &str) -> bool {
 }
 
 /// Waits (bounded) until the runner at `addr` answers.
-pub async fn wait_ready(addr: &str, within: Duration) -> Result<(), RunnerError> {
+pub async fn wait_ready(addr: &RunnerAddr, within: Duration) -> Result<(), RunnerError> {
     let deadline = tokio::time::Instant::now() + within;
     while tokio::time::Instant::now() < deadline {
         if ready(addr).await {
@@ -91,11 +96,14 @@ pub async fn wait_ready(addr: &str, within: Duration) -> Result<(), RunnerError>
 
 impl Supervisor {
     /// Starts the runner (with exactly the environment `env`) and waits until it answers, at most
-    /// `ready_within` (the config's `runner_ready_secs`, also for each restart).
+    /// `ready_within` (the config's `runner_ready_secs`, also for each restart). With
+    /// `forward_output` the runner's stdout and stderr are the caller's; else stdout is
+    /// discarded.
     pub async fn start(
         command: Vec<String>,
         env: Vec<(String, String)>,
-        addr: String,
+        addr: RunnerAddr,
+        forward_output: bool,
         ready_within: Duration,
         integrity: Option<Arc<crate::integrity::Snapshot>>,
     ) -> Result<(Arc<Self>, Child), RunnerError> {
@@ -103,6 +111,7 @@ impl Supervisor {
             command,
             env,
             addr,
+            forward_output,
             ready_within,
             integrity,
             restarts: AtomicU32::new(0),
@@ -121,7 +130,11 @@ impl Supervisor {
             .env_clear()
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
+            .stdout(if self.forward_output {
+                std::process::Stdio::inherit()
+            } else {
+                std::process::Stdio::null()
+            })
             .kill_on_drop(true)
             .spawn()
             .map_err(|source| RunnerError::Spawn {
@@ -171,7 +184,7 @@ const MAX_IDLE: usize = 16;
 
 impl Pool {
     /// An idle connection ready for a request, if one is left; `fresh` tells whether it is new.
-    pub async fn get(&self, runner: &str) -> Result<(RunnerConnection, bool), String> {
+    pub async fn get(&self, runner: &RunnerAddr) -> Result<(RunnerConnection, bool), String> {
         loop {
             let idle = self.idle.lock().ok().and_then(|mut v| v.pop());
             let Some(mut c) = idle else { break };
@@ -183,11 +196,11 @@ impl Pool {
     }
 
     /// A new connection.
-    pub async fn connect(runner: &str) -> Result<RunnerConnection, String> {
-        let stream = tokio::net::TcpStream::connect(runner)
+    pub async fn connect(runner: &RunnerAddr) -> Result<RunnerConnection, String> {
+        let stream = runner
+            .connect()
             .await
             .map_err(|e| format!("connecting to the runner at {runner}: {e}"))?;
-        let _ = stream.set_nodelay(true);
         let (sender, conn) =
             hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
                 .await

@@ -313,7 +313,7 @@ async fn sealed(agent: Arc<Agent>, endpoint: Endpoint, req: Request<Incoming>) -
 #[allow(clippy::too_many_arguments)]
 async fn forward(
     pool: &crate::runner::Pool,
-    runner: &str,
+    runner: &crate::endpoint::RunnerAddr,
     path: &str,
     endpoint: Endpoint,
     body: Vec<u8>,
@@ -335,7 +335,7 @@ async fn forward(
         Request::builder()
             .method(method.clone())
             .uri(path)
-            .header(hyper::header::HOST, runner)
+            .header(hyper::header::HOST, runner.host())
             .header(hyper::header::CONTENT_TYPE, "application/json")
             .body(Full::new(body.clone()))
             .map_err(|e| e.to_string())
@@ -402,6 +402,7 @@ pub async fn run(
                 cmd,
                 runner_env,
                 runner,
+                false,
                 runner_ready,
                 Some(agent.integrity.clone()),
             )

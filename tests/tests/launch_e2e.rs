@@ -76,27 +76,27 @@ fn launch_attest_generate_refuse_and_stop() {
     let (mut launcher, bridge) = launch(&config, &sw.tcti());
     let url = format!("http://{bridge}");
 
-    // The agent runs as an unprivileged host user when the launcher is root.
-    let agent_pid = std::fs::read_to_string(format!(
+    // The agent and the runner's sandbox run as two different unprivileged host users.
+    let children = std::fs::read_to_string(format!(
         "/proc/{}/task/{}/children",
         launcher.0.id(),
         launcher.0.id()
     ))
-    .unwrap_or_default()
-    .split_whitespace()
-    .next()
-    .map(str::to_string);
-    let pid = agent_pid
-        .clone()
-        .expect("the launcher's child (the sandboxed agent) in /proc/PID/task/PID/children");
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
-    let ids: Vec<&str> = uid.split_whitespace().skip(1).collect();
-    if rustix::process::geteuid().is_root() {
-        assert_eq!(ids, ["65534"; 4], "{uid}");
-    } else {
-        assert!(!ids.contains(&"0"), "{uid}");
-    }
+    .unwrap_or_default();
+    let mut uids: Vec<Vec<String>> = children
+        .split_whitespace()
+        .map(|pid| {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+            let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+            uid.split_whitespace().skip(1).map(str::to_string).collect()
+        })
+        .collect();
+    uids.sort();
+    assert_eq!(
+        uids,
+        [vec!["65533".to_string(); 4], vec!["65534".to_string(); 4]],
+        "the launcher's children (runner sandbox, agent sandbox): {children}"
+    );
 
     // The manifest from the artifacts, pinning the AK the launcher published.
     let manifest = dir.path().join("manifest.toml");
@@ -248,13 +248,13 @@ fn launch_attest_generate_refuse_and_stop() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "{status:?}");
-    if let Some(pid) = agent_pid {
+    for pid in children.split_whitespace() {
         assert!(
             !Path::new(&format!("/proc/{pid}")).exists(),
-            "agent {pid} outlived the launcher"
+            "sandbox {pid} outlived the launcher"
         );
     }
-    assert!(!state.join("tpm.sock").exists());
+    assert!(!state.join("tpm").join("tpm.sock").exists());
 }
 
 /// Checks made before anything is measured: unmeasured libraries, a runner that is not the

@@ -73,6 +73,8 @@ fn spec(args: &[&str], socket_dir: Option<&Path>) -> SandboxSpec {
         read_only,
         writable_socket_dir: socket_dir.map(Path::to_path_buf),
         tmpfs_size: TMPFS,
+        tmpfs_mode: 0o700,
+        pass_fds: vec![],
         uid: UID,
         gid: GID,
         outside_ids: None,

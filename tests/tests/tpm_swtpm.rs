@@ -374,22 +374,21 @@ fn activate_credential_releases_a_tpm2_makecredential_secret_only_to_the_right_a
     );
 }
 
-/// The launcher hands a development TPM into a sandbox as two unix sockets (`UnixToTcp`), and the
-/// agent's `swtpm-unix:` TCTI relays them back to loopback TCP for the TSS (`LoopbackToUnix`).
-/// Everything done through both relays is what tpm2-tools, connected directly, sees.
+/// The launcher hands a development TPM into a sandbox as one unix socket (`UnixToTcp`, the
+/// command channel only), and the agent's `swtpm-unix:` TCTI relays it back to loopback TCP for the
+/// TSS (`LoopbackToUnix`, which answers the TSS's locality requests itself). Everything done
+/// through both relays is what tpm2-tools, connected directly, sees; the swtpm control channel is
+/// never reached: `CMD_INIT` through the stub is refused and the PCRs keep their values.
 #[test]
-fn swtpm_unix_tcti_relays_both_channels() {
+fn swtpm_unix_tcti_relays_the_command_channel_only() {
     use secllama_tpm::relay::UnixToTcp;
+    use std::io::{Read, Write};
     let sw = Swtpm::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (server, ctrl) = (dir.path().join("tpm.sock"), dir.path().join("tpm.ctrl"));
+    let server = dir.path().join("tpm.sock");
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], sw.port()));
-    let relay = UnixToTcp::start(&server, &ctrl, addr).unwrap();
-    let tcti = format!(
-        "swtpm-unix:server={},ctrl={}",
-        server.display(),
-        ctrl.display()
-    );
+    let relay = UnixToTcp::start(&server, addr).unwrap();
+    let tcti = format!("swtpm-unix:server={}", server.display());
     let mut tpm = Tpm::connect(&tcti).unwrap();
     let banks = measure_three(&mut tpm, &dir.path().join("log"));
     assert!(!banks.is_empty());
@@ -402,12 +401,27 @@ fn swtpm_unix_tcti_relays_both_channels() {
         let ours = hex::encode(&replay[&secllama_measurements::eventlog::Bank::Sha256][&pcr]);
         assert_eq!(direct[&("sha256".to_string(), pcr)], ours, "PCR {pcr}");
     }
-    // A second connection through the same relay works too; the sockets go away with the relay.
+    // The control stub: locality 0 succeeds, CMD_INIT (what a hostile process would send to reset
+    // the TPM) gets an error and a closed connection; the PCRs are unchanged.
+    let mut stub = std::os::unix::net::UnixStream::pair().unwrap();
+    std::thread::spawn(move || secllama_tpm::relay::control_stub(stub.1));
+    stub.0.write_all(&[0, 0, 0, 5, 0]).unwrap();
+    let mut rc = [0u8; 4];
+    stub.0.read_exact(&mut rc).unwrap();
+    assert_eq!(rc, [0, 0, 0, 0]);
+    stub.0.write_all(&[0, 0, 0, 2, 0, 0, 0, 0]).unwrap(); // CMD_INIT
+    stub.0.read_exact(&mut rc).unwrap();
+    assert_ne!(rc, [0, 0, 0, 0]);
+    let mut rest = Vec::new();
+    stub.0.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty());
+    assert_eq!(pcrread(&sw, "sha256:16,23"), direct);
+    // A second connection through the same relay works too; the socket goes away with the relay.
     drop(tpm);
     Tpm::connect(&tcti).unwrap().active_banks().unwrap();
     drop(relay);
-    assert!(!server.exists() && !ctrl.exists());
+    assert!(!server.exists());
     // A relay only forwards to loopback.
-    let err = UnixToTcp::start(&server, &ctrl, "192.0.2.1:2321".parse().unwrap()).unwrap_err();
+    let err = UnixToTcp::start(&server, "192.0.2.1:2321".parse().unwrap()).unwrap_err();
     assert!(err.to_string().contains("loopback"), "{err}");
 }

@@ -12,6 +12,7 @@ use tss_esapi::interface_types::ecc::EccCurve;
 use tss_esapi::interface_types::key_bits::RsaKeyBits;
 use tss_esapi::interface_types::resource_handles::Provision;
 use tss_esapi::interface_types::session_handles::AuthSession;
+use tss_esapi::structures::Auth;
 use tss_esapi::traits::Marshall;
 
 /// Persistent handle used for the AK unless configured otherwise (owner range 0x81000000–0x817FFFFF).
@@ -55,6 +56,18 @@ pub(crate) fn tpm2b(bytes: &[u8]) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// An AK auth value: 1–32 bytes (the AK's name algorithm is SHA-256).
+fn ak_auth(bytes: &[u8]) -> Result<Auth> {
+    if bytes.is_empty() || bytes.len() > 32 {
+        return Err(TpmError::Config {
+            what: "AK auth value",
+            expected: "1 to 32 bytes",
+            found: format!("{} bytes", bytes.len()),
+        });
+    }
+    Auth::try_from(bytes.to_vec()).map_err(TpmError::tss("building the AK auth value"))
+}
+
 fn persistent(handle: u32) -> Result<PersistentTpmHandle> {
     PersistentTpmHandle::new(handle).map_err(|_| TpmError::Config {
         what: "AK handle",
@@ -76,15 +89,44 @@ impl Tpm {
             .map_err(TpmError::tss("opening a persistent handle"))
     }
 
-    /// The AK at `handle`, created under the EK and persisted there first if the handle is empty.
+    /// The AK at `handle`, created under the EK (with an empty auth value) and persisted there
+    /// first if the handle is empty. Development only: anyone with access to this TPM can quote
+    /// with such an AK; `secllama launch` uses [`Tpm::create_ak`] with an auth value instead.
     pub fn ensure_ak(&mut self, handle: u32, kind: AkKind) -> Result<AkInfo> {
         if self.persistent_object(handle)?.is_none() {
-            self.create_ak(handle, kind)?;
+            self.create_ak_at(handle, kind, None)?;
         }
         self.ak_info(handle)
     }
 
-    fn create_ak(&mut self, handle: u32, kind: AkKind) -> Result<()> {
+    /// Whether a persistent object is at `handle`.
+    pub fn has_persistent(&mut self, handle: u32) -> Result<bool> {
+        Ok(self.persistent_object(handle)?.is_some())
+    }
+
+    /// Creates an AK under the EK whose use needs `auth` (TPM 2.0 Part 1 §19.6.4: `userWithAuth`
+    /// with a non-empty authValue), persists it at the empty `handle` and returns it. Quotes with
+    /// it then need [`Tpm::set_ak_auth`] with the same bytes (1–32 bytes; errors otherwise, and
+    /// when `handle` is occupied).
+    pub fn create_ak(&mut self, handle: u32, kind: AkKind, auth: &[u8]) -> Result<AkInfo> {
+        if self.persistent_object(handle)?.is_some() {
+            return Err(TpmError::unexpected(
+                "AK handle",
+                format!("an empty persistent handle {handle:#010x}"),
+                "an object already there",
+            ));
+        }
+        self.create_ak_at(handle, kind, Some(ak_auth(auth)?))?;
+        self.ak_info(handle)
+    }
+
+    /// The auth value every later quote presents for the AK (kept in this connection only).
+    pub fn set_ak_auth(&mut self, auth: &[u8]) -> Result<()> {
+        self.ak_auth = Some(ak_auth(auth)?);
+        Ok(())
+    }
+
+    fn create_ak_at(&mut self, handle: u32, kind: AkKind, auth: Option<Auth>) -> Result<()> {
         let persistent = persistent(handle)?;
         let (key_alg, scheme) = match kind {
             AkKind::RsaSsaSha256 => (
@@ -103,11 +145,11 @@ impl Tpm {
                 HashingAlgorithm::Sha256,
                 key_alg,
                 scheme,
-                None,
+                auth.clone(),
                 None,
             )
             .map_err(TpmError::tss("creating the AK under the EK"))?;
-            let loaded = ak::load_ak(tpm.ctx(), ek, None, created.out_private, created.out_public)
+            let loaded = ak::load_ak(tpm.ctx(), ek, auth, created.out_private, created.out_public)
                 .map_err(TpmError::tss("loading the new AK"))?;
             let persisted = tpm
                 .ctx()

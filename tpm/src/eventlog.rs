@@ -14,6 +14,9 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+/// Largest event log [`EventLogWriter::read_all`] reads (a launch log is a few KiB).
+pub const MAX_LOG_BYTES: usize = 16 << 20;
+
 /// Appends measurements to a crypto-agile event log file, creating it with its header.
 #[derive(Debug)]
 pub struct EventLogWriter {
@@ -26,20 +29,30 @@ impl EventLogWriter {
     /// Opens `path` for appending. A new or empty file gets the header for `banks`; an existing
     /// file must start with exactly that header (a log for other banks is an error, not a merge).
     pub fn open(path: &Path, banks: &[HashAlg]) -> Result<Self> {
+        let file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(path)
+            .map_err(|source| TpmError::Io {
+                path: path.display().to_string(),
+                op: "opening",
+                reason: source,
+            })?;
+        Self::from_file(file, path, banks)
+    }
+
+    /// As [`EventLogWriter::open`], on a file already open for reading and appending (a
+    /// descriptor the launcher handed over); `name` is what messages call it.
+    pub fn from_file(mut file: File, name: &Path, banks: &[HashAlg]) -> Result<Self> {
         let io = |op: &'static str| {
-            let path = path.display().to_string();
+            let path = name.display().to_string();
             move |source| TpmError::Io {
                 path,
                 op,
                 reason: source,
             }
         };
-        let mut file = OpenOptions::new()
-            .create(true)
-            .read(true)
-            .append(true)
-            .open(path)
-            .map_err(io("opening"))?;
         let header = spec_id_header(banks);
         let mut existing = Vec::new();
         (&mut file)
@@ -56,15 +69,34 @@ impl EventLogWriter {
                 format!(
                     "{} bytes of another header in {}",
                     existing.len(),
-                    path.display()
+                    name.display()
                 ),
             ));
         }
         Ok(Self {
-            path: path.to_path_buf(),
+            path: name.to_path_buf(),
             file,
             banks: banks.to_vec(),
         })
+    }
+
+    /// The whole log as it is now (read from offset 0, whatever the file position).
+    pub fn read_all(&self) -> Result<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        let io = |source| TpmError::Io {
+            path: self.path.display().to_string(),
+            op: "reading",
+            reason: source,
+        };
+        let len = self.file.metadata().map_err(io)?.len();
+        let mut bytes = vec![
+            0u8;
+            usize::try_from(len)
+                .unwrap_or(usize::MAX)
+                .min(MAX_LOG_BYTES)
+        ];
+        self.file.read_exact_at(&mut bytes, 0).map_err(io)?;
+        Ok(bytes)
     }
 
     /// The banks this log records.

@@ -50,6 +50,7 @@ pub struct Tpm {
     // Dropped before the relay it may be connected through.
     ctx: Context,
     tcti: String,
+    ak_auth: Option<tss_esapi::structures::Auth>,
     _relay: Option<relay::LoopbackToUnix>,
 }
 
@@ -66,8 +67,8 @@ impl Tpm {
     /// Connects through the TCTI named by `tcti` (see [`tcti::parse`]).
     pub fn connect(tcti: &str) -> Result<Self> {
         let (conf, relay) = match tcti::unix_swtpm(tcti)? {
-            Some((server, ctrl)) => {
-                let relay = relay::LoopbackToUnix::start(&server, &ctrl)?;
+            Some(server) => {
+                let relay = relay::LoopbackToUnix::start(&server)?;
                 let local = format!("swtpm:host=127.0.0.1,port={}", relay.port());
                 (tcti::parse(&local)?, Some(relay))
             }
@@ -77,6 +78,7 @@ impl Tpm {
         Ok(Self {
             ctx,
             tcti: tcti.to_string(),
+            ak_auth: None,
             _relay: relay,
         })
     }

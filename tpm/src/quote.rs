@@ -45,6 +45,11 @@ impl Tpm {
             });
         }
         let ak = self.ak_handle(ak_handle)?;
+        if let Some(auth) = self.ak_auth.clone() {
+            self.ctx()
+                .tr_set_auth(ak.into(), auth)
+                .map_err(TpmError::tss("presenting the AK auth value"))?;
+        }
         let ak_public = self.ak_info(ak_handle)?.public;
         let sel = selection(banks, indices)?;
         for _ in 0..3 {

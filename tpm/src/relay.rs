@@ -1,13 +1,17 @@
-//! Byte relays that carry a swtpm's two channels (server: TPM commands, control: `CMD_*`) across
-//! a network-namespace boundary through unix sockets.
+//! Byte relays that carry a swtpm's command channel across a network-namespace boundary through a
+//! unix socket. The swtpm's control channel (`CMD_INIT`, `CMD_SHUTDOWN`, `CMD_SET_LOCALITY`, …,
+//! which can reset the TPM and so zero its PCRs) is never relayed: inside, [`LoopbackToUnix`]
+//! answers the TSS's only control request — locality 0, the swtpm's default — itself and refuses
+//! every other one.
 //!
 //! libtss2 3.2.1's swtpm TCTI speaks TCP only (server port P, control port P+1), and a process-mode
 //! enclave's network namespace holds only its own `lo`: the host's `127.0.0.1` is unreachable from
 //! inside. So a development launch goes
 //!
 //! ```text
-//! agent ──tcp 127.0.0.1:P/P+1 (sandbox lo)──▶ LoopbackToUnix ──unix──▶ UnixToTcp ──tcp──▶ swtpm
-//!         (inside the sandbox, tss-esapi)        (inside)       (state dir)  (launcher)   (host lo)
+//! agent ──tcp 127.0.0.1:P (sandbox lo)──▶ LoopbackToUnix ──unix──▶ UnixToTcp ──tcp──▶ swtpm
+//!         (inside the sandbox, tss-esapi)   (inside)       (state dir)  (launcher)   (host lo)
+//!       ──tcp 127.0.0.1:P+1──▶ LoopbackToUnix answers `CMD_SET_LOCALITY 0` itself
 //! ```
 //!
 //! The relays never parse what they carry: the TPM's own authorization and the verifier's quote
@@ -93,8 +97,9 @@ fn accept_loop<A: Duplex, B: Duplex>(
     }
 }
 
-/// Inside the sandbox: listens on `127.0.0.1:P` and `P+1` and forwards each connection to the
-/// swtpm server and control unix sockets. Stops accepting when dropped.
+/// Inside the sandbox: listens on `127.0.0.1:P` and `P+1`; forwards each connection to `P` to the
+/// swtpm command socket and answers the control protocol on `P+1` itself ([`control_stub`]).
+/// Stops accepting when dropped.
 #[derive(Debug)]
 pub struct LoopbackToUnix {
     port: u16,
@@ -102,23 +107,22 @@ pub struct LoopbackToUnix {
 }
 
 impl LoopbackToUnix {
-    /// Starts relaying `127.0.0.1:P` → `server` and `127.0.0.1:P+1` → `ctrl`.
-    pub fn start(server: &Path, ctrl: &Path) -> Result<Self> {
-        for p in [server, ctrl] {
-            std::fs::metadata(p).map_err(io(format!(
-                "the swtpm socket {} (expected a unix socket the launcher relays)",
-                p.display()
-            )))?;
-        }
+    /// Starts relaying `127.0.0.1:P` → `server` and answering control requests on `P+1`.
+    pub fn start(server: &Path) -> Result<Self> {
+        std::fs::metadata(server).map_err(io(format!(
+            "the swtpm socket {} (expected a unix socket the launcher relays)",
+            server.display()
+        )))?;
         let (a, b) = port_pair()?;
         let port = a.local_addr().map_err(io("local address".into()))?.port();
         let stop = Arc::new(AtomicBool::new(false));
-        for (listener, target) in [(a, server.to_path_buf()), (b, ctrl.to_path_buf())] {
+        {
             let stop = stop.clone();
+            let target = server.to_path_buf();
             let connect = move || UnixStream::connect(&target);
             thread::spawn(move || {
                 accept_loop(
-                    listener.incoming().map(|c| {
+                    a.incoming().map(|c| {
                         c.inspect(|c| {
                             let _ = c.set_nodelay(true);
                         })
@@ -128,12 +132,55 @@ impl LoopbackToUnix {
                 )
             });
         }
+        {
+            let stop = stop.clone();
+            thread::spawn(move || {
+                for conn in b.incoming() {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    if let Ok(c) = conn {
+                        thread::spawn(move || control_stub(c));
+                    }
+                }
+            });
+        }
         Ok(Self { port, stop })
     }
 
     /// The server port P (the control port is P+1).
     pub fn port(&self) -> u16 {
         self.port
+    }
+}
+
+/// swtpm control command `CMD_SET_LOCALITY` (swtpm `tpm_ioctl.h`).
+pub const CMD_SET_LOCALITY: u32 = 5;
+/// The result code the stub returns for anything but locality 0 (`TPM_BAD_PARAMETER`).
+const REFUSED: u32 = 3;
+
+/// Answers one control connection: `CMD_SET_LOCALITY` with locality 0 succeeds (the swtpm is at
+/// locality 0 already, so nothing needs forwarding); any other command or locality gets an error
+/// result and the connection is closed. Nothing ever reaches the swtpm's control channel.
+pub fn control_stub(mut c: impl Read + Write) {
+    loop {
+        let mut cmd = [0u8; 4];
+        if c.read_exact(&mut cmd).is_err() {
+            return;
+        }
+        let ok = if u32::from_be_bytes(cmd) == CMD_SET_LOCALITY {
+            let mut loc = [0u8; 1];
+            if c.read_exact(&mut loc).is_err() {
+                return;
+            }
+            loc[0] == 0
+        } else {
+            false
+        };
+        let result: u32 = if ok { 0 } else { REFUSED };
+        if c.write_all(&result.to_be_bytes()).is_err() || !ok {
+            return;
+        }
     }
 }
 
@@ -164,61 +211,54 @@ fn port_pair() -> Result<(TcpListener, TcpListener)> {
     })
 }
 
-/// On the host: creates the unix sockets `server` and `ctrl` and forwards each connection to the
-/// swtpm at `addr` (server) and `addr`+1 (control). `addr` must be a loopback address. Removes its
-/// sockets when dropped.
+/// On the host: creates the unix socket `server` and forwards each connection to the swtpm's
+/// command channel at `addr` (a loopback address). The control channel (`addr`+1) is not relayed.
+/// Removes its socket when dropped.
 #[derive(Debug)]
 pub struct UnixToTcp {
-    paths: [PathBuf; 2],
+    path: PathBuf,
     stop: Arc<AtomicBool>,
 }
 
 impl UnixToTcp {
-    /// Starts relaying; `server` and `ctrl` must not exist yet.
-    pub fn start(server: &Path, ctrl: &Path, addr: SocketAddr) -> Result<Self> {
+    /// Starts relaying; `server` must not exist yet.
+    pub fn start(server: &Path, addr: SocketAddr) -> Result<Self> {
         if !addr.ip().is_loopback() {
             return Err(TpmError::Relay {
                 what: "the swtpm address".into(),
                 reason: format!("expected a loopback address, found {addr}"),
             });
         }
-        let ctrl_port = addr.port().checked_add(1).ok_or_else(|| TpmError::Relay {
-            what: "the swtpm control port".into(),
-            reason: format!("server port {} has no successor", addr.port()),
-        })?;
         let stop = Arc::new(AtomicBool::new(false));
-        let targets = [addr, SocketAddr::new(addr.ip(), ctrl_port)];
-        for (path, target) in [server, ctrl].into_iter().zip(targets) {
-            let listener = UnixListener::bind(path).map_err(io(format!(
-                "binding the TPM relay socket {}",
-                path.display()
-            )))?;
+        let listener = UnixListener::bind(server).map_err(io(format!(
+            "binding the TPM relay socket {}",
+            server.display()
+        )))?;
+        {
             let stop = stop.clone();
             let connect = move || {
-                TcpStream::connect(target).inspect(|up| {
+                TcpStream::connect(addr).inspect(|up| {
                     let _ = up.set_nodelay(true);
                 })
             };
             thread::spawn(move || accept_loop(listener.incoming(), &stop, connect));
         }
         Ok(Self {
-            paths: [server.to_path_buf(), ctrl.to_path_buf()],
+            path: server.to_path_buf(),
             stop,
         })
     }
 
-    /// The socket paths (server, control).
-    pub fn paths(&self) -> &[PathBuf; 2] {
-        &self.paths
+    /// The socket path.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 }
 
 impl Drop for UnixToTcp {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        for p in &self.paths {
-            let _ = UnixStream::connect(p);
-            let _ = std::fs::remove_file(p);
-        }
+        let _ = UnixStream::connect(&self.path);
+        let _ = std::fs::remove_file(&self.path);
     }
 }

@@ -2,8 +2,9 @@
 //! so a typo would connect to a default TPM; here every part must be understood.
 //!
 //! Accepted: `device[:PATH]`, `swtpm[:host=H,port=P]`, `mssim[:host=H,port=P]`, `tabrmd[:CONFIG]`,
-//! and `swtpm-unix:server=PATH,ctrl=PATH` — a swtpm reached through unix sockets, which
-//! [`crate::Tpm::connect`] relays to loopback TCP for the TSS (see [`crate::relay`]).
+//! and `swtpm-unix:server=PATH` — a swtpm's command channel reached through a unix socket, which
+//! [`crate::Tpm::connect`] relays to loopback TCP for the TSS (see [`crate::relay`]). The swtpm
+//! control channel is never reached this way: the relay answers the TSS's locality requests itself.
 
 use crate::{Result, TpmError};
 use std::path::PathBuf;
@@ -11,7 +12,7 @@ use std::str::FromStr;
 use tss_esapi::tcti_ldr::{DeviceConfig, NetworkTPMConfig, TabrmdConfig, TctiNameConf};
 
 const EXPECTED: &str = "device[:PATH], swtpm[:host=H,port=P], mssim[:host=H,port=P], \
-     swtpm-unix:server=PATH,ctrl=PATH or tabrmd[:CONFIG]";
+     swtpm-unix:server=PATH or tabrmd[:CONFIG]";
 
 fn bad(found: &str) -> TpmError {
     TpmError::Config {
@@ -21,27 +22,14 @@ fn bad(found: &str) -> TpmError {
     }
 }
 
-/// The socket paths of a `swtpm-unix:server=PATH,ctrl=PATH` TCTI (both absolute), or `None` for
-/// any other TCTI.
-pub fn unix_swtpm(tcti: &str) -> Result<Option<(PathBuf, PathBuf)>> {
+/// The command socket of a `swtpm-unix:server=PATH` TCTI (absolute), or `None` for any other
+/// TCTI.
+pub fn unix_swtpm(tcti: &str) -> Result<Option<PathBuf>> {
     let Some(conf) = tcti.strip_prefix("swtpm-unix:") else {
         return Ok(None);
     };
-    let mut server = None;
-    let mut ctrl = None;
-    for part in conf.split(',') {
-        match part.split_once('=') {
-            Some(("server", p)) if p.starts_with('/') && server.is_none() => {
-                server = Some(PathBuf::from(p));
-            }
-            Some(("ctrl", p)) if p.starts_with('/') && ctrl.is_none() => {
-                ctrl = Some(PathBuf::from(p));
-            }
-            _ => return Err(bad(tcti)),
-        }
-    }
-    match (server, ctrl) {
-        (Some(s), Some(c)) => Ok(Some((s, c))),
+    match conf.split_once('=') {
+        Some(("server", p)) if p.starts_with('/') && !p.contains(',') => Ok(Some(PathBuf::from(p))),
         _ => Err(bad(tcti)),
     }
 }
@@ -123,13 +111,14 @@ mod tests {
         ));
         assert!(matches!(parse("device").unwrap(), TctiNameConf::Device(_)));
         assert_eq!(
-            unix_swtpm("swtpm-unix:server=/r/tpm.sock,ctrl=/r/tpm.ctrl").unwrap(),
-            Some(("/r/tpm.sock".into(), "/r/tpm.ctrl".into()))
+            unix_swtpm("swtpm-unix:server=/r/tpm.sock").unwrap(),
+            Some("/r/tpm.sock".into())
         );
         assert_eq!(unix_swtpm("swtpm:port=1").unwrap(), None);
         for s in [
-            "swtpm-unix:server=/a",
-            "swtpm-unix:server=a,ctrl=/b",
+            "swtpm-unix:server=a",
+            "swtpm-unix:server=/a,ctrl=/b",
+            "swtpm-unix:ctrl=/b",
             "swtpm-unix:server=/a,ctrl=/b,ctrl=/c",
             "swtpm-unix:server=/a,ctl=/b",
         ] {

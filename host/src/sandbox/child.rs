@@ -11,7 +11,7 @@
 use std::convert::Infallible;
 use std::ffi::{CString, c_char};
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::Duration;
@@ -154,6 +154,8 @@ pub(super) struct ChildPlan {
     pub rlimits: Vec<(Resource, Rlimit)>,
     pub landlock: Option<RulesetCreated>,
     pub seccomp: Vec<BpfProgram>,
+    /// Descriptors (numbers in this, the parent's copy of the table) to hand over as 3, 4, …
+    pub pass_fds: Vec<RawFd>,
     pub exec: Exec,
 }
 
@@ -202,6 +204,7 @@ fn confine_and_exec(plan: &mut ChildPlan) -> Result<Infallible, StepFailure> {
     let landlock = sandbox_landlock::restrict_self(ruleset)?;
     send(&plan.report, Report::Landlock(landlock));
     close_inherited_fds()?;
+    pass_fds(plan)?;
     seccomp::install(&plan.seccomp)?;
     Err(plan.exec.exec())
 }
@@ -297,6 +300,43 @@ fn close_inherited_fds() -> Result<(), StepFailure> {
             errno: io::Error::last_os_error().raw_os_error().unwrap_or(0),
         })
     }
+}
+
+/// Moves the passed descriptors to 3, 4, … (not close-on-exec). Every source — and the report
+/// pipe, still needed after this — is first copied above the targets, so no target overwrites a
+/// descriptor still to be read.
+fn pass_fds(plan: &mut ChildPlan) -> Result<(), StepFailure> {
+    let n = plan.pass_fds.len();
+    if n == 0 {
+        return Ok(());
+    }
+    let fail = |e| StepFailure::new(SetupStep::PassFds, e);
+    let above = (3 + n) as i32;
+    let report = rustix::io::fcntl_dupfd_cloexec(&plan.report, above).map_err(fail)?;
+    plan.report = report;
+    let mut temps: [Option<OwnedFd>; super::MAX_PASSED_FDS] = Default::default();
+    for (slot, &raw) in temps.iter_mut().zip(plan.pass_fds.iter()) {
+        // SAFETY: `raw` is open in this (copied) table for the whole call: the parent keeps the
+        // `OwnedFd` alive until the child has exec'd, and nothing here closes it before the dup.
+        let src = unsafe { BorrowedFd::borrow_raw(raw) };
+        *slot = Some(rustix::io::fcntl_dupfd_cloexec(src, above).map_err(fail)?);
+    }
+    for (i, temp) in temps.iter().take(n).enumerate() {
+        let Some(temp) = temp else {
+            return Err(StepFailure {
+                step: SetupStep::PassFds,
+                errno: libc::EBADF,
+            });
+        };
+        // SAFETY: `3 + i` is below every temporary copy, so dup3 replaces only a descriptor this
+        // child no longer reads (an original source, already copied, or an unused number); the
+        // `OwnedFd` made here is forgotten, so the descriptor stays open across execve.
+        let mut target = unsafe { OwnedFd::from_raw_fd((3 + i) as i32) };
+        let moved = rustix::io::dup3(temp, &mut target, rustix::io::DupFlags::empty());
+        std::mem::forget(target);
+        moved.map_err(fail)?;
+    }
+    Ok(())
 }
 
 // ---- the report pipe ----------------------------------------------------------------------

@@ -182,6 +182,8 @@ pub enum SetupStep {
     LandlockNotEnforced,
     /// Marking every descriptor above stderr close-on-exec.
     CloseFds,
+    /// Moving the passed descriptors to 3, 4, …
+    PassFds,
     /// Installing the seccomp filters.
     Seccomp,
     /// `execve` itself.
@@ -189,7 +191,7 @@ pub enum SetupStep {
 }
 
 impl SetupStep {
-    const ALL: [SetupStep; 30] = [
+    const ALL: [SetupStep; 31] = [
         SetupStep::AwaitIdMaps,
         SetupStep::CheckIds,
         SetupStep::Signals,
@@ -218,6 +220,7 @@ impl SetupStep {
         SetupStep::LandlockRestrict,
         SetupStep::LandlockNotEnforced,
         SetupStep::CloseFds,
+        SetupStep::PassFds,
         SetupStep::Seccomp,
         SetupStep::Exec,
     ];
@@ -257,6 +260,7 @@ impl SetupStep {
             SetupStep::LandlockRestrict => "landlock_restrict_self",
             SetupStep::LandlockNotEnforced => "landlock enforcement",
             SetupStep::CloseFds => "close-on-exec for inherited descriptors",
+            SetupStep::PassFds => "handing over the passed descriptors",
             SetupStep::Seccomp => "seccomp filter",
             SetupStep::Exec => "execve",
         }

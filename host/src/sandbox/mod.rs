@@ -138,6 +138,13 @@ pub struct SandboxSpec {
     pub writable_socket_dir: Option<PathBuf>,
     /// Size in bytes of the private tmpfs at `/tmp`.
     pub tmpfs_size: u64,
+    /// Permission bits of `/tmp` (owned by the inside uid): `0o700`, or `0o711` when another
+    /// process (the agent, through a descriptor) must reach a socket in it.
+    pub tmpfs_mode: u32,
+    /// Descriptors the program receives open, as descriptors 3, 4, 5… in this order (every other
+    /// inherited descriptor is closed at `execve`). This is how a sandbox gets access to one
+    /// host file, socket or directory without any host folder mounted writable.
+    pub pass_fds: Vec<std::sync::Arc<std::os::fd::OwnedFd>>,
     /// The uid inside (non-zero); mapped to the launcher's effective uid.
     pub uid: u32,
     /// The gid inside (non-zero); mapped to the launcher's effective gid.
@@ -149,6 +156,9 @@ pub struct SandboxSpec {
     /// Resource limits, set as both soft and hard limit.
     pub limits: Limits,
 }
+
+/// Most descriptors [`SandboxSpec::pass_fds`] may hold.
+pub const MAX_PASSED_FDS: usize = 16;
 
 /// Stack size for the pre-exec child (it runs only the confinement steps, no allocation).
 const CHILD_STACK: usize = 1 << 20;
@@ -216,6 +226,11 @@ pub fn spawn(spec: &SandboxSpec) -> Result<SandboxChild, SandboxError> {
         rlimits,
         landlock: Some(ruleset),
         seccomp: filters,
+        pass_fds: spec
+            .pass_fds
+            .iter()
+            .map(|f| std::os::fd::AsRawFd::as_raw_fd(&**f))
+            .collect(),
         exec,
     };
     let mut stack = vec![0u8; CHILD_STACK];
@@ -243,6 +258,20 @@ fn validate_ids_and_sizes(spec: &SandboxSpec) -> Result<(), SandboxError> {
                 id.to_string(),
             ));
         }
+    }
+    if spec.tmpfs_mode & !0o777 != 0 || spec.tmpfs_mode & 0o700 != 0o700 {
+        return Err(SandboxError::spec(
+            "tmpfs_mode",
+            "permission bits including 0o700",
+            format!("{:#o}", spec.tmpfs_mode),
+        ));
+    }
+    if spec.pass_fds.len() > MAX_PASSED_FDS {
+        return Err(SandboxError::spec(
+            "pass_fds",
+            "at most 16 descriptors",
+            spec.pass_fds.len().to_string(),
+        ));
     }
     if spec.tmpfs_size == 0 {
         return Err(SandboxError::spec(

@@ -334,8 +334,11 @@ impl MountPlan {
             });
         }
 
-        let tmp_options = CString::new(format!("size={},mode=0700", spec.tmpfs_size))
-            .map_err(|_| SandboxError::spec("tmpfs_size", "a number", "NUL"))?;
+        let tmp_options = CString::new(format!(
+            "size={},mode={:o}",
+            spec.tmpfs_size, spec.tmpfs_mode
+        ))
+        .map_err(|_| SandboxError::spec("tmpfs_size", "a number", "NUL"))?;
         Ok((MountPlan { tmp_options, ops }, exposed))
     }
 

@@ -1,80 +1,53 @@
-//! Process-mode launch (DESIGN.md "Shape", issue "the enclave, end to end"): from the agent's
-//! config, measure the launch into the TPM and start the agent — and, through it, the runner —
-//! in the [`sandbox`](crate::sandbox).
+//! Process-mode launch (DESIGN.md "Shape", docs/isolation.md): from the agent's config, measure
+//! the launch into the TPM and start two sandboxes — the agent's, and the runner's own, as
+//! another host user — joined only by one unix socket.
 //!
 //! Order, failing closed at each step:
 //! 1. the config: the measured config (`[launch] config`) must be the file launched with; the
 //!    runner command must start the measured runner; the listener, event log and receipt log share
-//!    one state directory (the sandbox's only writable host directory), which holds no artifact;
+//!    one state folder, which holds no artifact and which no sandbox mounts;
 //! 2. libraries: everything the agent, the runner and the TCTI module load must be listed (and so
 //!    measured) in `[launch] libraries`;
 //! 3. the TPM: its allocated banks must be the launch's banks, and the launch PCR and PCR 23 must
 //!    still be zero (an enclave launched earlier since the TPM started would make the quote differ
-//!    from any manifest);
+//!    from any manifest); the AK exists with an auth value only the launcher and the agent hold;
 //! 4. the launch events ([`predict`]) are extended and logged, exactly as `secllama measure launch`
 //!    predicts them;
-//! 5. the TPM is handed to the agent through unix sockets in the state directory
-//!    ([`secllama_tpm::relay`]: the agent's network namespace cannot reach the host's swtpm);
-//! 6. the agent starts confined, as an unprivileged host user when the launcher is root, and the
-//!    launch succeeds only once it says `listening on …`.
+//! 5. ([`start`]) the runner's sandbox starts (`secllama-enclave runner-init`), then the agent's,
+//!    which gets its listener, logs, AK auth, TPM channel and the runner's socket folder as open
+//!    descriptors; the launch succeeds once the agent says `listening on …`.
 //!
+//! The launcher must run as root: the runner and the agent run as two different host users.
 //! Production TPMs (`device:/dev/tpmrm0`) are not handed into the sandbox yet: the sandbox mounts
 //! no TPM device node. The launcher says so rather than starting an enclave that cannot attest.
 
 use crate::access;
 use crate::libraries;
-use crate::sandbox::{self, Limits, SandboxChild, SandboxSpec};
 use anyhow::{Context, bail, ensure};
 use secllama_enclave::config::Config;
 use secllama_measurements::launch::{Prediction, predict};
 use secllama_tpm::Tpm;
 use secllama_tpm::eventlog::EventLogWriter;
-use secllama_tpm::relay::UnixToTcp;
-use std::ffi::OsString;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{Read, Write};
 use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
 
 /// The AK's TPM2B_PUBLIC, written to the state directory at launch.
 pub const AK_PUBLIC: &str = "ak.pub";
 
-/// Names of the TPM relay sockets in the state directory.
-pub const TPM_SOCKETS: [&str; 2] = ["tpm.sock", "tpm.ctrl.sock"];
+/// The AK's auth value (32 random bytes, mode 0600), kept by the launcher in the state folder
+/// and handed only to the agent (docs/isolation.md).
+pub const AK_AUTH: &str = "ak.auth";
 
-/// A running enclave. Dropping it kills the sandbox (and the runner in it) and stops the relay.
-#[derive(Debug)]
-pub struct Enclave {
-    // Killed before the relay closes.
-    child: SandboxChild,
-    _relay: UnixToTcp,
-    /// The agent's unix socket.
-    pub socket: PathBuf,
-    /// The launch that was measured.
-    pub prediction: Prediction,
-    /// The Landlock ABI the kernel enforces on the agent.
-    pub landlock_abi: u32,
-}
+/// The folder (in the state folder) of the TPM relay socket, reached by the agent only through a
+/// descriptor.
+pub const TPM_DIR: &str = "tpm";
+/// The TPM relay socket's name in [`TPM_DIR`].
+pub const TPM_SOCKET: &str = "tpm.sock";
 
-impl Enclave {
-    /// The agent's pid on the host.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// `Some(description)` once the agent has exited.
-    pub fn exited(&mut self) -> anyhow::Result<Option<String>> {
-        Ok(self.child.try_wait()?.map(|s| format!("{s}")))
-    }
-
-    /// Kills the sandbox and waits for it.
-    pub fn stop(&mut self) -> anyhow::Result<()> {
-        self.child.kill()?;
-        self.child.wait()?;
-        Ok(())
-    }
-}
+mod start;
+pub use start::Enclave;
 
 /// The host side of a `swtpm:host=H,port=P` TCTI (loopback only).
 fn swtpm_address(tcti: &str) -> anyhow::Result<SocketAddr> {
@@ -295,8 +268,9 @@ fn measure_into_tpm(p: &Plan, tcti: &str) -> anyhow::Result<Prediction> {
     }
     // The AK the agent will quote with: created (or found) now and published beside the socket,
     // so the operator can pin it in the manifest (`secllama measure launch --ak-public`).
-    let ak = tpm.ensure_ak(p.config.ak_handle, secllama_tpm::ak::AkKind::RsaSsaSha256)?;
+    let ak = ak_with_auth(&mut tpm, p, &active)?;
     let ak_file = p.state.join(AK_PUBLIC);
+    let _ = std::fs::remove_file(&ak_file);
     std::fs::write(&ak_file, &ak.public)
         .with_context(|| format!("writing {}", ak_file.display()))?;
     // PCRs are zero, so any log in the state folder is from an earlier TPM lifetime.
@@ -308,6 +282,73 @@ fn measure_into_tpm(p: &Plan, tcti: &str) -> anyhow::Result<Prediction> {
     Ok(prediction)
 }
 
+/// The persistent AK, usable only with the auth value in `ak.auth` (created with both on first
+/// launch). Checked by a quote with that auth, so a launch never hands the agent an auth value
+/// that does not open the AK.
+fn ak_with_auth(
+    tpm: &mut Tpm,
+    p: &Plan,
+    banks: &[secllama_tpm::eventlog::HashAlg],
+) -> anyhow::Result<secllama_tpm::ak::AkInfo> {
+    let handle = p.config.ak_handle;
+    let auth_file = p.state.join(AK_AUTH);
+    let present = tpm.has_persistent(handle)?;
+    let auth = match std::fs::read(&auth_file) {
+        Ok(a) => a,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            ensure!(
+                !present,
+                "AK at {handle:#010x}: expected an AK this launcher created (its auth value in \
+                 {}), found an AK whose auth value is unknown here (made by an older secllama, \
+                 without auth, or the file was lost). Anyone with access to the TPM could quote \
+                 with an AK without auth; remove it with `tpm2_evictcontrol -C o -c {handle:#010x}` \
+                 and launch again — the new AK has a new public key: pin the new ak.pub",
+                auth_file.display()
+            );
+            let mut a = [0u8; 32];
+            std::fs::File::open("/dev/urandom")
+                .and_then(|mut f| f.read_exact(&mut a))
+                .context("reading 32 random bytes for the AK auth value")?;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&auth_file)
+                .with_context(|| format!("creating {}", auth_file.display()))?;
+            f.write_all(&a)
+                .and_then(|()| f.sync_all())
+                .with_context(|| format!("writing {}", auth_file.display()))?;
+            a.to_vec()
+        }
+        Err(e) => return Err(e).with_context(|| format!("reading {}", auth_file.display())),
+    };
+    ensure!(
+        (1..=32).contains(&auth.len()),
+        "{}: expected 1 to 32 bytes of AK auth, found {}",
+        auth_file.display(),
+        auth.len()
+    );
+    if !present {
+        tpm.create_ak(handle, secllama_tpm::ak::AkKind::RsaSsaSha256, &auth)?;
+    }
+    tpm.set_ak_auth(&auth)?;
+    tpm.quote(
+        handle,
+        b"secllama launch: AK auth check",
+        banks,
+        &[p.config.launch.pcr],
+    )
+    .with_context(|| {
+        format!(
+            "AK at {handle:#010x}: the auth value in {} does not open it (remove the AK with \
+                 `tpm2_evictcontrol -C o -c {handle:#010x}` and {} to create both again)",
+            auth_file.display(),
+            auth_file.display()
+        )
+    })?;
+    Ok(tpm.ak_info(handle)?)
+}
+
 /// Measures and starts the enclave described by `config`, using the swtpm at `tcti`. Agent output
 /// goes to `log` line by line (prefixed `enclave: `).
 pub fn start(
@@ -317,34 +358,36 @@ pub fn start(
 ) -> anyhow::Result<Enclave> {
     let tpm_addr = swtpm_address(tcti)?;
     let p = plan(config)?;
-    let root = rustix::process::geteuid().is_root();
+    ensure!(
+        rustix::process::geteuid().is_root(),
+        "secllama launch: expected to run as root, found uid {}: the agent and the runner run as \
+         two different host users ([sandbox] host_uid and runner_host_uid), so that a runner \
+         taken over by a hostile model cannot become the agent (docs/isolation.md)",
+        rustix::process::geteuid().as_raw()
+    );
     let s = &p.config.sandbox;
-    let owner = root.then_some((s.host_uid, s.host_gid));
+    let owners = [
+        (s.host_uid, s.host_gid),
+        (s.runner_host_uid, s.runner_host_gid),
+    ];
 
     std::fs::create_dir_all(&p.state)
         .with_context(|| format!("creating the state folder {}", p.state.display()))?;
-    if let Some((u, g)) = owner {
+    for (u, g) in owners {
         for f in &p.read_only {
             access::reachable_by(f, u, g, 0o4)?;
             if f.is_dir() {
                 access::tree_readable_by(f, u, g)?;
             }
         }
-        if let Some(parent) = p.state.parent() {
-            access::reachable_by(parent, u, g, 0o1)?;
-        }
     }
     let socket = p.config.listener_path();
-    for stale in TPM_SOCKETS
-        .iter()
-        .map(|n| p.state.join(n))
-        .chain([socket.clone()])
-    {
+    for stale in [p.state.join(TPM_DIR).join(TPM_SOCKET), socket.clone()] {
         let _ = std::fs::remove_file(stale);
     }
     let prediction = measure_into_tpm(&p, tcti)?;
     let pcr = p.config.launch.pcr;
-    start_measured(p, prediction, tpm_addr, owner, socket, log).map_err(|e| {
+    start::start_measured(p, prediction, tpm_addr, socket, log).map_err(|e| {
         e.context(format!(
             "the launch was measured into PCR {pcr} but the enclave did not start; this TPM \
              lifetime cannot launch again. {RECOVERY}"
@@ -357,135 +400,6 @@ pub const RECOVERY: &str = "To retry, restart the TPM (a swtpm: stop it and star
      the same state folder, or `swtpm_ioctl --tcp 127.0.0.1:<ctrl port> -i` then `tpm2_startup \
      -c`; NV, the EK and the AK survive, the PCRs reset; a hardware TPM: reboot), then launch \
      again (see docs/runner.md, \"When a launch fails\")";
-
-/// The launch after its measurement: relay, sandbox, wait for the agent.
-fn start_measured(
-    p: Plan,
-    prediction: Prediction,
-    tpm_addr: SocketAddr,
-    owner: Option<(u32, u32)>,
-    socket: PathBuf,
-    log: impl Write + Send + 'static,
-) -> anyhow::Result<Enclave> {
-    let s = &p.config.sandbox;
-    let [server, ctrl] = TPM_SOCKETS.map(|n| p.state.join(n));
-    let relay = UnixToTcp::start(&server, &ctrl, tpm_addr)?;
-    if let Some((u, g)) = owner {
-        for f in [
-            &p.state,
-            &p.config.event_log,
-            &server,
-            &ctrl,
-            &p.config.receipts,
-        ] {
-            if f.exists() {
-                std::os::unix::fs::chown(f, Some(u), Some(g))
-                    .with_context(|| format!("giving {} to uid {u}", f.display()))?;
-            }
-        }
-    }
-
-    let tcti_inside = format!(
-        "swtpm-unix:server={},ctrl={}",
-        server.display(),
-        ctrl.display()
-    );
-    let mib = |v: u64| v.saturating_mul(1 << 20);
-    let spec = SandboxSpec {
-        program: p.agent.clone(),
-        args: vec!["--config".into(), p.config_path.clone().into()],
-        env: vec![(
-            OsString::from(secllama_tpm::TCTI_ENV),
-            OsString::from(tcti_inside),
-        )],
-        read_only: p.read_only.clone(),
-        writable_socket_dir: Some(p.state.clone()),
-        tmpfs_size: mib(s.tmpfs_mib),
-        uid: s.uid,
-        gid: s.gid,
-        outside_ids: owner,
-        limits: Limits {
-            address_space: mib(s.memory_mib),
-            processes: s.processes,
-            open_files: s.open_files,
-            file_size: mib(s.file_size_mib),
-        },
-    };
-    let mut child = sandbox::spawn(&spec).context("starting the agent in the sandbox")?;
-    let landlock_abi = child.landlock().abi;
-    let ready = forward_output(&mut child, log);
-    // The measured config says how long the runner may take; the agent's own start comes on top.
-    let ready_timeout = Duration::from_secs(
-        p.config.runner_ready_secs + secllama_enclave::config::AGENT_START_SECS,
-    );
-    let deadline = Instant::now() + ready_timeout;
-    loop {
-        match ready.recv_timeout(Duration::from_millis(100)) {
-            Ok(()) => break,
-            Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {
-                if let Some(status) = child.try_wait()? {
-                    bail!("the agent exited before it was ready ({status}); its output is above");
-                }
-            }
-            Err(e) => {
-                // The output closed (the agent exited) or the time is up.
-                if let Some(status) = child.try_wait()? {
-                    bail!("the agent exited before it was ready ({status}); its output is above");
-                }
-                if matches!(e, mpsc::RecvTimeoutError::Disconnected) {
-                    // Closed its output but still running: give it a moment to exit.
-                    std::thread::sleep(Duration::from_millis(200));
-                    if let Some(status) = child.try_wait()? {
-                        bail!(
-                            "the agent exited before it was ready ({status}); its output is above"
-                        );
-                    }
-                }
-                let _ = child.kill();
-                let status = child.wait()?;
-                bail!(
-                    "the agent did not say `listening on` within {ready_timeout:?} ({status}); its \
-                     output is above"
-                );
-            }
-        }
-    }
-    Ok(Enclave {
-        child,
-        _relay: relay,
-        socket,
-        prediction,
-        landlock_abi,
-    })
-}
-
-/// Copies the agent's stdout and stderr to `log`; the receiver gets `()` once the agent prints
-/// `listening on`.
-fn forward_output(
-    child: &mut SandboxChild,
-    log: impl Write + Send + 'static,
-) -> mpsc::Receiver<()> {
-    let (tx, rx) = mpsc::channel();
-    let log = std::sync::Arc::new(std::sync::Mutex::new(log));
-    for (pipe, ready) in [(child.stdout.take(), Some(tx)), (child.stderr.take(), None)] {
-        let Some(pipe) = pipe else { continue };
-        let log = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines() {
-                let Ok(line) = line else { break };
-                if let Some(tx) = &ready
-                    && line.starts_with("listening on ")
-                {
-                    let _ = tx.send(());
-                }
-                if let Ok(mut l) = log.lock() {
-                    let _ = writeln!(l, "enclave: {line}");
-                }
-            }
-        });
-    }
-    rx
-}
 
 #[cfg(test)]
 mod tests {
