@@ -138,7 +138,7 @@ fn python_runner_from_measured_trees() {
     // with the same recovery; after it (a TPM restart) the good launch succeeds.
     let broken = EnclaveSpec {
         art: dir.path().join("art-broken"),
-        state: dir.path().join("run-broken"),
+        // The same state folder: it keeps the AK auth value the first measured launch created.
         runner_env: vec![],
         runner_ready_secs: 3,
         models: vec![art.join("model.bin")],

@@ -91,7 +91,7 @@ pub fn run(args: &Args) -> anyhow::Result<String> {
             r = bridge => r.map(|()| String::new()),
             _ = tokio::signal::ctrl_c() => Ok("interrupted".into()),
             _ = term.recv() => Ok("terminated".into()),
-            status = exited => Err(anyhow::anyhow!("the agent exited: {status}")),
+            status = exited => Err(anyhow::anyhow!("{status}")),
         }
     });
     enclave.stop()?;
