@@ -52,9 +52,10 @@ pub fn run(args: &Args) -> anyhow::Result<String> {
     }
     let mut enclave = crate::launch::start(&args.config, &tcti, std::io::stderr())?;
     say(&format!(
-        "enclave listening on unix:{} (pid {}, landlock ABI {})",
+        "enclave listening on unix:{} (pid {}, runner sandbox pid {}, landlock ABI {})",
         enclave.socket.display(),
         enclave.pid(),
+        enclave.runner_pid(),
         enclave.landlock_abi
     ));
     let rt = tokio::runtime::Builder::new_multi_thread()
