@@ -64,10 +64,16 @@ impl Handoff {
     /// Takes the descriptors named in the environment. Call once, before anything else opens
     /// descriptors it might confuse with them.
     pub fn from_env() -> Result<Self, HandoffError> {
+        Self::from_vars(|var| std::env::var(var).ok())
+    }
+
+    /// As [`Handoff::from_env`], with the variables from `get`. Each descriptor named is taken
+    /// over (closed when the result is dropped), also when a later one is refused.
+    pub fn from_vars(get: impl Fn(&str) -> Option<String>) -> Result<Self, HandoffError> {
         use rustix::fs::FileType;
         let mut taken: Vec<RawFd> = Vec::new();
         let mut take = |var: &'static str, kind: FileType, expected: &'static str| {
-            let Ok(v) = std::env::var(var) else {
+            let Some(v) = get(var) else {
                 return Ok(None);
             };
             let err = |found: String| HandoffError {
@@ -131,5 +137,82 @@ impl Handoff {
             ak_auth,
             runner_dir,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::io::Write;
+    use std::os::fd::IntoRawFd;
+
+    fn vars(v: &[(&'static str, String)]) -> impl Fn(&str) -> Option<String> {
+        let m: BTreeMap<String, String> =
+            v.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        move |k| m.get(k).cloned()
+    }
+
+    fn pipe_with(bytes: &[u8]) -> RawFd {
+        let (rx, tx) = rustix::pipe::pipe().unwrap();
+        File::from(tx).write_all(bytes).unwrap();
+        rx.into_raw_fd()
+    }
+
+    #[test]
+    fn takes_each_descriptor_of_the_expected_kind_once() {
+        let d = tempfile::tempdir().unwrap();
+        let log = File::create(d.path().join("log")).unwrap().into_raw_fd();
+        let dir = File::open(d.path()).unwrap().into_raw_fd();
+        let auth = pipe_with(&[7; 32]);
+        let h = Handoff::from_vars(vars(&[
+            (EVENT_LOG_FD, log.to_string()),
+            (RUNNER_DIR_FD, dir.to_string()),
+            (AK_AUTH_FD, auth.to_string()),
+        ]))
+        .unwrap();
+        assert!(h.event_log.is_some() && h.runner_dir.is_some() && h.listener.is_none());
+        assert_eq!(h.ak_auth.unwrap(), vec![7; 32]);
+        assert!(Handoff::from_vars(vars(&[])).unwrap().receipts.is_none());
+    }
+
+    #[test]
+    fn refuses_what_is_not_what_it_should_be() {
+        let d = tempfile::tempdir().unwrap();
+        let cases: Vec<(Vec<(&'static str, String)>, &str)> = vec![
+            (vec![(LISTENER_FD, "x".into())], "not a descriptor number"),
+            (vec![(LISTENER_FD, "2".into())], "not a descriptor number"),
+            (
+                vec![(
+                    LISTENER_FD,
+                    File::create(d.path().join("a"))
+                        .unwrap()
+                        .into_raw_fd()
+                        .to_string(),
+                )],
+                "of type RegularFile",
+            ),
+            (
+                vec![(AK_AUTH_FD, pipe_with(&[1; 33]).to_string())],
+                "1 to 32 bytes",
+            ),
+            (
+                vec![(AK_AUTH_FD, pipe_with(b"").to_string())],
+                "1 to 32 bytes",
+            ),
+        ];
+        for (v, says) in cases {
+            let e = Handoff::from_vars(vars(&v)).unwrap_err().to_string();
+            assert!(e.contains(says), "{v:?}: {e}");
+        }
+        let f = File::create(d.path().join("b")).unwrap().into_raw_fd();
+        let e = Handoff::from_vars(vars(&[
+            (EVENT_LOG_FD, f.to_string()),
+            (RECEIPTS_FD, f.to_string()),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("already taken"), "{e}");
     }
 }

@@ -80,6 +80,16 @@ fn stat(path: &Path, follow: bool) -> Result<Stamp, Changed> {
 impl Snapshot {
     /// Records every path `launch` measures (relative paths from `base`), walking each tree.
     pub fn take(launch: &Launch, base: &Path) -> Result<Self, Changed> {
+        Self::take_with(launch, base, true)
+    }
+
+    /// As [`Snapshot::take`] without the policy: what the runner's sandbox holds (the policy's
+    /// dataset is the agent's business; docs/isolation.md).
+    pub fn take_runner_view(launch: &Launch, base: &Path) -> Result<Self, Changed> {
+        Self::take_with(launch, base, false)
+    }
+
+    fn take_with(launch: &Launch, base: &Path, with_policy: bool) -> Result<Self, Changed> {
         let abs = |p: &Path| {
             if p.is_absolute() {
                 p.to_path_buf()
@@ -88,15 +98,11 @@ impl Snapshot {
             }
         };
         let mut entries = Vec::new();
-        let files = [
-            &launch.agent,
-            &launch.runner,
-            &launch.policy,
-            &launch.config,
-        ]
-        .into_iter()
-        .chain(&launch.model)
-        .chain(&launch.libraries);
+        let files = [&launch.agent, &launch.runner, &launch.config]
+            .into_iter()
+            .chain(with_policy.then_some(&launch.policy))
+            .chain(&launch.model)
+            .chain(&launch.libraries);
         for f in files {
             let p = abs(f);
             let s = stat(&p, true)?;

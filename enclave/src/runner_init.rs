@@ -34,8 +34,10 @@ pub fn socket_path() -> PathBuf {
 /// Runs until the runner cannot be kept alive or the relay fails; `ready` is called once the
 /// runner first answers.
 pub async fn run(config: &Config, base: &Path, ready: impl FnOnce()) -> anyhow::Result<()> {
-    let integrity =
-        Arc::new(Snapshot::take(&config.launch, base).context("watching the measured artifacts")?);
+    let integrity = Arc::new(
+        Snapshot::take_runner_view(&config.launch, base)
+            .context("watching the measured artifacts")?,
+    );
     let command = config.runner_command.clone().context(
         "runner_command: expected the runner's command line (runner-init starts the runner), \
          found none",

@@ -6,7 +6,7 @@
 //! fills every writable place. Every attempt must be refused — and the enclave must still attest
 //! and answer through that runner. From the host, the same test checks what the runner could not
 //! even try: a quote with the AK without the agent's auth value is refused by the TPM (and works
-//! with it), the agent is not dumpable (its `/proc` entries belong to root; a process of the
+//! with it; four refusals do not lock the agent out: the AK is `noDA`), the agent is not dumpable (its `/proc` entries belong to root; a process of the
 //! agent's host uid cannot open its memory), the host's files belong to root, and the swtpm
 //! control channel has no relay socket.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test crate: a failed unwrap is a failed test
@@ -24,12 +24,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const PROMPT: &str = "why is the sky blue";
-const ATTACKS: [&str; 6] = [
+const ATTACKS: [&str; 7] = [
     "tpm-relay-scan",
     "swtpm-channels",
     "tpm-devices",
     "agent-memory",
     "host-files",
+    "policy-dataset",
     "disk-bound",
 ];
 
@@ -125,6 +126,8 @@ fn a_hostile_runner_reaches_nothing_of_the_agent_and_the_enclave_still_answers()
             sw.port().to_string(),
             "--tmp-limit-mib".into(),
             "64".into(),
+            "--deny".into(),
+            art.join("policy.json").display().to_string(),
         ],
         runner_port: port,
         runner_env: vec![],
@@ -166,31 +169,6 @@ fn a_hostile_runner_reaches_nothing_of_the_agent_and_the_enclave_still_answers()
     }
     assert!(!seen.iter().any(|l| l.contains("SUCCEEDED")), "{seen:?}");
 
-    // The enclave still attests and answers through that runner.
-    let manifest_file = dir.path().join("manifest.toml");
-    manifest(&config, &state, &manifest_file).unwrap();
-    let url = format!("http://{bridge}");
-    let g = Command::new(bin("secllama-verify").unwrap())
-        .args([
-            "generate",
-            "--url",
-            &url,
-            "--model",
-            "tiny:latest",
-            "--prompt",
-            PROMPT,
-            "--manifest",
-        ])
-        .arg(&manifest_file)
-        .output()
-        .unwrap();
-    assert!(g.status.success(), "{}", text(&g.stderr));
-    assert_eq!(
-        text(&g.stdout).trim_end(),
-        answer_tokens(PROMPT).concat().trim_end()
-    );
-    assert!(text(&g.stderr).contains("receipt: verified"));
-
     // Two sandboxes as two host users; the agent is not dumpable, runner-init is.
     let kids = children(launcher.0.id());
     assert_eq!(kids.len(), 2, "{kids:?}");
@@ -224,21 +202,49 @@ fn a_hostile_runner_reaches_nothing_of_the_agent_and_the_enclave_still_answers()
         }
         c.output().unwrap()
     };
-    let refused = quote(None);
-    assert!(
-        !refused.status.success(),
-        "a quote without the AK auth value was made: {}",
-        text(&refused.stdout)
-    );
-    assert!(
-        text(&refused.stderr).to_lowercase().contains("auth"),
-        "{}",
-        text(&refused.stderr)
-    );
+    // Four wrong tries: the AK is noDA, so they do not lock the TPM out for the agent.
+    for _ in 0..4 {
+        let refused = quote(None);
+        assert!(
+            !refused.status.success(),
+            "a quote without the AK auth value was made: {}",
+            text(&refused.stdout)
+        );
+        assert!(
+            text(&refused.stderr).to_lowercase().contains("auth"),
+            "{}",
+            text(&refused.stderr)
+        );
+    }
     let auth = std::fs::read(state.join("ak.auth")).unwrap();
     assert_eq!(auth.len(), 32);
     let made = quote(Some(hex::encode(&auth)));
     assert!(made.status.success(), "{}", text(&made.stderr));
+
+    // The enclave still attests and answers through that runner.
+    let manifest_file = dir.path().join("manifest.toml");
+    manifest(&config, &state, &manifest_file).unwrap();
+    let url = format!("http://{bridge}");
+    let g = Command::new(bin("secllama-verify").unwrap())
+        .args([
+            "generate",
+            "--url",
+            &url,
+            "--model",
+            "tiny:latest",
+            "--prompt",
+            PROMPT,
+            "--manifest",
+        ])
+        .arg(&manifest_file)
+        .output()
+        .unwrap();
+    assert!(g.status.success(), "{}", text(&g.stderr));
+    assert_eq!(
+        text(&g.stdout).trim_end(),
+        answer_tokens(PROMPT).concat().trim_end()
+    );
+    assert!(text(&g.stderr).contains("receipt: verified"));
 
     // What the host relies on belongs to root and is not writable by anyone else; the control
     // channel has no relay socket.

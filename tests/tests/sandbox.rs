@@ -382,6 +382,28 @@ fn probe_sees_only_what_the_sandbox_allows() {
     }
 }
 
+/// `pass_fds` hands exactly the given descriptors over as 3, 4, 5 — whatever their numbers in the
+/// launcher — and nothing else; the setup's own report pipe (needed after the hand-over) is not
+/// overwritten, so the spawn still reports success.
+#[test]
+fn passed_descriptors_arrive_as_3_4_5_and_nothing_else() {
+    use std::io::Write;
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let (rx, tx) = rustix::pipe::pipe().unwrap();
+    std::fs::File::from(tx).write_all(b"handed").unwrap();
+    let file = std::os::fd::OwnedFd::from(std::fs::File::create(dir.path().join("f")).unwrap());
+    let folder = std::os::fd::OwnedFd::from(std::fs::File::open(dir.path()).unwrap());
+    // An unrelated descriptor of the launcher stays behind.
+    let _kept = std::fs::File::open(dir.path().join("f")).unwrap();
+    let mut s = spec(&["fds"], None);
+    s.pass_fds = vec![Arc::new(folder), Arc::new(rx), Arc::new(file)];
+    let mut child = sandbox::spawn(&s).unwrap();
+    let line = first_line(&mut child, Duration::from_secs(20));
+    assert_eq!(line.trim(), "3=dir 4=fifo:handed 5=file 6=closed");
+    child.wait().unwrap();
+}
+
 #[test]
 fn program_outside_read_only_cannot_run() {
     let mut s = spec(&[], None);

@@ -56,6 +56,24 @@ pub(crate) fn tpm2b(bytes: &[u8]) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// `NoDa(true)` sets `noDA` on the AK template (for AKs with an auth value); `NoDa(false)` leaves
+/// tss-esapi's template as it is.
+#[derive(Debug, Clone, Copy)]
+struct NoDa(bool);
+
+impl tss_esapi::abstraction::KeyCustomization for NoDa {
+    fn attributes(
+        &self,
+        attributes_builder: tss_esapi::attributes::ObjectAttributesBuilder,
+    ) -> tss_esapi::attributes::ObjectAttributesBuilder {
+        if self.0 {
+            attributes_builder.with_no_da(true)
+        } else {
+            attributes_builder
+        }
+    }
+}
+
 /// An AK auth value: 1–32 bytes (the AK's name algorithm is SHA-256).
 fn ak_auth(bytes: &[u8]) -> Result<Auth> {
     if bytes.is_empty() || bytes.len() > 32 {
@@ -126,6 +144,9 @@ impl Tpm {
         Ok(())
     }
 
+    /// With an auth value the AK is also `noDA`: a 32-byte random value cannot be guessed, and
+    /// without `noDA` every wrong guess by anyone with access to the TPM would count towards the
+    /// TPM's dictionary-attack lockout — a way to stop the agent's quotes (Part 1 §19.8.6).
     fn create_ak_at(&mut self, handle: u32, kind: AkKind, auth: Option<Auth>) -> Result<()> {
         let persistent = persistent(handle)?;
         let (key_alg, scheme) = match kind {
@@ -146,7 +167,7 @@ impl Tpm {
                 key_alg,
                 scheme,
                 auth.clone(),
-                None,
+                NoDa(auth.is_some()),
             )
             .map_err(TpmError::tss("creating the AK under the EK"))?;
             let loaded = ak::load_ak(tpm.ctx(), ek, auth, created.out_private, created.out_public)

@@ -2,8 +2,8 @@
 //! joined by one unix socket, and everything the host relies on kept out of both.
 //!
 //! - **The runner's sandbox** runs `secllama-enclave runner-init` as `[sandbox] runner_host_uid`,
-//!   with the artifacts read-only and a private `/tmp` (mode 0711) holding the socket the agent
-//!   connects to. It gets nothing else: no descriptor, no host folder, no TPM.
+//!   with the artifacts but the policy read-only and a private `/tmp` (mode 0711) holding the
+//!   socket the agent connects to. It gets nothing else: no descriptor, no host folder, no TPM.
 //! - **The agent's sandbox** runs `secllama-enclave --config` as `[sandbox] host_uid`, mounts no
 //!   host folder writable, and gets open descriptors instead ([`secllama_enclave::handoff`]): the
 //!   listener the launcher bound, the launch log and the receipt log (read and append), a pipe with
@@ -106,7 +106,20 @@ pub(super) fn start_measured(
     let log: Log = Arc::new(Mutex::new(log));
     let s = &p.config.sandbox;
 
-    // The runner first: the agent needs its socket folder.
+    // The runner first: the agent needs its socket folder. It sees every artifact but the policy
+    // (the evaluation dataset is the agent's business).
+    let policy = if p.config.launch.policy.is_absolute() {
+        p.config.launch.policy.clone()
+    } else {
+        p.base.join(&p.config.launch.policy)
+    };
+    let policy_canonical = std::fs::canonicalize(&policy).unwrap_or_else(|_| policy.clone());
+    let runner_view: Vec<PathBuf> = p
+        .read_only
+        .iter()
+        .filter(|f| **f != policy && **f != policy_canonical)
+        .cloned()
+        .collect();
     let runner_spec = SandboxSpec {
         program: p.agent.clone(),
         args: vec![
@@ -115,7 +128,7 @@ pub(super) fn start_measured(
             p.config_path.clone().into(),
         ],
         env: Vec::new(),
-        read_only: p.read_only.clone(),
+        read_only: runner_view,
         writable_socket_dir: None,
         tmpfs_size: mib(s.tmpfs_mib),
         tmpfs_mode: 0o711,

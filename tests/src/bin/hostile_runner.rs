@@ -1,4 +1,5 @@
-//! `secllama-hostile-runner --listen ADDR --state DIR --swtpm-port P`: a runner taken over by a
+//! `secllama-hostile-runner --listen ADDR --state DIR --swtpm-port P [--deny FILE]…
+//! [--tmp-limit-mib N]`: a runner taken over by a
 //! hostile model. Launched as the measured runner, it first tries, from inside the runner's
 //! sandbox, everything issue 11 lists — reach the TPM (relay or swtpm, server or control
 //! channel), see or read the agent, replace the listener, `ak.pub` or the logs, fill the host's
@@ -121,6 +122,16 @@ fn agent_process() -> Result<String, String> {
     ))
 }
 
+/// Files the runner must not read (the policy: its evaluation dataset).
+fn hidden(paths: &[PathBuf]) -> Result<String, String> {
+    for p in paths {
+        if std::fs::read(p).is_ok() || std::fs::symlink_metadata(p).is_ok() {
+            return Err(format!("{} is visible", p.display()));
+        }
+    }
+    Ok(format!("{} file(s) not visible", paths.len()))
+}
+
 fn tpm_devices() -> Result<String, String> {
     for d in ["/dev/tpm0", "/dev/tpmrm0", "/dev/vhost-vsock", "/dev/vsock"] {
         if Path::new(d).exists() {
@@ -184,6 +195,7 @@ fn main() -> std::process::ExitCode {
     let mut state = PathBuf::new();
     let mut swtpm_port = 0u16;
     let mut tmp_limit = 64u64 << 20;
+    let mut deny = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let v = args.next().unwrap_or_default();
@@ -194,6 +206,10 @@ fn main() -> std::process::ExitCode {
                 true
             }
             "--swtpm-port" => v.parse().map(|v| swtpm_port = v).is_ok(),
+            "--deny" => {
+                deny.push(PathBuf::from(&v));
+                true
+            }
             "--tmp-limit-mib" => v.parse::<u64>().map(|v| tmp_limit = v << 20).is_ok(),
             _ => false,
         };
@@ -207,6 +223,7 @@ fn main() -> std::process::ExitCode {
     report("tpm-devices", tpm_devices());
     report("agent-memory", agent_process());
     report("host-files", state_files(&state));
+    report("policy-dataset", hidden(&deny));
     report("disk-bound", disk(&state, tmp_limit));
     println!("ATTACKS DONE");
     let _ = std::io::stdout().flush();

@@ -14,6 +14,8 @@
 //! - `sleep`: start one child (`sleep-child`), print `ready`, sleep at most 60 s.
 //! - `sleep-child`: sleep at most 60 s.
 //! - `echo`: print `echo-ok`.
+//! - `fds`: print, on one line, what descriptors 3 to 6 are: `fifo:<what it read>`, `file`, `dir`,
+//!   `socket`, `other` or `closed`.
 //!
 //! This binary allows `unsafe_code` for two calls no safe API offers: the `SIOCGIFFLAGS` ioctl
 //! (interface flags; `getifaddrs` needs the `AF_NETLINK` socket the sandbox refuses) and ignoring
@@ -51,10 +53,39 @@ fn main() -> Result<()> {
             println!("echo-ok");
             Ok(())
         }
+        Some("fds") => {
+            fds();
+            Ok(())
+        }
         other => {
             Err(format!("usage: secllama-sandbox-probe report|sleep|echo (got {other:?})").into())
         }
     }
+}
+
+fn fds() {
+    use rustix::fs::FileType;
+    let mut out = Vec::new();
+    for fd in 3..=6 {
+        // SAFETY: fstat only reads the descriptor table; a closed number gives EBADF.
+        let b = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        let what = match rustix::fs::fstat(b) {
+            Err(_) => "closed".to_string(),
+            Ok(st) => match FileType::from_raw_mode(st.st_mode) {
+                FileType::Fifo => {
+                    let mut buf = [0u8; 64];
+                    let n = rustix::io::read(b, &mut buf).unwrap_or(0);
+                    format!("fifo:{}", String::from_utf8_lossy(&buf[..n]))
+                }
+                FileType::RegularFile => "file".into(),
+                FileType::Directory => "dir".into(),
+                FileType::Socket => "socket".into(),
+                _ => "other".into(),
+            },
+        };
+        out.push(format!("{fd}={what}"));
+    }
+    println!("{}", out.join(" "));
 }
 
 fn bounded_sleep(total: Duration) {
