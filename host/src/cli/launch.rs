@@ -1,10 +1,10 @@
-//! `secllama launch --config FILE [--tcti T] [--listen ADDR:PORT] [--no-bridge]`: measures the
-//! launch into the TPM, starts the agent (and through it the runner) in the process sandbox, and
-//! relays remote users to it with the bridge, until interrupted (SIGINT/SIGTERM) or the agent
-//! exits. See [`crate::launch`].
+//! `secllama launch --config FILE [--tcti T] [--listen ADDR:PORT] [--no-bridge]` (as root):
+//! measures the launch into the TPM, starts the runner and the agent in two process sandboxes as two
+//! host users (docs/isolation.md), and relays remote users to the agent with the bridge, until
+//! interrupted (SIGINT/SIGTERM) or either sandbox exits. See [`crate::launch`].
 //!
-//! Prints, once ready: `enclave listening on unix:PATH (pid N, landlock ABI A)` and, unless
-//! `--no-bridge`, `bridge listening on ADDR:PORT`.
+//! Prints, once ready: `enclave listening on unix:PATH (pid N, runner sandbox pid R, landlock ABI
+//! A)` and, unless `--no-bridge`, `bridge listening on ADDR:PORT`.
 
 use crate::bridge::{EnclaveAddr, Limits, serve};
 use anyhow::Context;
@@ -36,7 +36,7 @@ fn say(line: &str) {
     let _ = std::io::stdout().flush();
 }
 
-/// Runs the enclave until interrupted or until the agent exits.
+/// Runs the enclave until interrupted or until the agent or the runner's sandbox exits.
 pub fn run(args: &Args) -> anyhow::Result<String> {
     let tcti = match &args.tcti {
         Some(t) => t.clone(),
