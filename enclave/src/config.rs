@@ -18,8 +18,8 @@
 //! [sandbox]                                        # read by `secllama launch` only (defaults shown)
 //! uid = 1000                                       # ids inside the sandbox
 //! gid = 1000
-//! host_uid = 65534                                 # host ids when the launcher runs as root
-//! host_gid = 65534
+//! host_uid = 65532                                 # the agent's host ids (dedicated: no host process)
+//! host_gid = 65532
 //! runner_host_uid = 65533                          # host ids of the runner's own sandbox
 //! runner_host_gid = 65533
 //! memory_mib = 16384                               # address space
@@ -120,9 +120,10 @@ pub struct SandboxSettings {
     pub uid: u32,
     /// The gid inside the sandbox (non-root).
     pub gid: u32,
-    /// The host uid the sandbox runs as when the launcher is root (default `nobody`).
+    /// The host uid the agent's sandbox runs as (default 65532). Dedicated: `secllama launch`
+    /// refuses it while a host process runs as it (such a process could signal the agent).
     pub host_uid: u32,
-    /// The host gid the sandbox runs as when the launcher is root (default `nogroup`).
+    /// The host gid the agent's sandbox runs as (default 65532).
     pub host_gid: u32,
     /// The host uid the runner's own sandbox runs as (launcher as root); must differ from
     /// `host_uid` (docs/isolation.md). No account is needed: any unused uid.
@@ -146,8 +147,8 @@ impl Default for SandboxSettings {
         Self {
             uid: 1000,
             gid: 1000,
-            host_uid: 65534,
-            host_gid: 65534,
+            host_uid: 65532,
+            host_gid: 65532,
             runner_host_uid: 65533,
             runner_host_gid: 65533,
             memory_mib: 16 * 1024,
@@ -202,7 +203,8 @@ impl Config {
             || sb.runner_host_gid == sb.host_gid
         {
             return Err(err(
-                "[sandbox] runner_host_uid/runner_host_gid: non-root ids other than the agent's                  host_uid/host_gid (the runner must not be able to become the agent)",
+                "[sandbox] runner_host_uid/runner_host_gid: non-root ids other than the agent's \
+                 host_uid/host_gid (the runner must not be able to become the agent)",
                 format!(
                     "runner {}:{}, agent {}:{}",
                     sb.runner_host_uid, sb.runner_host_gid, sb.host_uid, sb.host_gid

@@ -31,6 +31,15 @@ pub fn socket_path() -> PathBuf {
     Path::new(SOCKET_DIR).join(RUNNER_SOCKET)
 }
 
+/// Accept errors that pass once connections in flight end.
+fn transient(e: &std::io::Error) -> bool {
+    use rustix::io::Errno;
+    e.kind() == std::io::ErrorKind::ConnectionAborted
+        || e.raw_os_error()
+            .map(Errno::from_raw_os_error)
+            .is_some_and(|n| [Errno::MFILE, Errno::NFILE, Errno::NOBUFS, Errno::NOMEM].contains(&n))
+}
+
 /// Runs until the runner cannot be kept alive or the relay fails; `ready` is called once the
 /// runner first answers.
 pub async fn run(config: &Config, base: &Path, ready: impl FnOnce()) -> anyhow::Result<()> {
@@ -64,6 +73,17 @@ pub async fn run(config: &Config, base: &Path, ready: impl FnOnce()) -> anyhow::
         loop {
             let conn = match listener.accept().await {
                 Ok((conn, _)) => conn,
+                // Out of descriptors or memory for a moment: the connections in flight end and
+                // free them; the relay must not end the enclave over it.
+                Err(e) if transient(&e) => {
+                    // runner-init's stderr is the launcher's log of the runner's sandbox.
+                    #[allow(clippy::print_stderr)]
+                    {
+                        eprintln!("runner-init: accepting: {e} (retrying)");
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
                 Err(e) => return e,
             };
             let runner = runner.clone();

@@ -248,18 +248,22 @@ async fn sealed(agent: Arc<Agent>, endpoint: Endpoint, req: Request<Incoming>) -
         let runner_path = path.trim_start_matches("/v1/sealed");
         let mut hasher = sha2::Sha256::new();
         hasher.update(pt.salt.0);
-        let status = match forward(
-            &agent.runner_pool,
-            &agent.runner,
-            runner_path,
-            endpoint,
-            pt.body.clone(),
-            &tx,
-            &mut sealer,
-            &mut hasher,
-        )
-        .await
-        {
+        // A client that goes away ends the runner request too (its connection is dropped, so the
+        // runner stops generating), also while the runner sends nothing.
+        let forwarded = tokio::select! {
+            r = forward(
+                &agent.runner_pool,
+                &agent.runner,
+                runner_path,
+                endpoint,
+                pt.body.clone(),
+                &tx,
+                &mut sealer,
+                &mut hasher,
+            ) => r,
+            () = tx.closed() => return,
+        };
+        let status = match forwarded {
             Ok(s) => s,
             Err(e) => {
                 send(

@@ -1,6 +1,7 @@
-//! Before anything is measured: the sandbox's host user (`[sandbox] host_uid/host_gid` when the
-//! launcher is root) can reach every artifact and read every file of every measured tree, and no
-//! measured tree links into a folder the host writes while the enclave runs. Each failure names
+//! Before anything is measured: the sandboxes' host users (`[sandbox] host_uid`,
+//! `runner_host_uid`) can reach every artifact and read every file of every measured tree, no
+//! host process already runs as either of them, and no measured tree links into a folder the host
+//! writes while the enclave runs. Each failure names
 //! the path, so a launch never spends its one measurement per TPM lifetime on a fixable mistake.
 
 use anyhow::{Context, ensure};
@@ -152,4 +153,49 @@ mod tests {
             std::fs::remove_file(&link).unwrap();
         }
     }
+}
+
+/// A process in the launcher's own pid namespace running as host `uid` (real, effective, saved
+/// or filesystem id), as `(pid, command name)`: such a process could signal a sandboxed process
+/// of that uid, so the sandboxes' host users must be dedicated to them (docs/isolation.md).
+/// Processes in other pid namespaces (other enclaves' sandboxes, containers) cannot address ours
+/// and are not counted.
+pub fn host_process_of_uid(uid: u32) -> anyhow::Result<Option<(u32, String)>> {
+    let own_ns = std::fs::read_link("/proc/self/ns/pid").context("reading /proc/self/ns/pid")?;
+    for entry in std::fs::read_dir("/proc")
+        .context("listing /proc")?
+        .flatten()
+    {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // Processes come and go while we look: one that vanished is no match.
+        let Ok(ns) = std::fs::read_link(entry.path().join("ns/pid")) else {
+            continue;
+        };
+        if ns != own_ns {
+            continue;
+        }
+        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
+            continue;
+        };
+        let uses = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .is_some_and(|ids| ids.split_whitespace().any(|id| id == uid.to_string()));
+        if uses {
+            let name = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Name:"))
+                .unwrap_or("?")
+                .trim()
+                .to_string();
+            return Ok(Some((pid, name)));
+        }
+    }
+    Ok(None)
 }

@@ -312,3 +312,73 @@ async fn a_runner_crash_mid_stream_is_a_sealed_error_and_the_runner_is_restarted
     }
     panic!("the runner was not restarted: last answer {last}");
 }
+
+/// A client that goes away ends the agent's request to the runner, also while the runner sends
+/// nothing: twenty requests to a runner that stalls before its first token, each abandoned after
+/// 300 ms, leave the runner with no more open connections than before (a hostile or slow runner
+/// could otherwise make the agent hold a connection per abandoned request until it runs out of
+/// descriptors).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_request_ends_the_runner_request() {
+    let runner = std::path::Path::new(env!("CARGO_BIN_EXE_secllama-test-runner"));
+    let p = prepare(
+        runner,
+        RunnerMode::StartedWith(&["--stall-after", "0"]),
+        &policy_for(PROMPT),
+    )
+    .unwrap();
+    let runner_pid = p.runner.as_ref().unwrap().0.id();
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{runner_pid}/fd"))
+            .unwrap()
+            .count()
+    };
+    let agent = Arc::new(Agent::start(&p.config, &p.base).unwrap());
+    let listener = tokio::net::UnixListener::bind(&p.sock).unwrap();
+    tokio::spawn(serve(agent, listener));
+    let f = Fixture {
+        sock: p.sock.clone(),
+        predicted: p.prediction.clone(),
+        _prepared: p,
+    };
+    let (doc, v) = attest(&f).await;
+    let doc_hex = hex::encode(sha256(&[&doc]).0);
+    let path = "/v1/sealed/api/generate";
+    let ctx = RequestContext {
+        method: "POST",
+        path,
+        attestation_digest: v.digest,
+    };
+    let before = fds();
+    for i in 0..20 {
+        let body = format!(
+            r#"{{"model":"tiny:latest","prompt":"{PROMPT}","options":{{"num_predict":16}}}}"#
+        );
+        let pt = RequestPlaintext::new(body.into_bytes(), now_ms(), &mut OsRng).unwrap();
+        let (sealed, _) =
+            seal_request(&v.payload.keys.encryption_spki, &ctx, &pt, &mut OsRng).unwrap();
+        let sock = f.sock.clone();
+        let h = doc_hex.clone();
+        let task = tokio::spawn(async move { http(&sock, "POST", path, Some(h), sealed).await });
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        if i == 0 {
+            assert!(fds() > before, "the request did not reach the runner");
+        }
+        task.abort();
+    }
+    // Bounded wait for the runner to see its connections closed.
+    let mut now = fds();
+    for _ in 0..50 {
+        if now <= before + 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        now = fds();
+    }
+    assert!(
+        now <= before + 2,
+        "the runner holds {now} descriptors after 20 abandoned requests, {before} before"
+    );
+    // The agent still answers.
+    attest(&f).await;
+}

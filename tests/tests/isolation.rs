@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const PROMPT: &str = "why is the sky blue";
-const ATTACKS: [&str; 7] = [
+const ATTACKS: [&str; 8] = [
     "tpm-relay-scan",
     "swtpm-channels",
     "tpm-devices",
@@ -32,6 +32,7 @@ const ATTACKS: [&str; 7] = [
     "host-files",
     "policy-dataset",
     "disk-bound",
+    "sysv-shm",
 ];
 
 fn text(b: &[u8]) -> String {
@@ -140,6 +141,59 @@ fn a_hostile_runner_reaches_nothing_of_the_agent_and_the_enclave_still_answers()
     .write()
     .unwrap();
 
+    // A policy inside a measured tree would be in the runner's view: refused before measuring.
+    let in_tree = EnclaveSpec {
+        art: dir.path().join("art-tree"),
+        state: state.clone(),
+        banks: sw_banks(&sw).unwrap(),
+        runner: runner.clone(),
+        runner_command: vec![runner.display().to_string()],
+        runner_port: port,
+        runner_env: vec![],
+        runner_ready_secs: 5,
+        models: vec![art.join("model.gguf")],
+        trees: vec![dir.path().join("art-tree")],
+        policy: policy_for(PROMPT),
+        memory_mib: 4096,
+    }
+    .write()
+    .unwrap();
+    let refused = Command::new(bin("secllama").unwrap())
+        .args(["launch", "--no-bridge", "--tcti", &sw.tcti(), "--config"])
+        .arg(&in_tree)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused.stderr).contains("is inside the measured tree"),
+        "{}",
+        text(&refused.stderr)
+    );
+
+    // A host process already running as the agent's uid could signal it: refused before anything
+    // is measured.
+    let squatter = Reaped(
+        Command::new("sleep")
+            .arg("30")
+            .uid(65532)
+            .gid(65532)
+            .spawn()
+            .unwrap(),
+    );
+    let refused = Command::new(bin("secllama").unwrap())
+        .args(["launch", "--no-bridge", "--tcti", &sw.tcti(), "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let says = text(&refused.stderr);
+    assert!(
+        says.contains(&format!("host process {}", squatter.0.id()))
+            && says.contains("host uid 65532"),
+        "{says}"
+    );
+    drop(squatter);
+
     let (launcher, lines, bridge) = launch(&config, &sw.tcti());
 
     // Every attack from inside the runner's sandbox was refused.
@@ -172,7 +226,7 @@ fn a_hostile_runner_reaches_nothing_of_the_agent_and_the_enclave_still_answers()
     // Two sandboxes as two host users; the agent is not dumpable, runner-init is.
     let kids = children(launcher.0.id());
     assert_eq!(kids.len(), 2, "{kids:?}");
-    let agent = *kids.iter().find(|p| uid_of(**p) == 65534).unwrap();
+    let agent = *kids.iter().find(|p| uid_of(**p) == 65532).unwrap();
     let runner_init = *kids.iter().find(|p| uid_of(**p) == 65533).unwrap();
     let owner = |pid: u32| std::fs::metadata(format!("/proc/{pid}/mem")).unwrap().uid();
     assert_eq!(
@@ -183,13 +237,13 @@ fn a_hostile_runner_reaches_nothing_of_the_agent_and_the_enclave_still_answers()
     assert_eq!(owner(runner_init), 65533, "control: a dumpable process's");
     let peek = Command::new("python3")
         .args(["-c", &format!("open('/proc/{agent}/mem', 'rb')")])
-        .uid(65534)
-        .gid(65534)
+        .uid(65532)
+        .gid(65532)
         .output()
         .unwrap();
     assert!(
         !peek.status.success() && text(&peek.stderr).contains("Permission denied"),
-        "uid 65534 opened the agent's memory: {}",
+        "uid 65532 opened the agent's memory: {}",
         text(&peek.stderr)
     );
 
@@ -258,7 +312,7 @@ fn a_hostile_runner_reaches_nothing_of_the_agent_and_the_enclave_still_answers()
         assert_eq!((m.uid(), m.mode() & 0o777), (0, mode), "{name}");
     }
     let tpm_dir = std::fs::metadata(state.join("tpm")).unwrap();
-    assert_eq!((tpm_dir.uid(), tpm_dir.mode() & 0o777), (0, 0o711));
+    assert_eq!((tpm_dir.uid(), tpm_dir.mode() & 0o777), (0, 0o700));
     let names: Vec<String> = std::fs::read_dir(&state)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().to_string())

@@ -94,7 +94,7 @@ fn launch_attest_generate_refuse_and_stop() {
     uids.sort();
     assert_eq!(
         uids,
-        [vec!["65533".to_string(); 4], vec!["65534".to_string(); 4]],
+        [vec!["65532".to_string(); 4], vec!["65533".to_string(); 4]],
         "the launcher's children (runner sandbox, agent sandbox): {children}"
     );
 

@@ -46,6 +46,7 @@ pub const TPM_DIR: &str = "tpm";
 /// The TPM relay socket's name in [`TPM_DIR`].
 pub const TPM_SOCKET: &str = "tpm.sock";
 
+mod output;
 mod start;
 pub use start::Enclave;
 
@@ -178,7 +179,19 @@ fn plan(config_arg: &Path) -> anyhow::Result<Plan> {
     for m in &l.model {
         read_only.push(canonical(&abs(m), "[launch] model")?);
     }
-    read_only.push(canonical(&abs(&l.policy), "[launch] policy")?);
+    let policy = canonical(&abs(&l.policy), "[launch] policy")?;
+    for t in &l.trees {
+        let tree = canonical(&abs(t), "[launch] trees")?;
+        ensure!(
+            !policy.starts_with(&tree),
+            "[launch] policy: {} is inside the measured tree {}: the runner's sandbox holds every \
+             tree, and the policy's evaluation dataset is the agent's alone (docs/isolation.md); \
+             keep the policy outside the trees",
+            policy.display(),
+            t.display()
+        );
+    }
+    read_only.push(policy);
     for p in &read_only {
         ensure!(
             !p.starts_with(&canon_state),
@@ -374,6 +387,14 @@ pub fn start(
     std::fs::create_dir_all(&p.state)
         .with_context(|| format!("creating the state folder {}", p.state.display()))?;
     for (u, g) in owners {
+        if let Some((pid, name)) = access::host_process_of_uid(u)? {
+            bail!(
+                "[sandbox]: host uid {u} is to be the agent's or the runner's own, found host \
+                 process {pid} ({name}) running as it — it could signal the sandboxed process; \
+                 set host_uid and runner_host_uid to ids no host process uses \
+                 (docs/isolation.md)"
+            );
+        }
         for f in &p.read_only {
             access::reachable_by(f, u, g, 0o4)?;
             if f.is_dir() {

@@ -8,7 +8,8 @@
 //!   host folder writable, and gets open descriptors instead ([`secllama_enclave::handoff`]): the
 //!   listener the launcher bound, the launch log and the receipt log (read and append), a pipe with
 //!   the AK auth value, the runner's `/tmp` (opened through `/proc/PID/root`), and the TPM relay
-//!   folder (a root-owned 0711 folder in the state folder holding only the relay socket).
+//!   socket (an `O_PATH` descriptor: the socket sits in a root-only 0700 folder, so no host user
+//!   reaches it by path).
 //! - **The TPM**: only the command channel is relayed ([`UnixToTcp`]); the swtpm control channel
 //!   is not reachable from either sandbox.
 //!
@@ -23,7 +24,7 @@ use secllama_enclave::handoff;
 use secllama_measurements::launch::Prediction;
 use secllama_tpm::relay::UnixToTcp;
 use std::ffi::OsString;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -79,7 +80,7 @@ impl Enclave {
     }
 }
 
-type Log = Arc<Mutex<dyn Write + Send>>;
+use super::output::Log;
 
 fn mib(v: u64) -> u64 {
     v.saturating_mul(1 << 20)
@@ -143,11 +144,13 @@ pub(super) fn start_measured(
     let runner_dir = open_dir(&format!("/proc/{}/root/tmp", runner.id()))
         .context("opening the runner sandbox's /tmp")?;
 
-    // The TPM relay: a root-owned folder only the agent's descriptor leads into.
+    // The TPM relay: a socket in a root-only folder, so no host user reaches it by path; the agent
+    // connects through an O_PATH descriptor of the socket itself (/proc/self/fd/N), for which only
+    // the socket's own permissions count.
     let tpm_dir = p.state.join(TPM_DIR);
     std::fs::create_dir_all(&tpm_dir).with_context(|| format!("creating {}", tpm_dir.display()))?;
     std::os::unix::fs::chown(&tpm_dir, Some(0), Some(0))
-        .and_then(|()| std::fs::set_permissions(&tpm_dir, std::fs::Permissions::from_mode(0o711)))
+        .and_then(|()| std::fs::set_permissions(&tpm_dir, std::fs::Permissions::from_mode(0o700)))
         .with_context(|| format!("securing {}", tpm_dir.display()))?;
     let tpm_socket = tpm_dir.join(TPM_SOCKET);
     let relay = UnixToTcp::start(&tpm_socket, tpm_addr)?;
@@ -156,7 +159,12 @@ pub(super) fn start_measured(
             std::fs::set_permissions(&tpm_socket, std::fs::Permissions::from_mode(0o600))
         })
         .with_context(|| format!("giving {} to the agent", tpm_socket.display()))?;
-    let tpm_dir_fd = open_dir(&tpm_dir.display().to_string())?;
+    let tpm_socket_fd = rustix::fs::open(
+        &tpm_socket,
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .with_context(|| format!("opening {}", tpm_socket.display()))?;
 
     // What the agent gets instead of a writable folder.
     let listener = std::os::unix::net::UnixListener::bind(&socket)
@@ -193,14 +201,12 @@ pub(super) fn start_measured(
         .collect();
     env.push((
         OsString::from(secllama_tpm::TCTI_ENV),
-        OsString::from(format!(
-            "swtpm-unix:server=/proc/self/fd/{tpm_fd_number}/{TPM_SOCKET}"
-        )),
+        OsString::from(format!("swtpm-unix:server=/proc/self/fd/{tpm_fd_number}")),
     ));
     let pass_fds = fds
         .into_iter()
         .map(|(_, fd)| Arc::new(fd))
-        .chain([Arc::new(tpm_dir_fd)])
+        .chain([Arc::new(tpm_socket_fd)])
         .collect();
     let spec = SandboxSpec {
         program: p.agent.clone(),
@@ -273,8 +279,8 @@ fn open_dir(path: &str) -> anyhow::Result<OwnedFd> {
     .with_context(|| format!("opening {path}"))
 }
 
-/// Copies a sandbox's stdout and stderr to `log`, each line prefixed `NAME: `; `ready` gets `()`
-/// once the program prints a line starting `listening on `.
+/// Copies a sandbox's stdout and stderr to `log` ([`super::output`]: lines prefixed `NAME: `,
+/// bounded); `ready` gets `()` once the program prints a line starting `listening on `.
 fn forward_output(
     child: &mut SandboxChild,
     log: Log,
@@ -285,17 +291,13 @@ fn forward_output(
         let Some(pipe) = pipe else { continue };
         let log = log.clone();
         std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines() {
-                let Ok(line) = line else { break };
-                if let Some(tx) = &ready
-                    && line.starts_with("listening on ")
-                {
-                    let _ = tx.send(());
-                }
-                if let Ok(mut l) = log.lock() {
-                    let _ = writeln!(l, "{name}: {line}");
-                }
-            }
+            super::output::forward(
+                pipe,
+                &log,
+                name,
+                ready.as_ref(),
+                super::output::BYTES_PER_MINUTE,
+            );
         });
     }
 }

@@ -21,7 +21,7 @@
 //!   processes, open files, file size, and no core dumps).
 //! - **syscalls**: a seccomp allow-list (`seccomp.rs`) — no `ptrace`, `mount`,
 //!   `pivot_root`, `bpf`, `keyctl`, module loading, `kexec`, `perf_event_open`, `userfaultfd`,
-//!   `unshare`, `setns`, `process_vm_*`, `io_uring`, `memfd_create`, and `clone` only without
+//!   `unshare`, `setns`, `process_vm_*`, `io_uring`, `memfd_create`, System V IPC, and `clone` only without
 //!   namespace flags.
 //!
 //! In process mode the host kernel is part of the measured, trusted platform (DESIGN "Trust

@@ -240,15 +240,8 @@ const ALLOWED: &[libc::c_long] = &[
     libc::SYS_recvmsg,
     libc::SYS_sendmmsg,
     libc::SYS_recvmmsg,
-    // System V IPC, confined to the sandbox's IPC namespace
-    libc::SYS_shmget,
-    libc::SYS_shmat,
-    libc::SYS_shmdt,
-    libc::SYS_shmctl,
-    libc::SYS_semget,
-    libc::SYS_semop,
-    libc::SYS_semtimedop,
-    libc::SYS_semctl,
+    // No System V IPC: a shared-memory segment outlives the process that made it and is counted
+    // against no rlimit of the sandbox (a runner could hold host memory beyond `memory_mib`).
 ];
 
 /// The x86-64 entry points that newer architectures dropped (libc still uses some of them).

@@ -14,6 +14,7 @@
 //! Then it serves the deterministic Ollama-compatible runner of `secllama_tests::runner`, so the
 //! enclave still answers through it. Every loop is bounded; every network attempt is on loopback.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
+#![allow(unsafe_code)] // shmget(2) has no safe wrapper
 
 use secllama_tests::runner::{Faults, serve};
 use std::io::Write;
@@ -183,6 +184,18 @@ fn disk(state: &Path, limit: u64) -> Result<String, String> {
     }
 }
 
+/// A System V shared-memory segment would outlive this process and count against no rlimit.
+fn sysv_shm() -> Result<String, String> {
+    // SAFETY: shmget only asks the kernel for a segment id; no memory is touched.
+    let id = unsafe { libc::shmget(libc::IPC_PRIVATE, 64 << 20, libc::IPC_CREAT | 0o600) };
+    if id >= 0 {
+        // SAFETY: removing the segment just created, by its id.
+        unsafe { libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()) };
+        return Err(format!("created System V segment {id}"));
+    }
+    Ok(format!("shmget: {}", std::io::Error::last_os_error()))
+}
+
 fn own_dir() -> PathBuf {
     std::env::current_exe()
         .ok()
@@ -225,6 +238,7 @@ fn main() -> std::process::ExitCode {
     report("host-files", state_files(&state));
     report("policy-dataset", hidden(&deny));
     report("disk-bound", disk(&state, tmp_limit));
+    report("sysv-shm", sysv_shm());
     println!("ATTACKS DONE");
     let _ = std::io::stdout().flush();
     let rt = match tokio::runtime::Builder::new_multi_thread()

@@ -1,0 +1,181 @@
+//! The sandboxes' stdout and stderr on the launcher's output, with bounds: a hostile runner must
+//! not grow the launcher's memory (one endless line), the host's disk (the launcher's output
+//! redirected to a file) or write terminal escape sequences into the operator's terminal.
+//!
+//! Each line is cut at [`MAX_LINE`] bytes (the cut is marked with the number of bytes left out),
+//! control characters other than tab are shown escaped (`\u{1b}`), and each of a sandbox's stdout
+//! and stderr may put at most [`BYTES_PER_MINUTE`] on the output per minute; lines beyond that are
+//! dropped and counted, and the count is reported once output is allowed again.
+
+use std::io::{BufRead, Write};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+/// Longest line forwarded, in bytes.
+pub const MAX_LINE: usize = 4096;
+/// Bytes one sandbox may put on the launcher's output per minute.
+pub const BYTES_PER_MINUTE: usize = 1 << 20;
+
+/// Where the lines go.
+pub type Log = Arc<Mutex<dyn Write + Send>>;
+
+/// Reads one line of at most `max` bytes (the rest of a longer line is read and counted, not
+/// kept); `None` at end of input.
+pub fn read_line_bounded(
+    r: &mut impl BufRead,
+    max: usize,
+) -> std::io::Result<Option<(Vec<u8>, usize)>> {
+    let mut line = Vec::new();
+    let mut cut = 0usize;
+    loop {
+        let buf = r.fill_buf()?;
+        if buf.is_empty() {
+            return Ok((!line.is_empty() || cut > 0).then_some((line, cut)));
+        }
+        let newline = buf.iter().position(|b| *b == b'\n');
+        let chunk = &buf[..newline.unwrap_or(buf.len())];
+        let take = chunk.len().min(max.saturating_sub(line.len()));
+        line.extend_from_slice(&chunk[..take]);
+        cut += chunk.len() - take;
+        let consumed = newline.map_or(buf.len(), |i| i + 1);
+        r.consume(consumed);
+        if newline.is_some() {
+            return Ok(Some((line, cut)));
+        }
+    }
+}
+
+/// The line as text: invalid UTF-8 replaced, control characters (but tab) escaped.
+pub fn shown(line: &[u8]) -> String {
+    let mut out = String::with_capacity(line.len());
+    for c in String::from_utf8_lossy(line).chars() {
+        if c.is_control() && c != '\t' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Bytes per window.
+#[derive(Debug)]
+struct Budget {
+    window: Duration,
+    limit: usize,
+    start: Instant,
+    used: usize,
+    dropped: u64,
+}
+
+impl Budget {
+    fn take(&mut self, n: usize) -> bool {
+        if self.start.elapsed() >= self.window {
+            self.start = Instant::now();
+            self.used = 0;
+        }
+        if self.used.saturating_add(n) > self.limit {
+            self.dropped += 1;
+            false
+        } else {
+            self.used += n;
+            true
+        }
+    }
+}
+
+/// Copies `pipe` to `log` line by line, each prefixed `NAME: `, within the bounds above; `ready`
+/// gets `()` once a line starts with `listening on `. Returns when the pipe ends.
+pub fn forward(
+    pipe: impl std::io::Read,
+    log: &Log,
+    name: &str,
+    ready: Option<&mpsc::Sender<()>>,
+    per_minute: usize,
+) {
+    let mut r = std::io::BufReader::new(pipe);
+    let mut budget = Budget {
+        window: Duration::from_secs(60),
+        limit: per_minute,
+        start: Instant::now(),
+        used: 0,
+        dropped: 0,
+    };
+    while let Ok(Some((line, cut))) = read_line_bounded(&mut r, MAX_LINE) {
+        if let Some(tx) = ready
+            && line.starts_with(b"listening on ")
+        {
+            let _ = tx.send(());
+        }
+        let mut text = shown(&line);
+        if cut > 0 {
+            text.push_str(&format!(" [… {cut} more bytes of this line left out]"));
+        }
+        let dropped = budget.dropped;
+        if !budget.take(text.len()) {
+            continue;
+        }
+        if let Ok(mut l) = log.lock() {
+            if dropped > 0 {
+                let _ = writeln!(
+                    l,
+                    "{name}: [{dropped} line(s) left out: more than {per_minute} bytes of output \
+                     in a minute]"
+                );
+                budget.dropped = 0;
+            }
+            let _ = writeln!(l, "{name}: {text}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use std::io::Read;
+
+    fn run(input: &[u8], per_minute: usize) -> String {
+        let out: Arc<Mutex<Vec<u8>>> = Arc::new(Mutex::new(Vec::new()));
+        let log: Log = out.clone();
+        forward(input, &log, "runner", None, per_minute);
+        String::from_utf8(out.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn long_lines_are_cut_and_escapes_shown() {
+        let mut input = vec![b'a'; MAX_LINE + 10];
+        input.extend_from_slice(b"\nred \x1b[31m bell \x07\tok\n\xff\nlast");
+        let out = run(&input, BYTES_PER_MINUTE);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 4, "{out}");
+        assert_eq!(
+            lines[0],
+            format!(
+                "runner: {} [… 10 more bytes of this line left out]",
+                "a".repeat(MAX_LINE)
+            )
+        );
+        assert_eq!(lines[1], "runner: red \\u{1b}[31m bell \\u{7}\tok");
+        assert_eq!(lines[2], "runner: \u{fffd}");
+        assert_eq!(lines[3], "runner: last");
+    }
+
+    #[test]
+    fn output_beyond_the_budget_is_dropped_and_counted() {
+        let input = "0123456789\n".repeat(10);
+        let out = run(input.as_bytes(), 35);
+        // Three lines of 10 bytes fit in 35; the other seven are left out (no later line to
+        // report them on within the same minute).
+        assert_eq!(out.lines().count(), 3, "{out}");
+    }
+
+    #[test]
+    fn an_endless_line_is_read_in_bounded_memory() {
+        let endless = std::io::repeat(b'x').take(64 << 20);
+        let mut r = std::io::BufReader::new(endless);
+        let (line, cut) = read_line_bounded(&mut r, MAX_LINE).unwrap().unwrap();
+        assert_eq!((line.len(), cut), (MAX_LINE, (64 << 20) - MAX_LINE));
+        assert!(read_line_bounded(&mut r, MAX_LINE).unwrap().is_none());
+    }
+}
