@@ -126,35 +126,6 @@ pub fn tree_readable_by(root: &Path, uid: u32, gid: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-    use super::*;
-
-    #[test]
-    fn tree_links_into_the_state_folder_are_refused() {
-        let d = tempfile::tempdir().unwrap();
-        let (tree, state) = (d.path().join("tree"), d.path().join("run"));
-        std::fs::create_dir_all(tree.join("sub")).unwrap();
-        std::fs::create_dir_all(&state).unwrap();
-        std::os::unix::fs::symlink("/usr/lib/os-release", tree.join("ok")).unwrap();
-        no_link_into(&tree, &[&state]).unwrap();
-        for (name, target) in [
-            ("abs", state.join("x.py")),
-            ("rel", PathBuf::from("../../run/x.py")),
-        ] {
-            let link = tree.join("sub").join(name);
-            std::os::unix::fs::symlink(&target, &link).unwrap();
-            let e = no_link_into(&tree, &[&state]).unwrap_err().to_string();
-            assert!(
-                e.contains("inside the writable state folder"),
-                "{name}: {e}"
-            );
-            std::fs::remove_file(&link).unwrap();
-        }
-    }
-}
-
 /// A process in the launcher's own pid namespace running as host `uid` (real, effective, saved
 /// or filesystem id), as `(pid, command name)`: such a process could signal a sandboxed process
 /// of that uid, so the sandboxes' host users must be dedicated to them (docs/isolation.md).
@@ -198,4 +169,41 @@ pub fn host_process_of_uid(uid: u32) -> anyhow::Result<Option<(u32, String)>> {
         }
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    #[test]
+    fn tree_links_into_the_state_folder_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let (tree, state) = (d.path().join("tree"), d.path().join("run"));
+        std::fs::create_dir_all(tree.join("sub")).unwrap();
+        std::fs::create_dir_all(&state).unwrap();
+        std::os::unix::fs::symlink("/usr/lib/os-release", tree.join("ok")).unwrap();
+        no_link_into(&tree, &[&state]).unwrap();
+        for (name, target) in [
+            ("abs", state.join("x.py")),
+            ("rel", PathBuf::from("../../run/x.py")),
+        ] {
+            let link = tree.join("sub").join(name);
+            std::os::unix::fs::symlink(&target, &link).unwrap();
+            let e = no_link_into(&tree, &[&state]).unwrap_err().to_string();
+            assert!(
+                e.contains("inside the writable state folder"),
+                "{name}: {e}"
+            );
+            std::fs::remove_file(&link).unwrap();
+        }
+    }
+
+    #[test]
+    fn finds_host_processes_by_uid_in_this_pid_namespace() {
+        let me = rustix::process::geteuid().as_raw();
+        let (pid, _) = host_process_of_uid(me).unwrap().expect("this test process itself");
+        assert!(pid > 0);
+        assert_eq!(host_process_of_uid(4_000_000_123).unwrap(), None);
+    }
 }

@@ -75,6 +75,7 @@ fn spec(args: &[&str], socket_dir: Option<&Path>) -> SandboxSpec {
         tmpfs_size: TMPFS,
         tmpfs_mode: 0o700,
         pass_fds: vec![],
+        no_truncate: false,
         uid: UID,
         gid: GID,
         outside_ids: None,
@@ -402,6 +403,34 @@ fn passed_descriptors_arrive_as_3_4_5_and_nothing_else() {
     let line = first_line(&mut child, Duration::from_secs(20));
     assert_eq!(line.trim(), "3=dir 4=fifo:handed 5=file 6=closed");
     child.wait().unwrap();
+}
+
+/// `no_truncate`: a file handed over for appending cannot be shortened (seccomp refuses
+/// `ftruncate`), and appending still works; without it, `ftruncate` works (the control).
+#[test]
+fn no_truncate_keeps_a_handed_file_append_only() {
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    std::fs::write(&path, b"kept|").unwrap();
+    for (no_truncate, says, left) in [
+        (true, "ftruncate=errno 1 write=8", "kept|appended"),
+        (false, "ftruncate=ok write=8", "appended"),
+    ] {
+        std::fs::write(&path, b"kept|").unwrap();
+        let f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        let mut s = spec(&["truncate"], None);
+        s.pass_fds = vec![Arc::new(std::os::fd::OwnedFd::from(f))];
+        s.no_truncate = no_truncate;
+        let mut child = sandbox::spawn(&s).unwrap();
+        let line = first_line(&mut child, Duration::from_secs(20));
+        child.wait().unwrap();
+        assert!(line.starts_with(says), "no_truncate={no_truncate}: {line}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), left);
+    }
 }
 
 #[test]

@@ -134,6 +134,7 @@ pub(super) fn start_measured(
         tmpfs_size: mib(s.tmpfs_mib),
         tmpfs_mode: 0o711,
         pass_fds: Vec::new(),
+        no_truncate: false,
         uid: s.uid,
         gid: s.gid,
         outside_ids: Some((s.runner_host_uid, s.runner_host_gid)),
@@ -217,6 +218,8 @@ pub(super) fn start_measured(
         tmpfs_size: mib(s.tmpfs_mib),
         tmpfs_mode: 0o700,
         pass_fds,
+        // The receipt log is handed over for appending.
+        no_truncate: true,
         uid: s.uid,
         gid: s.gid,
         outside_ids: Some((s.host_uid, s.host_gid)),

@@ -145,6 +145,11 @@ pub struct SandboxSpec {
     /// inherited descriptor is closed at `execve`). This is how a sandbox gets access to one
     /// host file, socket or directory without any host folder mounted writable.
     pub pass_fds: Vec<std::sync::Arc<std::os::fd::OwnedFd>>,
+    /// Refuse `truncate`, `ftruncate` and `fallocate` (seccomp): a file handed over for appending
+    /// (the agent's receipt log) cannot be shortened or have holes punched in it. (A program can
+    /// still clear `O_APPEND` with `fcntl` and write in place: seccomp cannot tell which
+    /// descriptor `F_SETFL` is for.)
+    pub no_truncate: bool,
     /// The uid inside (non-zero); mapped to the launcher's effective uid.
     pub uid: u32,
     /// The gid inside (non-zero); mapped to the launcher's effective gid.
@@ -174,7 +179,7 @@ pub fn spawn(spec: &SandboxSpec) -> Result<SandboxChild, SandboxError> {
     let rlimits = rlimits::plan(&spec.limits)?;
     let (mounts, exposed) = mounts::MountPlan::build(spec)?;
     let ruleset = landlock::host_ruleset(&exposed)?;
-    let filters = seccomp::build()?;
+    let filters = seccomp::build(spec.no_truncate)?;
     let exec = child::Exec::new(spec)?;
     let privileged = namespaces::may_map_any_id();
     if let Some((u, g)) = spec.outside_ids {

@@ -312,11 +312,17 @@ fn target_arch() -> Result<TargetArch, SandboxError> {
 }
 
 /// The allow-list (installed last).
-fn allow_list() -> Result<SeccompFilter, SandboxError> {
+/// Left out with [`super::SandboxSpec::no_truncate`]: what shortens or punches holes in a file.
+const TRUNCATING: [libc::c_long; 3] =
+    [libc::SYS_truncate, libc::SYS_ftruncate, libc::SYS_fallocate];
+
+fn allow_list(no_truncate: bool) -> Result<SeccompFilter, SandboxError> {
     use SeccompCmpArgLen::{Dword, Qword};
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
     for nr in ALLOWED.iter().chain(ALLOWED_LEGACY) {
-        rules.insert(*nr, Vec::new());
+        if !(no_truncate && TRUNCATING.contains(nr)) {
+            rules.insert(*nr, Vec::new());
+        }
     }
     let families = [libc::AF_UNIX, libc::AF_INET, libc::AF_INET6];
     let mut socket_rules = Vec::new();
@@ -384,9 +390,9 @@ fn clone3_enosys() -> Result<SeccompFilter, SandboxError> {
 
 /// Parent side: both filters as BPF, in installation order (the allow-list last: it refuses
 /// `seccomp()`).
-pub(super) fn build() -> Result<Vec<BpfProgram>, SandboxError> {
+pub(super) fn build(no_truncate: bool) -> Result<Vec<BpfProgram>, SandboxError> {
     let mut programs = Vec::new();
-    for filter in [clone3_enosys()?, allow_list()?] {
+    for filter in [clone3_enosys()?, allow_list(no_truncate)?] {
         programs.push(BpfProgram::try_from(filter).map_err(compile_error)?);
     }
     Ok(programs)
@@ -425,9 +431,11 @@ mod tests {
 
     #[test]
     fn filters_compile_for_this_architecture() {
-        let programs = build().unwrap();
-        assert_eq!(programs.len(), 2);
-        assert!(programs.iter().all(|p| !p.is_empty() && p.len() < 4096));
+        for no_truncate in [false, true] {
+            let programs = build(no_truncate).unwrap();
+            assert_eq!(programs.len(), 2);
+            assert!(programs.iter().all(|p| !p.is_empty() && p.len() < 4096));
+        }
     }
 
     #[test]
@@ -458,6 +466,10 @@ mod tests {
             libc::SYS_clone3,
             libc::SYS_socket,
             libc::SYS_clone,
+            libc::SYS_shmget,
+            libc::SYS_shmat,
+            libc::SYS_msgget,
+            libc::SYS_semget,
         ];
         for nr in forbidden {
             assert!(

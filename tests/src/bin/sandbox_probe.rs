@@ -14,6 +14,7 @@
 //! - `sleep`: start one child (`sleep-child`), print `ready`, sleep at most 60 s.
 //! - `sleep-child`: sleep at most 60 s.
 //! - `echo`: print `echo-ok`.
+//! - `truncate`: try `ftruncate(3, 0)` and a write to descriptor 3; print both results.
 //! - `fds`: print, on one line, what descriptors 3 to 6 are: `fifo:<what it read>`, `file`, `dir`,
 //!   `socket`, `other` or `closed`.
 //!
@@ -55,6 +56,16 @@ fn main() -> Result<()> {
         }
         Some("fds") => {
             fds();
+            Ok(())
+        }
+        Some("truncate") => {
+            // SAFETY: descriptor 3 was handed over by the test for this.
+            let b = unsafe { std::os::fd::BorrowedFd::borrow_raw(3) };
+            let t = rustix::fs::ftruncate(b, 0)
+                .map_or_else(|e| format!("errno {}", e.raw_os_error()), |()| "ok".into());
+            let w = rustix::io::write(b, b"appended")
+                .map_or_else(|e| format!("errno {}", e.raw_os_error()), |n| n.to_string());
+            println!("ftruncate={t} write={w}");
             Ok(())
         }
         other => {
