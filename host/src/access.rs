@@ -202,7 +202,9 @@ mod tests {
     #[test]
     fn finds_host_processes_by_uid_in_this_pid_namespace() {
         let me = rustix::process::geteuid().as_raw();
-        let (pid, _) = host_process_of_uid(me).unwrap().expect("this test process itself");
+        let (pid, _) = host_process_of_uid(me)
+            .unwrap()
+            .expect("this test process itself");
         assert!(pid > 0);
         assert_eq!(host_process_of_uid(4_000_000_123).unwrap(), None);
     }
