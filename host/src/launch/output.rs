@@ -58,48 +58,79 @@ pub fn shown(line: &[u8]) -> String {
     out
 }
 
-/// Bytes per window.
+/// How much one stream may write: `bytes` per `window`, counted as written (prefix and newline
+/// included, so empty lines cost too).
+#[derive(Debug, Clone, Copy)]
+pub struct Rate {
+    /// Bytes per window.
+    pub bytes: usize,
+    /// The window.
+    pub window: Duration,
+}
+
+/// [`BYTES_PER_MINUTE`] per minute.
+pub const DEFAULT_RATE: Rate = Rate {
+    bytes: BYTES_PER_MINUTE,
+    window: Duration::from_secs(60),
+};
+
+/// What a stream used in the current window.
 #[derive(Debug)]
 struct Budget {
-    window: Duration,
-    limit: usize,
+    rate: Rate,
     start: Instant,
     used: usize,
-    dropped: u64,
+    dropped_lines: u64,
+    dropped_bytes: usize,
 }
 
 impl Budget {
-    fn take(&mut self, n: usize) -> bool {
-        if self.start.elapsed() >= self.window {
+    fn roll(&mut self) {
+        if self.start.elapsed() >= self.rate.window {
             self.start = Instant::now();
             self.used = 0;
+            self.dropped_bytes = 0;
         }
-        if self.used.saturating_add(n) > self.limit {
-            self.dropped += 1;
+    }
+
+    fn take(&mut self, n: usize) -> bool {
+        self.roll();
+        if self.used.saturating_add(n) > self.rate.bytes {
+            self.dropped_lines += 1;
+            self.dropped_bytes = self.dropped_bytes.saturating_add(n);
             false
         } else {
             self.used += n;
             true
         }
     }
+
+    /// A stream that keeps writing far past its budget is no longer read until the window ends:
+    /// its writer blocks on the full pipe instead of keeping the launcher busy dropping lines.
+    fn throttle(&mut self) {
+        if self.dropped_bytes > self.rate.bytes.saturating_mul(8) {
+            std::thread::sleep(self.rate.window.saturating_sub(self.start.elapsed()));
+            self.roll();
+        }
+    }
 }
 
-/// Copies `pipe` to `log` line by line, each prefixed `NAME: `, within the bounds above; `ready`
-/// gets `()` once a line starts with `listening on `. Returns when the pipe ends.
+/// Copies `pipe` to `log` line by line, each prefixed `NAME: `, within the bounds above and
+/// `rate`; `ready` gets `()` once a line starts with `listening on `. Returns when the pipe ends.
 pub fn forward(
     pipe: impl std::io::Read,
     log: &Log,
     name: &str,
     ready: Option<&mpsc::Sender<()>>,
-    per_minute: usize,
+    rate: Rate,
 ) {
     let mut r = std::io::BufReader::new(pipe);
     let mut budget = Budget {
-        window: Duration::from_secs(60),
-        limit: per_minute,
+        rate,
         start: Instant::now(),
         used: 0,
-        dropped: 0,
+        dropped_lines: 0,
+        dropped_bytes: 0,
     };
     while let Ok(Some((line, cut))) = read_line_bounded(&mut r, MAX_LINE) {
         if let Some(tx) = ready
@@ -107,24 +138,26 @@ pub fn forward(
         {
             let _ = tx.send(());
         }
-        let mut text = shown(&line);
+        let mut text = format!("{name}: {}", shown(&line));
         if cut > 0 {
             text.push_str(&format!(" [… {cut} more bytes of this line left out]"));
         }
-        let dropped = budget.dropped;
+        text.push('\n');
+        let dropped = budget.dropped_lines;
         if !budget.take(text.len()) {
+            budget.throttle();
             continue;
         }
         if let Ok(mut l) = log.lock() {
             if dropped > 0 {
                 let _ = writeln!(
                     l,
-                    "{name}: [{dropped} line(s) left out: more than {per_minute} bytes of output \
-                     in a minute]"
+                    "{name}: [{dropped} line(s) left out: more than {} bytes of output in {:?}]",
+                    rate.bytes, rate.window
                 );
-                budget.dropped = 0;
+                budget.dropped_lines = 0;
             }
-            let _ = writeln!(l, "{name}: {text}");
+            let _ = l.write_all(text.as_bytes());
         }
     }
 }
@@ -135,10 +168,14 @@ mod tests {
     use super::*;
     use std::io::Read;
 
-    fn run(input: &[u8], per_minute: usize) -> String {
+    fn run(input: &[u8], bytes: usize) -> String {
         let out: Arc<Mutex<Vec<u8>>> = Arc::new(Mutex::new(Vec::new()));
         let log: Log = out.clone();
-        forward(input, &log, "runner", None, per_minute);
+        let rate = Rate {
+            bytes,
+            window: Duration::from_secs(60),
+        };
+        forward(input, &log, "runner", None, rate);
         String::from_utf8(out.lock().unwrap().clone()).unwrap()
     }
 
@@ -163,11 +200,41 @@ mod tests {
 
     #[test]
     fn output_beyond_the_budget_is_dropped_and_counted() {
+        // Each line costs what is written: "runner: 0123456789\n" is 19 bytes; three fit in 60.
         let input = "0123456789\n".repeat(10);
-        let out = run(input.as_bytes(), 35);
-        // Three lines of 10 bytes fit in 35; the other seven are left out (no later line to
-        // report them on within the same minute).
+        let out = run(input.as_bytes(), 60);
         assert_eq!(out.lines().count(), 3, "{out}");
+        // Empty lines cost their prefix and newline too (a flood of them once bypassed the bound).
+        let out = run("\n".repeat(500).as_bytes(), 1000);
+        assert_eq!(
+            out.len(),
+            111 * "runner: \n".len(),
+            "{} bytes written",
+            out.len()
+        );
+    }
+
+    #[test]
+    fn a_stream_far_over_its_budget_is_throttled_then_reported() {
+        // Window 300 ms, 100 bytes; each "runner: x\n" costs 10. Per window 10 lines are written,
+        // then 81 dropped (810 > 8 × 100 bytes) and the stream is not read until the window ends:
+        // 182 lines take two windows, and the line after them opens the third, reported with the
+        // count of what was left out.
+        let out: Arc<Mutex<Vec<u8>>> = Arc::new(Mutex::new(Vec::new()));
+        let log: Log = out.clone();
+        let rate = Rate {
+            bytes: 100,
+            window: Duration::from_millis(300),
+        };
+        let mut input = "x\n".repeat(182).into_bytes();
+        input.extend_from_slice(b"after\n");
+        let started = Instant::now();
+        forward(&input[..], &log, "runner", None, rate);
+        assert!(started.elapsed() >= Duration::from_millis(550));
+        let text = String::from_utf8(out.lock().unwrap().clone()).unwrap();
+        assert!(text.contains("[81 line(s) left out"), "{text}");
+        assert_eq!(text.lines().count(), 10 + 1 + 10 + 1 + 1, "{text}");
+        assert!(text.ends_with("runner: after\n"), "{text}");
     }
 
     #[test]

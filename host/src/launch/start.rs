@@ -299,7 +299,7 @@ fn forward_output(
                 &log,
                 name,
                 ready.as_ref(),
-                super::output::BYTES_PER_MINUTE,
+                super::output::DEFAULT_RATE,
             );
         });
     }
