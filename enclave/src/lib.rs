@@ -9,6 +9,7 @@
 //!
 //! | module | what |
 //! |---|---|
+//! | [`ijson`] | RFC 7493 §2.3: request bodies with a member name given twice (at any depth) are refused, so the policy and the runner read the same request |
 //! | [`policy`] | the measured evaluation policy: dataset, models, limits; exact-match decisions with the refusing rule named |
 //! | [`replay`] | request-id replay window and the bounded, expiring session cache of content keys |
 //! | [`receipts`] | the append-only, hash-chained receipt log file |
@@ -27,6 +28,7 @@ pub mod agent;
 pub mod config;
 pub mod endpoint;
 pub mod handoff;
+pub mod ijson;
 pub mod integrity;
 pub mod policy;
 pub mod receipts;

@@ -140,6 +140,16 @@ impl Policy {
                 Err(refuse("body", "an empty body for /api/tags"))
             };
         }
+        // The runner reads these same bytes: a name given twice would be read differently by
+        // its parser than by ours (crate::ijson).
+        crate::ijson::check_unique_names(body).map_err(|e| {
+            refuse(
+                "body",
+                format!(
+                    "JSON whose member names are unique at every depth (RFC 7493 §2.3), found {e}"
+                ),
+            )
+        })?;
         let v: Value = serde_json::from_slice(body)
             .map_err(|e| refuse("body", format!("a JSON object, found {e}")))?;
         let Value::Object(obj) = &v else {
@@ -286,6 +296,34 @@ mod tests {
         assert_eq!(c.dataset_id.as_deref(), Some("c1"));
         assert!(!c.stream);
         assert!(policy().check(Endpoint::Tags, b"").is_ok());
+    }
+
+    /// Issue 12's example: the duplicate `options` would reach Go's decoder merged
+    /// (`num_ctx:1`, `stop`, `temperature:2`) while last-key-wins saw only `num_predict`.
+    #[test]
+    fn a_member_given_twice_is_refused_at_any_depth() {
+        let merged = r#"{"model":"tiny:latest","prompt":"What is 2+2?","options":{"num_predict":8,"temperature":2,"num_ctx":1,"stop":["the"]}}"#;
+        assert!(
+            generate(merged).is_err(),
+            "the merged options alone are refused"
+        );
+        for body in [
+            r#"{"model":"tiny:latest","prompt":"What is 2+2?","options":{"num_predict":8,"temperature":2,"num_ctx":1,"stop":["the"]},"options":{"num_predict":8}}"#,
+            r#"{"model":"tiny:latest","prompt":"What is 2+2?","options":{"num_predict":8,"num_predict":4}}"#,
+            r#"{"model":"big","model":"tiny:latest","prompt":"What is 2+2?","options":{"num_predict":8}}"#,
+        ] {
+            let r = generate(body).unwrap_err();
+            assert_eq!(r.rule, "body", "{body}: {r}");
+            assert!(r.reason.contains("duplicate member"), "{r}");
+        }
+        let r = policy()
+            .check(Endpoint::Chat, br#"{"model":"tiny:latest","messages":[{"role":"user","content":"Hello","content":"Hi"}],"options":{"num_predict":1}}"#)
+            .unwrap_err();
+        assert!(
+            r.reason
+                .contains(r#"duplicate member "content" in $.messages[0]"#),
+            "{r}"
+        );
     }
 
     #[test]

@@ -198,6 +198,21 @@ fn ollama_clients_get_attested_sealed_answers_through_the_proxy() {
     assert_eq!(code, 403);
     let e: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert!(e["error"].as_str().unwrap().contains("dataset"), "{e}");
+    // A member given twice (issue 12): the runner's decoder would merge what the policy's saw
+    // once; refused at the enclave, naming the duplicate.
+    let twice = format!(
+        r#"{{"model":"tiny:latest","prompt":"{PROMPT}","stream":false,"options":{{"num_predict":8,"temperature":2,"num_ctx":1,"stop":["the"]}},"options":{{"num_predict":8}}}}"#
+    );
+    let (code, body) = curl(&addr, "/api/generate", Some(&twice));
+    assert_eq!(code, 403, "{}", String::from_utf8_lossy(&body));
+    let e: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(
+        e["error"]
+            .as_str()
+            .unwrap()
+            .contains(r#"duplicate member "options" in $"#),
+        "{e}"
+    );
     // Unknown paths: Ollama's 404 shape.
     let (code, body) = curl(&addr, "/api/nothing", None);
     assert_eq!(code, 404);
