@@ -213,6 +213,26 @@ fn ollama_clients_get_attested_sealed_answers_through_the_proxy() {
             .contains(r#"duplicate member "options" in $"#),
         "{e}"
     );
+    // Ollama's heartbeats (issue 12 item 7) and an Ollama version clients can gate on (item 8).
+    let (code, body) = curl(&addr, "/", None);
+    assert_eq!((code, body.as_slice()), (200, &b"Ollama is running"[..]));
+    for path in ["/", "/api/version", "/api/tags"] {
+        let out = Command::new("curl")
+            .args(["-sS", "-I", "-o", "/dev/null", "-w", "%{http_code}"])
+            .arg(format!("http://{addr}{path}"))
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "200", "HEAD {path}");
+    }
+    let (code, body) = curl(&addr, "/api/version", None);
+    assert_eq!(code, 200);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let version = v["version"].as_str().unwrap();
+    let parts: Vec<u32> = version.split('.').map(|p| p.parse().unwrap()).collect();
+    assert!(
+        parts >= vec![0, 6, 4],
+        "an Ollama version clients accept: {version}"
+    );
     // Unknown paths: Ollama's 404 shape.
     let (code, body) = curl(&addr, "/api/nothing", None);
     assert_eq!(code, 404);

@@ -69,6 +69,24 @@ fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// The Ollama release whose API the proxy serves (`GET /api/version`): the same as the bundled
+/// `secllama-runner`'s (`runner/src/api.rs`); clients gate features on it.
+pub const OLLAMA_API_VERSION: &str = "0.12.0";
+
+/// `GET /`: Ollama's heartbeat answer.
+fn running() -> Response<Body> {
+    let mut r = Response::new(
+        Full::new(Bytes::from_static(b"Ollama is running"))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
 fn json_response(status: StatusCode, value: serde_json::Value) -> Response<Body> {
     let mut r = Response::new(
         Full::new(Bytes::from(value.to_string()))
@@ -169,10 +187,30 @@ impl Proxy {
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
         let path = req.uri().path().to_string();
         match (req.method(), path.as_str()) {
-            (&Method::GET, "/api/version") => json_response(
-                StatusCode::OK,
-                json!({ "version": env!("CARGO_PKG_VERSION") }),
-            ),
+            // Ollama's heartbeat (the ollama CLI and several UIs call it before anything else).
+            (&Method::GET | &Method::HEAD, "/") => running(),
+            // Clients gate on Ollama's version, not on ours.
+            (&Method::GET | &Method::HEAD, "/api/version") => {
+                json_response(StatusCode::OK, json!({ "version": OLLAMA_API_VERSION }))
+            }
+            // A heartbeat on the model list: answered from the current attestation, without a
+            // sealed round trip (a HEAD carries no body to verify).
+            (&Method::HEAD, "/api/tags") => {
+                let affirming = self
+                    .last
+                    .read()
+                    .await
+                    .as_ref()
+                    .is_some_and(|a| a.result.affirming());
+                if affirming {
+                    json_response(StatusCode::OK, json!({ "models": [] }))
+                } else {
+                    error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "the enclave is not attested",
+                    )
+                }
+            }
             (&Method::GET, "/secllama/attestation") => match &*self.last.read().await {
                 Some(a) => {
                     let status = if a.result.affirming() {
