@@ -82,6 +82,44 @@ pub struct Allowed {
     pub stream: bool,
 }
 
+/// Whether `v` is the empty value of its kind: `null`, `""`, `[]` or `false`.
+fn is_empty_value(v: &Value) -> bool {
+    v.is_null()
+        || v.as_str() == Some("")
+        || v.as_array().is_some_and(Vec::is_empty)
+        || *v == Value::Bool(false)
+}
+
+/// Fields outside the policy's that do not change the answer (docs/policy.md "Neutral fields"),
+/// so clients that always send them are served: `keep_alive` (scheduling only) with any value,
+/// and, only with their empty value, what Ollama reads as "none" — `format`, `images`, `raw`,
+/// `context`, `suffix` for generate; `format`, `tools` for chat. The runner reads the same bytes,
+/// and an empty value means to it what the field's absence means.
+fn neutral(endpoint: Endpoint, key: &str, v: &Value) -> bool {
+    match (endpoint, key) {
+        (_, "keep_alive") => true,
+        (Endpoint::Generate, "format" | "images" | "raw" | "context" | "suffix")
+        | (Endpoint::Chat, "format" | "tools") => is_empty_value(v),
+        _ => false,
+    }
+}
+
+/// Chat messages as the dataset is matched against them: an empty `images` in a message (LiteLLM
+/// sends `"images": []` in every one) is the same message without it.
+fn without_neutral_message_fields(content: &Value) -> Value {
+    let mut c = content.clone();
+    if let Value::Array(messages) = &mut c {
+        for m in messages {
+            if let Value::Object(o) = m
+                && o.get("images").is_some_and(is_empty_value)
+            {
+                o.remove("images");
+            }
+        }
+    }
+    c
+}
+
 fn refuse(rule: &'static str, reason: impl Into<String>) -> Refusal {
     Refusal {
         rule,
@@ -159,20 +197,15 @@ impl Policy {
             Endpoint::Generate => ("prompt", &["model", "prompt", "stream", "options"]),
             _ => ("messages", &["model", "messages", "stream", "options"]),
         };
-        // Fields clients send empty by default (the official Python client always sends
-        // `"tools": []`): accepted only empty, since tools would change what the model does.
-        let empty_ok = |k: &str, v: &Value| {
-            matches!((endpoint, k), (Endpoint::Chat, "tools"))
-                && (v.is_null() || v.as_array().is_some_and(Vec::is_empty))
-        };
         if let Some((k, _)) = obj
             .iter()
-            .find(|(k, v)| !allowed_fields.contains(&k.as_str()) && !empty_ok(k, v))
+            .find(|(k, v)| !allowed_fields.contains(&k.as_str()) && !neutral(endpoint, k, v))
         {
             return Err(refuse(
                 "fields",
                 format!(
-                    "only {allowed_fields:?} (and an empty \"tools\" for chat), found field {k:?}"
+                    "only {allowed_fields:?} and the neutral fields of docs/policy.md, found field \
+                     {k:?}"
                 ),
             ));
         }
@@ -246,12 +279,13 @@ impl Policy {
                 format!("at most {} bytes, found {size}", self.max_prompt_bytes),
             ));
         }
+        let content = without_neutral_message_fields(content);
         let entry = self.dataset.iter().find(|e| match endpoint {
             Endpoint::Generate => e
                 .prompt
                 .as_deref()
                 .is_some_and(|p| Some(p) == content.as_str()),
-            _ => e.messages.as_ref() == Some(content),
+            _ => e.messages.as_ref() == Some(&content),
         });
         match entry {
             Some(e) => Ok(Allowed {
@@ -323,6 +357,65 @@ mod tests {
             r.reason
                 .contains(r#"duplicate member "content" in $.messages[0]"#),
             "{r}"
+        );
+    }
+
+    /// Issue 12 item 11: what LangChain (`"format":""`), LiteLLM (`"images":[]` in every message)
+    /// and others send by default is served; the same fields with a value that changes the answer,
+    /// and fields whose empty value is not their absence, are refused.
+    #[test]
+    fn neutral_fields_pass_only_with_values_that_change_nothing() {
+        let g = |extra: &str| {
+            generate(&format!(
+                r#"{{"model":"tiny:latest","prompt":"What is 2+2?","options":{{"num_predict":8}}{extra}}}"#
+            ))
+        };
+        for extra in [
+            r#","format":"""#,
+            r#","format":null,"images":[],"raw":false,"context":[],"suffix":"""#,
+            r#","keep_alive":"5m""#,
+            r#","keep_alive":0"#,
+        ] {
+            assert!(g(extra).is_ok(), "{extra}: {:?}", g(extra));
+        }
+        for extra in [
+            r#","format":"json""#,
+            r#","images":["aGk="]"#,
+            r#","raw":true"#,
+            r#","suffix":"x""#,
+            // An empty system prompt replaces the model's own: not the same as no field.
+            r#","system":"""#,
+            // Thinking-capable models think unless told not to: false is not the absent value.
+            r#","think":false"#,
+        ] {
+            assert_eq!(g(extra).unwrap_err().rule, "fields", "{extra}");
+        }
+        let chat = |messages: &str, extra: &str| {
+            policy().check(
+                Endpoint::Chat,
+                format!(
+                    r#"{{"model":"tiny:latest","messages":{messages},"options":{{"num_predict":1}}{extra}}}"#
+                )
+                .as_bytes(),
+            )
+        };
+        let litellm = r#"[{"role":"user","content":"Hello","images":[]}]"#;
+        assert_eq!(
+            chat(litellm, r#","format":"","tools":null,"keep_alive":-1"#)
+                .unwrap()
+                .dataset_id
+                .as_deref(),
+            Some("c1")
+        );
+        let r = chat(
+            r#"[{"role":"user","content":"Hello","images":["aGk="]}]"#,
+            "",
+        )
+        .unwrap_err();
+        assert_eq!(r.rule, "dataset", "{r}");
+        assert_eq!(
+            chat(litellm, r#","format":"json""#).unwrap_err().rule,
+            "fields"
         );
     }
 

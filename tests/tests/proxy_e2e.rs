@@ -213,6 +213,13 @@ fn ollama_clients_get_attested_sealed_answers_through_the_proxy() {
             .contains(r#"duplicate member "options" in $"#),
         "{e}"
     );
+    // Neutral fields (issue 12 item 11): LangChain's always-sent `"format":""` and a
+    // `keep_alive` are served like the request without them.
+    let langchain = format!(
+        r#"{{"model":"tiny:latest","prompt":"{PROMPT}","stream":false,"format":"","keep_alive":"5m","options":{{"num_predict":8}}}}"#
+    );
+    let (code, body) = curl(&addr, "/api/generate", Some(&langchain));
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
     // Ollama's heartbeats (issue 12 item 7) and an Ollama version clients can gate on (item 8).
     let (code, body) = curl(&addr, "/", None);
     assert_eq!((code, body.as_slice()), (200, &b"Ollama is running"[..]));
@@ -261,7 +268,7 @@ fn ollama_clients_get_attested_sealed_answers_through_the_proxy() {
     let r = check(&receipts);
     let report = String::from_utf8_lossy(&r.stdout).to_string();
     assert!(r.status.success(), "{report}");
-    assert!(report.contains("7 verified, 0 failed"), "{report}");
+    assert!(report.contains("8 verified, 0 failed"), "{report}");
     assert!(report.contains("log index 0,"), "{report}");
     let text = std::fs::read_to_string(&receipts).unwrap();
     let mut first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
