@@ -26,17 +26,15 @@ fn agent(config: &std::path::Path) -> anyhow::Result<()> {
     // may read /proc/PID/mem or ptrace it (PR_SET_DUMPABLE 0, before any key exists).
     rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
         .context("PR_SET_DUMPABLE 0")?;
-    let handoff = Handoff::from_env()?;
+    let mut handoff = Handoff::from_env()?;
     let (config, base) = Config::load(config)?;
-    let listener_fd = handoff.listener.as_ref().is_some();
-    let runner_elsewhere = handoff.runner_dir.is_some();
-    let mut handoff = handoff;
     let listener = handoff.listener.take();
-    let agent = Arc::new(Agent::start_with(&config, &base, handoff)?);
+    let runner_elsewhere = handoff.runner_dir.is_some();
     let path = config.listener_path();
-    if !listener_fd {
+    if listener.is_none() {
         let _ = std::fs::remove_file(&path);
     }
+    let agent = Arc::new(Agent::start_with(&config, &base, handoff)?);
     runtime()?.block_on(async move {
         let listener = match listener {
             Some(fd) => {

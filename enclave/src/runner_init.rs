@@ -101,3 +101,29 @@ pub async fn run(config: &Config, base: &Path, ready: impl FnOnce()) -> anyhow::
         e = supervisor.watch(child) => Err(anyhow::Error::from(e)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    #[test]
+    fn only_passing_accept_errors_are_retried() {
+        for errno in [
+            rustix::io::Errno::MFILE,
+            rustix::io::Errno::NFILE,
+            rustix::io::Errno::NOBUFS,
+            rustix::io::Errno::NOMEM,
+        ] {
+            assert!(transient(&std::io::Error::from_raw_os_error(
+                errno.raw_os_error()
+            )));
+        }
+        assert!(transient(&std::io::ErrorKind::ConnectionAborted.into()));
+        for errno in [rustix::io::Errno::BADF, rustix::io::Errno::INVAL] {
+            assert!(!transient(&std::io::Error::from_raw_os_error(
+                errno.raw_os_error()
+            )));
+        }
+    }
+}

@@ -157,7 +157,7 @@ pub fn host_process_of_uid(uid: u32) -> anyhow::Result<Option<(u32, String)>> {
         let uses = status
             .lines()
             .find_map(|l| l.strip_prefix("Uid:"))
-            .is_some_and(|ids| ids.split_whitespace().any(|id| id == uid.to_string()));
+            .is_some_and(|ids| ids.split_whitespace().any(|id| id.parse() == Ok(uid)));
         if uses {
             let name = status
                 .lines()

@@ -161,8 +161,20 @@ impl EnclaveSpec {
 
 /// Starts `secllama launch` (bridge on a free loopback port); returns it and the bridge address
 /// once the launcher printed both `enclave listening on` and `bridge listening on`. The
-/// launcher's stdout is drained afterwards; its stderr (the enclave's output) goes to the test's.
+/// launcher's stdout is drained afterwards; its stderr (the sandboxes' output) is echoed to the
+/// test's stderr.
 pub fn launch(config: &Path, tcti: &str) -> Result<(Reaped, String), PrepareError> {
+    launch_with_output(config, tcti).map(|(child, _, bridge)| (child, bridge))
+}
+
+/// The sandboxes' output lines (`runner: …`, `enclave: …`) as the launcher printed them so far.
+pub type Lines = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// As [`launch`], also collecting the launcher's stderr lines (each still echoed).
+pub fn launch_with_output(
+    config: &Path,
+    tcti: &str,
+) -> Result<(Reaped, Lines, String), PrepareError> {
     let mut child = Reaped(
         Command::new(bin("secllama")?)
             .args([
@@ -175,14 +187,30 @@ pub fn launch(config: &Path, tcti: &str) -> Result<(Reaped, String), PrepareErro
             ])
             .arg(config)
             .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .spawn()?,
     );
+    let lines: Lines = Lines::default();
+    let err = BufReader::new(child.0.stderr.take().ok_or("launcher stderr")?);
+    let collected = lines.clone();
+    std::thread::spawn(move || {
+        for line in err.lines().map_while(Result::ok) {
+            eprintln!("{line}");
+            if let Ok(mut l) = collected.lock() {
+                l.push(line);
+            }
+        }
+    });
     let mut out = BufReader::new(child.0.stdout.take().ok_or("launcher stdout")?);
     let mut seen = Vec::new();
     let bridge = loop {
         let mut line = String::new();
         if out.read_line(&mut line)? == 0 {
-            return Err(format!("launcher ended before it was ready: {seen:?}").into());
+            let output = lines.lock().map(|l| l.clone()).unwrap_or_default();
+            return Err(format!(
+                "launcher ended before it was ready: {seen:?}; stderr: {output:?}"
+            )
+            .into());
         }
         if let Some(addr) = line.trim().strip_prefix("bridge listening on ") {
             break addr.to_string();
@@ -197,7 +225,25 @@ pub fn launch(config: &Path, tcti: &str) -> Result<(Reaped, String), PrepareErro
     }
     // Keep draining stdout so the launcher never blocks on it.
     std::thread::spawn(move || for _ in out.lines() {});
-    Ok((child, bridge))
+    Ok((child, lines, bridge))
+}
+
+/// `secllama-verify generate --url URL --model MODEL --prompt PROMPT --manifest M [extra…]`.
+pub fn verify_generate(
+    url: &str,
+    model: &str,
+    prompt: &str,
+    manifest: &Path,
+    extra: &[&str],
+) -> Result<std::process::Output, PrepareError> {
+    Ok(Command::new(bin("secllama-verify")?)
+        .args([
+            "generate", "--url", url, "--model", model, "--prompt", prompt,
+        ])
+        .arg("--manifest")
+        .arg(manifest)
+        .args(extra)
+        .output()?)
 }
 
 /// `secllama measure launch --config C --manifest OUT --ak-public STATE/ak.pub`.

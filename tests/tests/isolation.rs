@@ -12,15 +12,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test crate: a failed unwrap is a failed test
 
 use secllama_tests::enclave::{Reaped, policy_for};
-use secllama_tests::launch::{EnclaveSpec, bin, free_port, manifest, sw_banks};
+use secllama_tests::launch::{
+    EnclaveSpec, bin, free_port, launch_with_output, manifest, sw_banks, verify_generate,
+};
 use secllama_tests::runner::answer_tokens;
 use secllama_tests::swtpm::Swtpm;
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const PROMPT: &str = "why is the sky blue";
@@ -37,51 +37,6 @@ const ATTACKS: [&str; 8] = [
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).to_string()
-}
-
-/// Starts `secllama launch` with its stderr (the sandboxes' output) collected; returns it, the
-/// collected lines and the bridge address.
-fn launch(config: &Path, tcti: &str) -> (Reaped, Arc<Mutex<Vec<String>>>, String) {
-    let mut child = Reaped(
-        Command::new(bin("secllama").unwrap())
-            .args([
-                "launch",
-                "--listen",
-                "127.0.0.1:0",
-                "--tcti",
-                tcti,
-                "--config",
-            ])
-            .arg(config)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let err = BufReader::new(child.0.stderr.take().unwrap());
-    let l = lines.clone();
-    std::thread::spawn(move || {
-        for line in err.lines().map_while(Result::ok) {
-            eprintln!("{line}");
-            l.lock().unwrap().push(line);
-        }
-    });
-    let mut out = BufReader::new(child.0.stdout.take().unwrap());
-    let bridge = loop {
-        let mut line = String::new();
-        if out.read_line(&mut line).unwrap() == 0 {
-            panic!(
-                "launcher ended before it was ready: {:?}",
-                lines.lock().unwrap()
-            );
-        }
-        if let Some(addr) = line.trim().strip_prefix("bridge listening on ") {
-            break addr.to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in out.lines() {});
-    (child, lines, bridge)
 }
 
 fn children(pid: u32) -> Vec<u32> {
@@ -194,7 +149,7 @@ fn a_hostile_runner_reaches_nothing_of_the_agent_and_the_enclave_still_answers()
     );
     drop(squatter);
 
-    let (launcher, lines, bridge) = launch(&config, &sw.tcti());
+    let (launcher, lines, bridge) = launch_with_output(&config, &sw.tcti()).unwrap();
 
     // Every attack from inside the runner's sandbox was refused.
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -279,20 +234,7 @@ fn a_hostile_runner_reaches_nothing_of_the_agent_and_the_enclave_still_answers()
     let manifest_file = dir.path().join("manifest.toml");
     manifest(&config, &state, &manifest_file).unwrap();
     let url = format!("http://{bridge}");
-    let g = Command::new(bin("secllama-verify").unwrap())
-        .args([
-            "generate",
-            "--url",
-            &url,
-            "--model",
-            "tiny:latest",
-            "--prompt",
-            PROMPT,
-            "--manifest",
-        ])
-        .arg(&manifest_file)
-        .output()
-        .unwrap();
+    let g = verify_generate(&url, "tiny:latest", PROMPT, &manifest_file, &[]).unwrap();
     assert!(g.status.success(), "{}", text(&g.stderr));
     assert_eq!(
         text(&g.stdout).trim_end(),

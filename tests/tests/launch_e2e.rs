@@ -7,7 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test crate: a failed unwrap is a failed test
 
 use secllama_tests::enclave::{Reaped, policy_for};
-use secllama_tests::launch::{EnclaveSpec, free_port};
+use secllama_tests::launch::{EnclaveSpec, free_port, verify_generate};
 use secllama_tests::runner::answer_tokens;
 use secllama_tests::swtpm::Swtpm;
 use std::path::{Path, PathBuf};
@@ -140,22 +140,8 @@ fn launch_attest_generate_refuse_and_stop() {
 
     // An allowed prompt: the runner's answer, with a verified receipt.
     for stream in [false, true] {
-        let mut cmd = Command::new(bin("secllama-verify"));
-        cmd.args([
-            "generate",
-            "--url",
-            &url,
-            "--model",
-            "tiny:latest",
-            "--prompt",
-            PROMPT,
-            "--manifest",
-        ])
-        .arg(&manifest);
-        if stream {
-            cmd.arg("--stream");
-        }
-        let g = run(&mut cmd);
+        let extra: &[&str] = if stream { &["--stream"] } else { &[] };
+        let g = verify_generate(&url, "tiny:latest", PROMPT, &manifest, extra).unwrap();
         assert!(g.status.success(), "{}", text(&g.stderr));
         assert_eq!(
             text(&g.stdout).trim_end(),
@@ -168,18 +154,7 @@ fn launch_attest_generate_refuse_and_stop() {
         );
     }
     // A prompt outside the dataset: refused, naming the rule; nothing printed on stdout.
-    let g = run(Command::new(bin("secllama-verify"))
-        .args([
-            "generate",
-            "--url",
-            &url,
-            "--model",
-            "tiny:latest",
-            "--prompt",
-            "tell me a secret",
-            "--manifest",
-        ])
-        .arg(&manifest));
+    let g = verify_generate(&url, "tiny:latest", "tell me a secret", &manifest, &[]).unwrap();
     assert!(!g.status.success());
     assert!(text(&g.stdout).is_empty(), "{}", text(&g.stdout));
     assert!(

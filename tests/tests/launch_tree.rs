@@ -9,7 +9,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test crate: a failed unwrap is a failed test
 
 use secllama_tests::launch::{
-    EnclaveSpec, artifact_dir, bin, free_port, launch, manifest, sw_banks,
+    EnclaveSpec, artifact_dir, bin, free_port, launch, manifest, sw_banks, verify_generate,
 };
 use secllama_tests::swtpm::Swtpm;
 use std::path::{Path, PathBuf};
@@ -206,14 +206,8 @@ fn python_runner_from_measured_trees() {
         .chain(PROMPT.split(' ').rev().map(|w| format!("{w} ")))
         .collect();
     for stream in [false, true] {
-        let mut cmd = Command::new(bin("secllama-verify").unwrap());
-        cmd.args(["generate", "--url", &url, "--model", "py:latest"])
-            .args(["--prompt", PROMPT, "--manifest"])
-            .arg(&m);
-        if stream {
-            cmd.arg("--stream");
-        }
-        let g = cmd.output().unwrap();
+        let extra: &[&str] = if stream { &["--stream"] } else { &[] };
+        let g = verify_generate(&url, "py:latest", PROMPT, &m, extra).unwrap();
         assert!(g.status.success(), "{}", text(&g.stderr));
         assert_eq!(text(&g.stdout).trim_end(), want.trim_end());
         assert!(

@@ -86,7 +86,10 @@ struct Plan {
     config_path: PathBuf,
     base: PathBuf,
     agent: PathBuf,
+    /// What the agent's sandbox mounts read-only.
     read_only: Vec<PathBuf>,
+    /// What the runner's sandbox mounts read-only: `read_only` without the policy.
+    runner_read_only: Vec<PathBuf>,
     state: PathBuf,
 }
 
@@ -146,8 +149,8 @@ fn plan(config_arg: &Path) -> anyhow::Result<Plan> {
     ] {
         ensure!(
             p.parent() == Some(state.as_path()),
-            "{key}: expected a file in the listener's folder {} (the sandbox's only writable \
-             folder), found {}",
+            "{key}: expected a file in the listener's folder {} (the state folder, which the \
+             launcher hands to the agent file by file), found {}",
             state.display(),
             p.display()
         );
@@ -163,6 +166,7 @@ fn plan(config_arg: &Path) -> anyhow::Result<Plan> {
         }
     });
     let mut read_only = vec![agent.clone(), runner, config_path.clone()];
+    let policy = canonical(&abs(&l.policy), "[launch] policy")?;
     for t in &l.trees {
         let tree = canonical(&abs(t), "[launch] trees")?;
         ensure!(
@@ -172,16 +176,6 @@ fn plan(config_arg: &Path) -> anyhow::Result<Plan> {
             t.display(),
             state.display()
         );
-        access::no_link_into(&tree, &[&canon_state, &state])?;
-        read_only.push(tree);
-    }
-    let needed = libraries::for_launch(l, &base)?;
-    for m in &l.model {
-        read_only.push(canonical(&abs(m), "[launch] model")?);
-    }
-    let policy = canonical(&abs(&l.policy), "[launch] policy")?;
-    for t in &l.trees {
-        let tree = canonical(&abs(t), "[launch] trees")?;
         ensure!(
             !policy.starts_with(&tree),
             "[launch] policy: {} is inside the measured tree {}: the runner's sandbox holds every \
@@ -190,8 +184,14 @@ fn plan(config_arg: &Path) -> anyhow::Result<Plan> {
             policy.display(),
             t.display()
         );
+        access::no_link_into(&tree, &[&canon_state, &state])?;
+        read_only.push(tree);
     }
-    read_only.push(policy);
+    let needed = libraries::for_launch(l, &base)?;
+    for m in &l.model {
+        read_only.push(canonical(&abs(m), "[launch] model")?);
+    }
+    read_only.push(policy.clone());
     for p in &read_only {
         ensure!(
             !p.starts_with(&canon_state),
@@ -239,7 +239,16 @@ fn plan(config_arg: &Path) -> anyhow::Result<Plan> {
             read_only.push(lib.clone());
         }
     }
+    // The runner's sandbox holds every artifact but the policy (its dataset is the agent's
+    // business; a policy inside a tree was refused above).
+    let policy_paths = [policy, abs(&l.policy)];
+    let runner_read_only = read_only
+        .iter()
+        .filter(|f| !policy_paths.contains(f))
+        .cloned()
+        .collect();
     Ok(Plan {
+        runner_read_only,
         config,
         config_path,
         base,
@@ -249,8 +258,9 @@ fn plan(config_arg: &Path) -> anyhow::Result<Plan> {
     })
 }
 
-/// Measures the launch into the TPM at `tcti`; returns the prediction it extended.
-fn measure_into_tpm(p: &Plan, tcti: &str) -> anyhow::Result<Prediction> {
+/// Measures the launch into the TPM at `tcti`; returns the prediction it extended and the AK's
+/// auth value (for the agent).
+fn measure_into_tpm(p: &Plan, tcti: &str) -> anyhow::Result<(Prediction, Vec<u8>)> {
     let prediction = predict(&p.config.launch, &p.base)?;
     let mut tpm = Tpm::connect(tcti).context("connecting to the TPM")?;
     let mut active = tpm.active_banks()?;
@@ -281,7 +291,7 @@ fn measure_into_tpm(p: &Plan, tcti: &str) -> anyhow::Result<Prediction> {
     }
     // The AK the agent will quote with: created (or found) now and published beside the socket,
     // so the operator can pin it in the manifest (`secllama measure launch --ak-public`).
-    let ak = ak_with_auth(&mut tpm, p, &active)?;
+    let (ak, auth) = ak_with_auth(&mut tpm, p, &active)?;
     let ak_file = p.state.join(AK_PUBLIC);
     let _ = std::fs::remove_file(&ak_file);
     std::fs::write(&ak_file, &ak.public)
@@ -292,7 +302,7 @@ fn measure_into_tpm(p: &Plan, tcti: &str) -> anyhow::Result<Prediction> {
     for m in &prediction.measurements {
         tpm.measure(&mut log, m)?;
     }
-    Ok(prediction)
+    Ok((prediction, auth))
 }
 
 /// The persistent AK, usable only with the auth value in `ak.auth` (created with both on first
@@ -302,7 +312,7 @@ fn ak_with_auth(
     tpm: &mut Tpm,
     p: &Plan,
     banks: &[secllama_tpm::eventlog::HashAlg],
-) -> anyhow::Result<secllama_tpm::ak::AkInfo> {
+) -> anyhow::Result<(secllama_tpm::ak::AkInfo, Vec<u8>)> {
     let handle = p.config.ak_handle;
     let auth_file = p.state.join(AK_AUTH);
     let present = tpm.has_persistent(handle)?;
@@ -359,7 +369,7 @@ fn ak_with_auth(
             auth_file.display()
         )
     })?;
-    Ok(tpm.ak_info(handle)?)
+    Ok((tpm.ak_info(handle)?, auth))
 }
 
 /// Measures and starts the enclave described by `config`, using the swtpm at `tcti`. Agent output
@@ -406,9 +416,9 @@ pub fn start(
     for stale in [p.state.join(TPM_DIR).join(TPM_SOCKET), socket.clone()] {
         let _ = std::fs::remove_file(stale);
     }
-    let prediction = measure_into_tpm(&p, tcti)?;
+    let (prediction, ak_auth) = measure_into_tpm(&p, tcti)?;
     let pcr = p.config.launch.pcr;
-    start::start_measured(p, prediction, tpm_addr, socket, log).map_err(|e| {
+    start::start_measured(p, prediction, &ak_auth, tpm_addr, socket, log).map_err(|e| {
         e.context(format!(
             "the launch was measured into PCR {pcr} but the enclave did not start; this TPM \
              lifetime cannot launch again. {RECOVERY}"

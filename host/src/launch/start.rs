@@ -100,6 +100,7 @@ fn limits(p: &Plan) -> Limits {
 pub(super) fn start_measured(
     p: Plan,
     prediction: Prediction,
+    ak_auth: &[u8],
     tpm_addr: SocketAddr,
     socket: PathBuf,
     log: impl Write + Send + 'static,
@@ -107,38 +108,36 @@ pub(super) fn start_measured(
     let log: Log = Arc::new(Mutex::new(log));
     let s = &p.config.sandbox;
 
-    // The runner first: the agent needs its socket folder. It sees every artifact but the policy
-    // (the evaluation dataset is the agent's business).
-    let policy = if p.config.launch.policy.is_absolute() {
-        p.config.launch.policy.clone()
-    } else {
-        p.base.join(&p.config.launch.policy)
-    };
-    let policy_canonical = std::fs::canonicalize(&policy).unwrap_or_else(|_| policy.clone());
-    let runner_view: Vec<PathBuf> = p
-        .read_only
-        .iter()
-        .filter(|f| **f != policy && **f != policy_canonical)
-        .cloned()
-        .collect();
-    let runner_spec = SandboxSpec {
+    // What both sandboxes share; each differs in program, view, ids and descriptors.
+    let agent_spec = SandboxSpec {
         program: p.agent.clone(),
+        args: vec!["--config".into(), p.config_path.clone().into()],
+        env: Vec::new(),
+        read_only: p.read_only.clone(),
+        writable_socket_dir: None,
+        tmpfs_size: mib(s.tmpfs_mib),
+        tmpfs_mode: 0o700,
+        pass_fds: Vec::new(),
+        // The receipt log is handed over for appending.
+        no_truncate: true,
+        uid: s.uid,
+        gid: s.gid,
+        outside_ids: Some((s.host_uid, s.host_gid)),
+        limits: limits(&p),
+    };
+
+    // The runner first: the agent needs its socket folder.
+    let runner_spec = SandboxSpec {
         args: vec![
             "runner-init".into(),
             "--config".into(),
             p.config_path.clone().into(),
         ],
-        env: Vec::new(),
-        read_only: runner_view,
-        writable_socket_dir: None,
-        tmpfs_size: mib(s.tmpfs_mib),
+        read_only: p.runner_read_only.clone(),
         tmpfs_mode: 0o711,
-        pass_fds: Vec::new(),
         no_truncate: false,
-        uid: s.uid,
-        gid: s.gid,
         outside_ids: Some((s.runner_host_uid, s.runner_host_gid)),
-        limits: limits(&p),
+        ..agent_spec.clone()
     };
     let mut runner = sandbox::spawn(&runner_spec).context("starting the runner's sandbox")?;
     forward_output(&mut runner, log.clone(), "runner", None);
@@ -183,8 +182,13 @@ pub(super) fn start_measured(
     let receipts = append(&p.config.receipts, 0o600)?;
     let (auth_rx, auth_tx) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
         .context("creating the AK auth pipe")?;
-    let auth = std::fs::read(p.state.join(super::AK_AUTH)).context("reading the AK auth")?;
-    rustix::io::write(&auth_tx, &auth).context("writing the AK auth pipe")?;
+    // At most 32 bytes: one atomic pipe write (below PIPE_BUF).
+    let written = rustix::io::write(&auth_tx, ak_auth).context("writing the AK auth pipe")?;
+    anyhow::ensure!(
+        written == ak_auth.len(),
+        "the AK auth pipe took {written} of {} bytes",
+        ak_auth.len()
+    );
     drop(auth_tx);
 
     let fds: Vec<(&str, OwnedFd)> = vec![
@@ -210,20 +214,9 @@ pub(super) fn start_measured(
         .chain([Arc::new(tpm_socket_fd)])
         .collect();
     let spec = SandboxSpec {
-        program: p.agent.clone(),
-        args: vec!["--config".into(), p.config_path.clone().into()],
         env,
-        read_only: p.read_only.clone(),
-        writable_socket_dir: None,
-        tmpfs_size: mib(s.tmpfs_mib),
-        tmpfs_mode: 0o700,
         pass_fds,
-        // The receipt log is handed over for appending.
-        no_truncate: true,
-        uid: s.uid,
-        gid: s.gid,
-        outside_ids: Some((s.host_uid, s.host_gid)),
-        limits: limits(&p),
+        ..agent_spec
     };
     let mut child = sandbox::spawn(&spec).context("starting the agent in the sandbox")?;
     let landlock_abi = child.landlock().abi;
