@@ -7,87 +7,91 @@
 //! and answered as another. Such a body is refused, never guessed at.
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
-use std::collections::HashSet;
+use serde_json::{Map, Value};
 use std::fmt;
 
-/// Checks that `body` is JSON whose objects have unique member names at every depth.
+/// Parses `body` as JSON whose objects have unique member names at every depth (one pass: the
+/// value is built while the names are checked).
 ///
 /// Errors: the JSON error, or `duplicate member "NAME" in PATH` (`PATH` like `$.options` or
 /// `$.messages[1]`).
-pub fn check_unique_names(body: &[u8]) -> Result<(), String> {
+pub fn from_slice(body: &[u8]) -> Result<Value, String> {
     let mut de = serde_json::Deserializer::from_slice(body);
-    Check { path: "$".into() }
+    let v = Strict { path: "$".into() }
         .deserialize(&mut de)
         .map_err(|e| e.to_string())?;
-    de.end().map_err(|e| e.to_string())
+    de.end().map_err(|e| e.to_string())?;
+    Ok(v)
 }
 
-/// Walks one value, refusing duplicate names; `path` names the value in errors.
-struct Check {
+/// Builds one value, refusing duplicate names; `path` names the value in errors.
+struct Strict {
     path: String,
 }
 
-impl<'de> DeserializeSeed<'de> for Check {
-    type Value = ();
+impl<'de> DeserializeSeed<'de> for Strict {
+    type Value = Value;
 
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for Check {
-    type Value = ();
+impl<'de> Visitor<'de> for Strict {
+    type Value = Value;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON value")
     }
 
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
-        Ok(())
+    fn visit_bool<E: de::Error>(self, b: bool) -> Result<Value, E> {
+        Ok(Value::Bool(b))
     }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
-        Ok(())
+    fn visit_i64<E: de::Error>(self, n: i64) -> Result<Value, E> {
+        Ok(Value::from(n))
     }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
-        Ok(())
+    fn visit_u64<E: de::Error>(self, n: u64) -> Result<Value, E> {
+        Ok(Value::from(n))
     }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
-        Ok(())
+    fn visit_f64<E: de::Error>(self, n: f64) -> Result<Value, E> {
+        serde_json::Number::from_f64(n)
+            .map(Value::Number)
+            .ok_or_else(|| E::custom(format!("a finite number in {}", self.path)))
     }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
-        Ok(())
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<Value, E> {
+        Ok(Value::String(s.to_string()))
     }
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        Ok(())
+    fn visit_string<E: de::Error>(self, s: String) -> Result<Value, E> {
+        Ok(Value::String(s))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let mut i = 0usize;
-        while seq
-            .next_element_seed(Check {
-                path: format!("{}[{i}]", self.path),
-            })?
-            .is_some()
-        {
-            i += 1;
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(v) = seq.next_element_seed(Strict {
+            path: format!("{}[{}]", self.path, items.len()),
+        })? {
+            items.push(v);
         }
-        Ok(())
+        Ok(Value::Array(items))
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut seen = HashSet::new();
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut members = Map::new();
         while let Some(name) = map.next_key::<String>()? {
-            let path = format!("{}.{name}", self.path);
-            if !seen.insert(name) {
-                let name = path.rsplit_once('.').map_or(path.as_str(), |(_, n)| n);
+            if members.contains_key(&name) {
                 return Err(de::Error::custom(format!(
                     "duplicate member \"{name}\" in {}",
                     self.path
                 )));
             }
-            map.next_value_seed(Check { path })?;
+            let path = format!("{}.{name}", self.path);
+            let v = map.next_value_seed(Strict { path })?;
+            members.insert(name, v);
         }
-        Ok(())
+        Ok(Value::Object(members))
     }
 }
 
@@ -120,7 +124,7 @@ mod tests {
             (r#"{"a":1} x"#, "trailing characters"),
             (r#"{"a":"#, "EOF"),
         ] {
-            let e = check_unique_names(body.as_bytes()).unwrap_err();
+            let e = from_slice(body.as_bytes()).unwrap_err();
             assert!(e.contains(says), "{body}: {e}");
         }
     }
@@ -130,9 +134,12 @@ mod tests {
         for body in [
             r#"{"model":"m","messages":[{"role":"user","content":"a"},{"role":"user","content":"b"}],"options":{"num_predict":8}}"#,
             r#"[1,"x",null,true,{"a":{"a":{"a":1}}}]"#,
+            r#"{"n":[-1,18446744073709551615,1.5e300,0.1],"s":"\u00e9\n"}"#,
             "{}",
         ] {
-            check_unique_names(body.as_bytes()).unwrap();
+            // The same value serde_json builds.
+            let ours = from_slice(body.as_bytes()).unwrap();
+            assert_eq!(ours, serde_json::from_str::<Value>(body).unwrap());
         }
     }
 }

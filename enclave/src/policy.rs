@@ -180,7 +180,7 @@ impl Policy {
         }
         // The runner reads these same bytes: a name given twice would be read differently by
         // its parser than by ours (crate::ijson).
-        crate::ijson::check_unique_names(body).map_err(|e| {
+        let v: Value = crate::ijson::from_slice(body).map_err(|e| {
             refuse(
                 "body",
                 format!(
@@ -188,8 +188,6 @@ impl Policy {
                 ),
             )
         })?;
-        let v: Value = serde_json::from_slice(body)
-            .map_err(|e| refuse("body", format!("a JSON object, found {e}")))?;
         let Value::Object(obj) = &v else {
             return Err(refuse("body", "a JSON object"));
         };
