@@ -9,6 +9,9 @@ venv="${SECLLAMA_VENV:-$root/.venv}"
 # cmake and libclang-dev build llama.cpp (llama-cpp-sys-2, for secllama-runner).
 apt_pkgs=(swtpm swtpm-tools tpm2-tools libtss2-dev qemu-system-x86 ovmf openssl pkg-config python3-venv
           cmake libclang-dev curl)
+# Node runs the JavaScript client peers (ollama-js); Debian's nodejs/npm unless a node is present.
+command -v node >/dev/null || apt_pkgs+=(nodejs)
+command -v npm >/dev/null || apt_pkgs+=(npm)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -31,6 +34,16 @@ if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; 
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check "${py_reqs[@]}"
   echo "$want" > "$stamp"
+fi
+
+# JavaScript peers (the official ollama-js client), pinned, into .cache/js.
+js_dir="${SECLLAMA_JS:-$root/.cache/js}"
+js_reqs=(ollama@0.6.4)
+if [ "$(cat "$js_dir/.secllama-reqs" 2>/dev/null)" != "${js_reqs[*]}" ]; then
+  echo "setup: installing the JavaScript peers into $js_dir"
+  mkdir -p "$js_dir"
+  npm install --prefix "$js_dir" --no-audit --no-fund --silent "${js_reqs[@]}" >/dev/null
+  echo "${js_reqs[*]}" > "$js_dir/.secllama-reqs"
 fi
 
 # The real model (SmolLM2-135M-Instruct Q4_1 GGUF), fetched once into .cache/ and checked.

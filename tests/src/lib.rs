@@ -24,6 +24,26 @@ pub fn workspace_bin(name: &str) -> std::path::PathBuf {
     dir.join(name)
 }
 
+/// The folder of the JavaScript test peers' `node_modules` (`SECLLAMA_JS`, else `.cache/js` at the
+/// repository root), which `scripts/setup.sh` fills with the pinned peers (ollama-js); an error
+/// naming the fix when it or `node` is missing (the tests fail on it: they never skip silently).
+pub fn js_modules() -> Result<std::path::PathBuf, String> {
+    let dir = std::env::var_os("SECLLAMA_JS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.cache/js"))
+        .join("node_modules");
+    if !dir.join("ollama/package.json").exists() {
+        return Err(format!(
+            "{} has no ollama-js: run scripts/setup.sh to install the JavaScript peers",
+            dir.display()
+        ));
+    }
+    match std::process::Command::new("node").arg("--version").output() {
+        Ok(o) if o.status.success() => Ok(dir),
+        _ => Err("node is missing: run scripts/setup.sh to install it".into()),
+    }
+}
+
 /// The test venv's Python (`SECLLAMA_VENV`, else `.venv` at the repository root), which
 /// `scripts/setup.sh` creates with the pinned peers (pycose, cryptography, cbor2, ollama); an
 /// error naming the fix when it is missing (the tests fail on it: they never skip silently).

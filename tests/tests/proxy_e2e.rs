@@ -97,6 +97,25 @@ fn ollama_peer(addr: &str) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// Runs `tests/js/ollama_peer.cjs` (the official ollama-js client) against the proxy at `addr`.
+fn ollama_js(addr: &str, mode: &str) -> serde_json::Value {
+    let modules = secllama_tests::js_modules().unwrap();
+    let out = Command::new("node")
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("js/ollama_peer.cjs"))
+        .arg(modules)
+        .arg(format!("http://{addr}"))
+        .arg(PROMPT)
+        .arg(mode)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 fn curl(addr: &str, path: &str, body: Option<&str>) -> (u16, Vec<u8>) {
     let mut c = Command::new("curl");
     c.args(["-s", "-o", "-", "-w", "\n%{http_code}"]);
@@ -152,6 +171,18 @@ fn ollama_clients_get_attested_sealed_answers_through_the_proxy() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(lines.len(), 5, "{lines:?}");
+
+    // The official JavaScript client (ollama-js), unmodified: complete answers, marked done.
+    for mode in ["stream", "single", "chat-stream"] {
+        let js = ollama_js(&addr, mode);
+        assert!(js["error"].is_null(), "{mode}: {js}");
+        assert_eq!(js["response"], answer.as_str(), "{mode}: {js}");
+        assert_eq!(js["done"], true, "{mode}: {js}");
+    }
+    assert_eq!(
+        ollama_js(&addr, "list")["parts"],
+        serde_json::json!(["tiny:latest"])
+    );
     let signing = f.agent.signing.public();
     let mut indexes = Vec::new();
     for l in &lines {
@@ -268,7 +299,7 @@ fn ollama_clients_get_attested_sealed_answers_through_the_proxy() {
     let r = check(&receipts);
     let report = String::from_utf8_lossy(&r.stdout).to_string();
     assert!(r.status.success(), "{report}");
-    assert!(report.contains("8 verified, 0 failed"), "{report}");
+    assert!(report.contains("12 verified, 0 failed"), "{report}");
     assert!(report.contains("log index 0,"), "{report}");
     let text = std::fs::read_to_string(&receipts).unwrap();
     let mut first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
@@ -377,6 +408,71 @@ enum Attack {
     Truncate(usize),
     /// Send the first sealed request again in place of every later one.
     Replay,
+    /// Drop the final sealed frame (the receipt) and end the chunked body cleanly.
+    DropFinal,
+}
+
+/// Relays one HTTP response from `from` to `to`, parsing its chunked body into sealed frames
+/// (`u32 BE length ‖ COSE_Encrypt0`), holding each frame until the next arrives, and at the
+/// terminal chunk dropping the held (final) frame and ending the body cleanly.
+async fn relay_without_final_frame(
+    from: &mut tokio::net::UnixStream,
+    to: &mut tokio::net::TcpStream,
+) -> Option<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut raw = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    let mut read = async |raw: &mut Vec<u8>| -> Option<()> {
+        let n = from.read(&mut buf).await.ok()?;
+        (n > 0).then(|| raw.extend_from_slice(&buf[..n]))
+    };
+    let head_end = loop {
+        if let Some(h) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            break h + 4;
+        }
+        read(&mut raw).await?;
+    };
+    let head = String::from_utf8_lossy(&raw[..head_end]).to_ascii_lowercase();
+    assert!(head.contains("transfer-encoding: chunked"), "{head}");
+    to.write_all(&raw[..head_end]).await.ok()?;
+    raw.drain(..head_end);
+    let (mut body, mut held): (Vec<u8>, Option<Vec<u8>>) = (Vec::new(), None);
+    loop {
+        // One HTTP chunk: `size-hex\r\n data \r\n`.
+        let line_end = loop {
+            if let Some(e) = raw.windows(2).position(|w| w == b"\r\n") {
+                break e;
+            }
+            read(&mut raw).await?;
+        };
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&raw[..line_end]).ok()?.trim(), 16).ok()?;
+        while raw.len() < line_end + 2 + size + 2 {
+            read(&mut raw).await?;
+        }
+        body.extend_from_slice(&raw[line_end + 2..line_end + 2 + size]);
+        raw.drain(..line_end + 2 + size + 2);
+        if size == 0 {
+            // The terminal chunk: the held frame was the final one. Drop it; end cleanly.
+            assert!(held.is_some(), "a sealed stream has a final frame");
+            to.write_all(b"0\r\n\r\n").await.ok()?;
+            return Some(());
+        }
+        while body.len() >= 4 {
+            let len = u32::from_be_bytes(body[..4].try_into().ok()?) as usize;
+            if body.len() < 4 + len {
+                break;
+            }
+            let frame: Vec<u8> = body.drain(..4 + len).collect();
+            if let Some(prev) = held.replace(frame) {
+                to.write_all(format!("{:x}\r\n", prev.len()).as_bytes())
+                    .await
+                    .ok()?;
+                to.write_all(&prev).await.ok()?;
+                to.write_all(b"\r\n").await.ok()?;
+            }
+        }
+    }
 }
 
 /// A relay (TCP → the enclave's socket) that attacks every sealed exchange but the first.
@@ -415,6 +511,10 @@ fn hostile_bridge(f: &Fixture, attack: Attack) -> String {
                     return;
                 };
                 if unix.write_all(&req).await.is_err() {
+                    return;
+                }
+                if attack_this && matches!(attack, Attack::DropFinal) {
+                    let _ = relay_without_final_frame(&mut unix, &mut tcp).await;
                     return;
                 }
                 let mut pos = 0usize;
@@ -468,6 +568,7 @@ fn a_hostile_bridge_gets_ollama_clients_an_error_never_a_forged_answer() {
         Attack::Truncate(150),
         Attack::Truncate(600),
         Attack::Replay,
+        Attack::DropFinal,
     ] {
         let url = hostile_bridge(&f, attack);
         let receipts = f.p.dir.path().join(format!("{attack:?}.jsonl"));
@@ -504,6 +605,12 @@ fn a_hostile_bridge_gets_ollama_clients_an_error_never_a_forged_answer() {
                 !out.status.success(),
                 "{attack:?}: curl completed a forged stream"
             );
+            // Nothing that marks the answer complete left before the receipt verified.
+            assert!(
+                !String::from_utf8_lossy(&raw).contains(r#""done":true"#),
+                "{attack:?}: the final line left before the receipt: {}",
+                String::from_utf8_lossy(&raw)
+            );
             assert!(
                 honest_stream.starts_with(&raw),
                 "{attack:?}: forged bytes: {}",
@@ -530,6 +637,45 @@ fn a_hostile_bridge_gets_ollama_clients_an_error_never_a_forged_answer() {
             !String::from_utf8_lossy(&py.stdout).contains(answer.trim()),
             "{attack:?}"
         );
+        // An HTTP/1.0 client reads to the end of the connection: it gets an error status, not
+        // a stream whose abort would look like its end.
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "-0",
+                "-w",
+                "\n%{http_code}",
+                "-X",
+                "POST",
+                "-d",
+                &stream_body,
+            ])
+            .arg(format!("http://{addr}/api/generate"))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            !text.ends_with("\n200"),
+            "{attack:?}: HTTP/1.0 got 200: {text}"
+        );
+        assert!(!text.contains(r#""done":true"#), "{attack:?}: {text}");
+        // The official Python client, streaming: an exception, and no part marked done.
+        let py = Command::new(python())
+            .arg("-c")
+            .arg("import sys, ollama\nc = ollama.Client(host=sys.argv[1])\nfor p in c.generate(model='tiny:latest', prompt=sys.argv[2], options={'num_predict': 64}, stream=True):\n    print('DONE' if p['done'] else 'part', flush=True)")
+            .arg(format!("http://{addr}"))
+            .arg(PROMPT)
+            .output()
+            .unwrap();
+        let printed = String::from_utf8_lossy(&py.stdout);
+        assert!(!py.status.success(), "{attack:?}: {printed}");
+        assert!(!printed.contains("DONE"), "{attack:?}: {printed}");
+        // The official JavaScript client (ollama-js), streaming and not: an error, never done.
+        for mode in ["stream", "single"] {
+            let v = ollama_js(&addr, mode);
+            assert!(v["error"].is_string(), "{attack:?} {mode}: {v}");
+            assert_eq!(v["done"], false, "{attack:?} {mode}: {v}");
+        }
         // Only the honest exchange left a receipt.
         assert_eq!(
             std::fs::read_to_string(&receipts).unwrap().lines().count(),

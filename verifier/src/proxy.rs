@@ -10,8 +10,12 @@
 //!   (the first request to a document wraps a content key with RSA-OAEP; later ones reuse it as a
 //!   session key), and the answer is opened chunk by chunk: each authenticated chunk is passed on
 //!   as it arrives, so the first token reaches the client before the answer is complete. Streamed
-//!   answers keep Ollama's NDJSON; `"stream": false` answers are passed on whole, with the runner's
-//!   status. The bytes the client gets are exactly the runner's.
+//!   answers keep Ollama's NDJSON; `"stream": false` answers (and every answer to an HTTP/1.0
+//!   client, whose body ends with the connection) are passed on whole, with the runner's status,
+//!   only after the receipt verified. The bytes the client gets are exactly the runner's.
+//! - **Nothing complete before the receipt.** In a stream the final NDJSON line (`"done": true`)
+//!   and anything after it are held back until the receipt verified; a failure ends the chunked
+//!   body without its last chunk, which every HTTP client reports as an error.
 //! - **Receipts.** The final receipt must verify under the attested signing key and match the
 //!   request sent and the bytes received; otherwise the response is aborted (the client sees a
 //!   broken transfer, never a completed forged answer). Verified receipts are appended to the
@@ -240,6 +244,9 @@ impl Proxy {
     }
 
     async fn forward(self: Arc<Self>, path: &str, req: Request<Incoming>) -> Response<Body> {
+        // An HTTP/1.0 client reads a streamed body until the connection closes, so an aborted
+        // transfer would look complete to it: it gets the whole answer at once, after the receipt.
+        let chunked = req.version() >= hyper::Version::HTTP_11;
         let body = match Limited::new(req.into_body(), MAX_REQUEST).collect().await {
             Ok(b) => b.to_bytes().to_vec(),
             Err(e) => return error(StatusCode::PAYLOAD_TOO_LARGE, e),
@@ -261,7 +268,10 @@ impl Proxy {
                     );
                 }
             };
-            match self.exchange(path, body.clone(), current, streaming).await {
+            match self
+                .exchange(path, body.clone(), current, streaming, chunked)
+                .await
+            {
                 Exchange::Response(r) => return r,
                 Exchange::UnknownDocument(why) if attempt == 0 => {
                     // The enclave no longer knows the document: its keys changed. Attest again.
@@ -289,6 +299,7 @@ impl Proxy {
         body: Vec<u8>,
         current: Current,
         streaming: bool,
+        chunked: bool,
     ) -> Exchange {
         let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
         let me = self.clone();
@@ -345,7 +356,7 @@ impl Proxy {
 
         // Non-streamed answers are one JSON object: pass it on whole, with the runner's status.
         let first = rx.recv().await;
-        if !streaming || matches!(first, Some(Event::End(_)) | None) {
+        if !streaming || !chunked || matches!(first, Some(Event::End(_)) | None) {
             let mut data = Vec::new();
             let mut next = first;
             loop {
@@ -407,6 +418,7 @@ impl Proxy {
         let mut r = Response::new(BodyExt::boxed(Streamed {
             first,
             rx,
+            lines: HoldBack::default(),
             done: false,
         }));
         r.headers_mut().insert(
@@ -461,10 +473,62 @@ enum Exchange {
 
 /// The streamed body: `first`, then whatever arrives, ending with an error (aborting the transfer)
 /// unless the exchange ended with a verified receipt.
+///
+/// Nothing that lets a client consider the answer complete leaves before the receipt verified:
+/// complete NDJSON lines pass on as they arrive, except the final one (`"done": true`) and
+/// everything after it, which are held back — as is any unterminated tail — and released only
+/// after [`End::Done`].
 struct Streamed {
     first: Option<Event>,
     rx: mpsc::UnboundedReceiver<Event>,
+    lines: HoldBack,
     done: bool,
+}
+
+/// Splits NDJSON into lines that may pass now and the part held until the receipt verified.
+#[derive(Debug, Default)]
+struct HoldBack {
+    /// Bytes after the last newline (an incomplete line).
+    partial: Vec<u8>,
+    /// The final line and everything after it.
+    held: Vec<u8>,
+}
+
+impl HoldBack {
+    /// Takes `data`; returns the bytes that may be passed on now.
+    fn push(&mut self, data: &[u8]) -> Vec<u8> {
+        if !self.held.is_empty() {
+            self.held.extend_from_slice(data);
+            return Vec::new();
+        }
+        self.partial.extend_from_slice(data);
+        let mut out = Vec::new();
+        while let Some(nl) = self.partial.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.partial.drain(..=nl).collect();
+            if is_final_line(&line) {
+                self.held = line;
+                self.held.append(&mut self.partial);
+                break;
+            }
+            out.extend_from_slice(&line);
+        }
+        out
+    }
+
+    /// Everything held back: released once the receipt verified.
+    fn release(&mut self) -> Vec<u8> {
+        let mut out = std::mem::take(&mut self.held);
+        out.append(&mut self.partial);
+        out
+    }
+}
+
+/// Whether an NDJSON line is one a client treats as the end of the answer: an object whose
+/// `done` member is `true` (Ollama's generate and chat streams).
+fn is_final_line(line: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(line)
+        .ok()
+        .is_some_and(|v| v.get("done") == Some(&serde_json::Value::Bool(true)))
 }
 
 impl hyper::body::Body for Streamed {
@@ -475,38 +539,51 @@ impl hyper::body::Body for Streamed {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
         use std::task::Poll;
-        if self.done {
-            return Poll::Ready(None);
+        loop {
+            if self.done {
+                return Poll::Ready(None);
+            }
+            let event = match self.first.take() {
+                Some(e) => Some(e),
+                None => match self.rx.poll_recv(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(e) => e,
+                },
+            };
+            let out = match event {
+                Some(Event::Data(d)) => {
+                    let pass = self.lines.push(&d);
+                    if pass.is_empty() {
+                        continue;
+                    }
+                    Some(Ok(Frame::data(Bytes::from(pass))))
+                }
+                Some(Event::End(End::Done(_))) => {
+                    self.done = true;
+                    let rest = self.lines.release();
+                    if rest.is_empty() {
+                        None
+                    } else {
+                        Some(Ok(Frame::data(Bytes::from(rest))))
+                    }
+                }
+                Some(Event::End(End::Problem(_, p))) => {
+                    self.done = true;
+                    Some(Err(std::io::Error::other(format!("enclave problem: {p}"))))
+                }
+                Some(Event::End(End::UnknownDocument(w) | End::Failed(w))) => {
+                    self.done = true;
+                    Some(Err(std::io::Error::other(w)))
+                }
+                None => {
+                    self.done = true;
+                    Some(Err(std::io::Error::other(
+                        "the exchange ended without a result",
+                    )))
+                }
+            };
+            return Poll::Ready(out);
         }
-        let event = match self.first.take() {
-            Some(e) => Some(e),
-            None => match self.rx.poll_recv(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(e) => e,
-            },
-        };
-        let out = match event {
-            Some(Event::Data(d)) => Some(Ok(Frame::data(d))),
-            Some(Event::End(End::Done(_))) => {
-                self.done = true;
-                None
-            }
-            Some(Event::End(End::Problem(_, p))) => {
-                self.done = true;
-                Some(Err(std::io::Error::other(format!("enclave problem: {p}"))))
-            }
-            Some(Event::End(End::UnknownDocument(w) | End::Failed(w))) => {
-                self.done = true;
-                Some(Err(std::io::Error::other(w)))
-            }
-            None => {
-                self.done = true;
-                Some(Err(std::io::Error::other(
-                    "the exchange ended without a result",
-                )))
-            }
-        };
-        Poll::Ready(out)
     }
 }
 
@@ -531,4 +608,46 @@ pub async fn serve(proxy: Arc<Proxy>, listener: tokio::net::TcpListener) -> std:
 #[allow(clippy::print_stderr)]
 fn eprintln_warning(msg: &str) {
     eprintln!("{msg}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_final_line_and_what_follows_are_held_until_released() {
+        let mut h = HoldBack::default();
+        assert_eq!(
+            h.push(b"{\"response\":\"a\",\"done\":false}\n{\"resp"),
+            b"{\"response\":\"a\",\"done\":false}\n"
+        );
+        assert_eq!(
+            h.push(b"onse\":\"b\",\"done\":false}\n"),
+            b"{\"response\":\"b\",\"done\":false}\n"
+        );
+        // The done line, split across pushes, and bytes after it: nothing passes.
+        assert!(h.push(b"{\"done\":").is_empty());
+        assert!(h.push(b"true,\"eval_count\":2}\n{\"x\":1}\n").is_empty());
+        assert!(h.push(b"tail").is_empty());
+        assert_eq!(
+            h.release(),
+            b"{\"done\":true,\"eval_count\":2}\n{\"x\":1}\ntail"
+        );
+    }
+
+    #[test]
+    fn an_unterminated_line_is_held_and_only_done_true_is_final() {
+        let mut h = HoldBack::default();
+        assert!(h.push(b"{\"done\":true}").is_empty(), "no newline yet");
+        assert_eq!(h.release(), b"{\"done\":true}");
+        for not_final in [
+            &b"{\"done\":false}\n"[..],
+            b"{\"done\":\"true\"}\n",
+            b"[true]\n",
+            b"garbage\n",
+        ] {
+            let mut h = HoldBack::default();
+            assert_eq!(h.push(not_final), not_final);
+        }
+    }
 }
