@@ -90,7 +90,11 @@ fn main() {
         .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let proxy_addr = listener.local_addr().unwrap().to_string();
-        tokio::spawn(secllama_verifier::proxy::serve(proxy, listener));
+        tokio::spawn(secllama_verifier::proxy::serve(
+            proxy,
+            listener,
+            secllama_verifier::proxy::ServeOptions::new(true, ""),
+        ));
         let runner_addr = p
             .config
             .runner_url

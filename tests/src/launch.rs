@@ -276,6 +276,17 @@ pub fn proxy(
     receipts: &Path,
     secs: u64,
 ) -> Result<(Reaped, String), String> {
+    proxy_with(url, manifest, receipts, secs, &[])
+}
+
+/// [`proxy`] with more command-line arguments (`extra`, e.g. `--origins`).
+pub fn proxy_with(
+    url: &str,
+    manifest: &Path,
+    receipts: &Path,
+    secs: u64,
+    extra: &[&str],
+) -> Result<(Reaped, String), String> {
     let secs = secs.to_string();
     let mut child = Reaped(
         Command::new(crate::workspace_bin("secllama-verify"))
@@ -292,6 +303,8 @@ pub fn proxy(
             .arg(manifest)
             .arg("--receipts")
             .arg(receipts)
+            .args(extra)
+            .env_remove("OLLAMA_ORIGINS")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -684,3 +684,137 @@ fn a_hostile_bridge_gets_ollama_clients_an_error_never_a_forged_answer() {
         );
     }
 }
+
+/// `curl -i` with extra arguments: (status, headers lower-cased, body).
+fn curl_i(addr: &str, path: &str, args: &[&str]) -> (u16, String, String) {
+    let out = Command::new("curl")
+        .args(["-s", "-i"])
+        .args(args)
+        .arg(format!("http://{addr}{path}"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let code = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (code, head.to_ascii_lowercase(), body.to_string())
+}
+
+#[test]
+fn a_local_web_page_cannot_drive_the_proxy() {
+    let f = fixture();
+    let url = format!("unix:{}", f.p.sock.display());
+    let receipts = f.p.dir.path().join("origin-receipts.jsonl");
+    let (_proxy, addr) = secllama_tests::launch::proxy_with(
+        &url,
+        &f.manifest,
+        &receipts,
+        3600,
+        &["--origins", "https://*.example.org"],
+    )
+    .unwrap();
+    let body = format!(
+        r#"{{"model":"tiny:latest","prompt":"{PROMPT}","stream":false,"options":{{"num_predict":8}}}}"#
+    );
+    let receipts_count = || {
+        std::fs::read_to_string(&receipts)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+
+    // DNS rebinding: a page at attacker.example resolved to 127.0.0.1 sends its own Host.
+    for (path, post) in [
+        ("/api/tags", false),
+        ("/secllama/attestation", false),
+        ("/api/version", false),
+        ("/api/generate", true),
+    ] {
+        let mut args = vec!["-H", "Host: attacker.example:11434"];
+        if post {
+            args.extend(["-X", "POST", "-d", &body]);
+        }
+        let (code, _, text) = curl_i(&addr, path, &args);
+        assert_eq!(code, 403, "{path}: {text}");
+        assert!(text.contains("attacker.example"), "{path}: {text}");
+    }
+    // A cross-site "simple" request (text/plain POST, no preflight) from a page elsewhere.
+    let (code, _, text) = curl_i(
+        &addr,
+        "/api/generate",
+        &[
+            "-H",
+            "Origin: http://attacker.example",
+            "-H",
+            "Content-Type: text/plain",
+            "-X",
+            "POST",
+            "-d",
+            &body,
+        ],
+    );
+    assert_eq!(code, 403, "{text}");
+    assert_eq!(receipts_count(), 0, "nothing was forwarded");
+
+    // Preflights: 204 with the CORS headers for an allowed origin, 403 otherwise.
+    let preflight = |origin: &str| {
+        curl_i(
+            &addr,
+            "/api/chat",
+            &[
+                "-X",
+                "OPTIONS",
+                "-H",
+                &format!("Origin: {origin}"),
+                "-H",
+                "Access-Control-Request-Method: POST",
+                "-H",
+                "Access-Control-Request-Headers: content-type",
+            ],
+        )
+    };
+    let (code, head, _) = preflight("http://localhost:5173");
+    assert_eq!(code, 204, "{head}");
+    assert!(
+        head.contains("access-control-allow-origin: http://localhost:5173"),
+        "{head}"
+    );
+    assert!(
+        head.contains("access-control-allow-methods: get, post"),
+        "{head}"
+    );
+    assert!(
+        head.contains("access-control-allow-headers: authorization, content-type"),
+        "{head}"
+    );
+    let (code, head, _) = preflight("https://app.example.org");
+    assert_eq!(code, 204, "--origins is honoured: {head}");
+    let (code, head, _) = preflight("http://attacker.example");
+    assert_eq!(code, 403, "{head}");
+    assert!(!head.contains("access-control-allow-origin"), "{head}");
+
+    // An allowed origin is served, with the CORS answer headers.
+    let (code, head, text) = curl_i(
+        &addr,
+        "/api/generate",
+        &[
+            "-H",
+            "Origin: http://localhost:5173",
+            "-H",
+            "Content-Type: application/json",
+            "-X",
+            "POST",
+            "-d",
+            &body,
+        ],
+    );
+    assert_eq!(code, 200, "{text}");
+    assert!(
+        head.contains("access-control-allow-origin: http://localhost:5173"),
+        "{head}"
+    );
+    assert_eq!(receipts_count(), 1);
+    // Local names are served as before.
+    for host in ["localhost:11434", "127.0.0.1", "[::1]:11434"] {
+        let (code, _, text) = curl_i(&addr, "/api/version", &["-H", &format!("Host: {host}")]);
+        assert_eq!(code, 200, "{host}: {text}");
+    }
+}

@@ -1,5 +1,5 @@
 //! `secllama-verify proxy --url URL --manifest FILE [--listen 127.0.0.1:11434] [--receipts FILE]
-//! [--reattest SECS]`: the verifying local proxy (see [`crate::proxy`]). Prints
+//! [--reattest SECS] [--origins LIST] [--max-connections N] [--header-timeout SECS]`: the verifying local proxy (see [`crate::proxy`]). Prints
 //! `proxy listening on ADDR` once the enclave is attested and the listener bound; runs until
 //! interrupted. Refuses to start (exit 1) when the attestation is not affirming.
 
@@ -29,6 +29,16 @@ pub struct Args {
     /// Seconds between re-attestations.
     #[arg(long, default_value_t = 300)]
     pub reattest: u64,
+    /// More browser origins allowed to call the proxy (like OLLAMA_ORIGINS: comma-separated, one
+    /// `*` wildcard each), besides Ollama's local defaults.
+    #[arg(long, env = "OLLAMA_ORIGINS", default_value = "")]
+    pub origins: String,
+    /// Local connections served at once (more wait to be accepted).
+    #[arg(long, default_value_t = 512)]
+    pub max_connections: usize,
+    /// Seconds a client has to send a whole request head (also ends idle keep-alive connections).
+    #[arg(long, default_value_t = 10)]
+    pub header_timeout: u64,
 }
 
 #[allow(clippy::print_stdout, clippy::print_stderr)]
@@ -86,7 +96,11 @@ pub fn run(args: &Args) -> anyhow::Result<super::Outcome> {
             &format!("proxy listening on {}", listener.local_addr()?),
             false,
         );
-        let serve = crate::proxy::serve(proxy.clone(), listener);
+        let mut options =
+            crate::proxy::ServeOptions::new(args.listen.ip().is_loopback(), &args.origins);
+        options.max_connections = args.max_connections;
+        options.header_timeout = Duration::from_secs(args.header_timeout.max(1));
+        let serve = crate::proxy::serve(proxy.clone(), listener, options);
         tokio::select! {
             r = serve => r.map_err(anyhow::Error::from)?,
             _ = tokio::signal::ctrl_c() => {}

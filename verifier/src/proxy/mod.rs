@@ -28,7 +28,7 @@ use crate::client::{Attestation, Endpoint, attest};
 use anyhow::Context;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited, combinators::BoxBody};
-use hyper::body::{Frame, Incoming};
+use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use secllama_measurements::manifest::Manifest;
 use secllama_protocol::attestation::VerifiedDocument;
@@ -38,6 +38,11 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{RwLock, mpsc};
+
+pub mod origin;
+mod stream;
+
+use stream::{End, Event, HoldBack, Streamed};
 
 /// Largest request body accepted from a local client.
 pub const MAX_REQUEST: usize = 1 << 20;
@@ -453,201 +458,134 @@ impl Proxy {
     }
 }
 
-/// What the proxy's forwarding task reports.
-enum Event {
-    Data(Bytes),
-    End(End),
-}
-
-enum End {
-    Done(u16),
-    Problem(u16, serde_json::Value),
-    UnknownDocument(String),
-    Failed(String),
-}
-
 enum Exchange {
     Response(Response<Body>),
     UnknownDocument(String),
 }
 
-/// The streamed body: `first`, then whatever arrives, ending with an error (aborting the transfer)
-/// unless the exchange ended with a verified receipt.
-///
-/// Nothing that lets a client consider the answer complete leaves before the receipt verified:
-/// complete NDJSON lines pass on as they arrive, except the final one (`"done": true`) and
-/// everything after it, which are held back — as is any unterminated tail — and released only
-/// after [`End::Done`].
-struct Streamed {
-    first: Option<Event>,
-    rx: mpsc::UnboundedReceiver<Event>,
-    lines: HoldBack,
-    done: bool,
+/// How the proxy serves its local listener.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Which hosts and origins are served ([`origin`]).
+    pub rules: origin::LocalRules,
+    /// Connections served at once; further ones wait in the kernel's accept queue until one ends.
+    pub max_connections: usize,
+    /// Time a client has to send a whole request head, from the connection's start or from the
+    /// end of the previous answer (so it also bounds idle keep-alive connections).
+    pub header_timeout: Duration,
 }
 
-/// Splits NDJSON into lines that may pass now and the part held until the receipt verified.
-#[derive(Debug, Default)]
-struct HoldBack {
-    /// Bytes after the last newline (an incomplete line).
-    partial: Vec<u8>,
-    /// The final line and everything after it.
-    held: Vec<u8>,
-}
-
-impl HoldBack {
-    /// Takes `data`; returns the bytes that may be passed on now.
-    fn push(&mut self, data: &[u8]) -> Vec<u8> {
-        if !self.held.is_empty() {
-            self.held.extend_from_slice(data);
-            return Vec::new();
-        }
-        self.partial.extend_from_slice(data);
-        let mut out = Vec::new();
-        while let Some(nl) = self.partial.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = self.partial.drain(..=nl).collect();
-            if is_final_line(&line) {
-                self.held = line;
-                self.held.append(&mut self.partial);
-                break;
-            }
-            out.extend_from_slice(&line);
-        }
-        out
-    }
-
-    /// Everything held back: released once the receipt verified.
-    fn release(&mut self) -> Vec<u8> {
-        let mut out = std::mem::take(&mut self.held);
-        out.append(&mut self.partial);
-        out
-    }
-}
-
-/// Whether an NDJSON line is one a client treats as the end of the answer: an object whose
-/// `done` member is `true` (Ollama's generate and chat streams).
-fn is_final_line(line: &[u8]) -> bool {
-    serde_json::from_slice::<serde_json::Value>(line)
-        .ok()
-        .is_some_and(|v| v.get("done") == Some(&serde_json::Value::Bool(true)))
-}
-
-impl hyper::body::Body for Streamed {
-    type Data = Bytes;
-    type Error = std::io::Error;
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
-        use std::task::Poll;
-        loop {
-            if self.done {
-                return Poll::Ready(None);
-            }
-            let event = match self.first.take() {
-                Some(e) => Some(e),
-                None => match self.rx.poll_recv(cx) {
-                    Poll::Pending => return Poll::Pending,
-                    Poll::Ready(e) => e,
-                },
-            };
-            let out = match event {
-                Some(Event::Data(d)) => {
-                    let pass = self.lines.push(&d);
-                    if pass.is_empty() {
-                        continue;
-                    }
-                    Some(Ok(Frame::data(Bytes::from(pass))))
-                }
-                Some(Event::End(End::Done(_))) => {
-                    self.done = true;
-                    let rest = self.lines.release();
-                    if rest.is_empty() {
-                        None
-                    } else {
-                        Some(Ok(Frame::data(Bytes::from(rest))))
-                    }
-                }
-                Some(Event::End(End::Problem(_, p))) => {
-                    self.done = true;
-                    Some(Err(std::io::Error::other(format!("enclave problem: {p}"))))
-                }
-                Some(Event::End(End::UnknownDocument(w) | End::Failed(w))) => {
-                    self.done = true;
-                    Some(Err(std::io::Error::other(w)))
-                }
-                None => {
-                    self.done = true;
-                    Some(Err(std::io::Error::other(
-                        "the exchange ended without a result",
-                    )))
-                }
-            };
-            return Poll::Ready(out);
+impl ServeOptions {
+    /// Defaults for a listener on `listen`: Ollama's host and origin rules plus `origins`, 512
+    /// connections, 10 s for a request head.
+    pub fn new(listen_is_loopback: bool, origins: &str) -> Self {
+        Self {
+            rules: origin::LocalRules::new(listen_is_loopback, origins),
+            max_connections: 512,
+            header_timeout: Duration::from_secs(10),
         }
     }
 }
 
-/// Serves local clients on `listener` until accepting fails.
-pub async fn serve(proxy: Arc<Proxy>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+/// Serves local clients on `listener` until accepting fails (other than for a transient reason
+/// such as running out of descriptors, which is waited out).
+pub async fn serve(
+    proxy: Arc<Proxy>,
+    listener: tokio::net::TcpListener,
+    options: ServeOptions,
+) -> std::io::Result<()> {
+    let slots = Arc::new(tokio::sync::Semaphore::new(options.max_connections.max(1)));
+    let options = Arc::new(options);
     loop {
-        let (stream, _) = listener.accept().await?;
+        // A slot first: past the limit, connections queue in the kernel instead of being served
+        // by a task each.
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return Ok(());
+        };
+        let stream = match listener.accept().await {
+            Ok((s, _)) => s,
+            Err(e) if transient_accept_error(&e) => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let _ = stream.set_nodelay(true);
         let proxy = proxy.clone();
+        let options = options.clone();
         tokio::spawn(async move {
+            let rules = options.clone();
             let service = hyper::service::service_fn(move |req| {
-                let p = proxy.clone();
-                async move { Ok::<_, std::convert::Infallible>(p.handle(req).await) }
+                let (p, rules) = (proxy.clone(), rules.clone());
+                async move { Ok::<_, std::convert::Infallible>(local(p, &rules.rules, req).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(options.header_timeout)
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                 .await;
+            drop(permit);
         });
+    }
+}
+
+/// Accept errors that say nothing about the listener: the peer gave up, or descriptors or memory
+/// ran out for a moment.
+fn transient_accept_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(
+        e.kind(),
+        ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset | ErrorKind::Interrupted
+    ) || matches!(
+        e.raw_os_error(),
+        Some(libc_errno::EMFILE | libc_errno::ENFILE | libc_errno::ENOBUFS | libc_errno::ENOMEM)
+    )
+}
+
+/// errno values (Linux) of transient accept failures.
+mod libc_errno {
+    pub const EMFILE: i32 = 24;
+    pub const ENFILE: i32 = 23;
+    pub const ENOBUFS: i32 = 105;
+    pub const ENOMEM: i32 = 12;
+}
+
+/// One local request: the host and origin rules, then [`Proxy::handle`], with CORS headers.
+async fn local(
+    proxy: Arc<Proxy>,
+    rules: &origin::LocalRules,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    match rules.decide(req.method(), req.headers()) {
+        origin::Decision::Forbidden(why) => {
+            error(StatusCode::FORBIDDEN, format!("secllama proxy: {why}"))
+        }
+        origin::Decision::Preflight(o) => {
+            let mut r = Response::new(
+                Full::new(Bytes::new())
+                    .map_err(|never| match never {})
+                    .boxed(),
+            );
+            *r.status_mut() = StatusCode::NO_CONTENT;
+            origin::preflight_headers(r.headers_mut(), o);
+            r
+        }
+        origin::Decision::Serve(o) => {
+            let mut r = proxy.handle(req).await;
+            if let Some(o) = o {
+                r.headers_mut()
+                    .insert(hyper::header::ACCESS_CONTROL_ALLOW_ORIGIN, o);
+                r.headers_mut().insert(
+                    hyper::header::VARY,
+                    hyper::header::HeaderValue::from_static("Origin"),
+                );
+            }
+            r
+        }
     }
 }
 
 #[allow(clippy::print_stderr)]
 fn eprintln_warning(msg: &str) {
     eprintln!("{msg}");
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_final_line_and_what_follows_are_held_until_released() {
-        let mut h = HoldBack::default();
-        assert_eq!(
-            h.push(b"{\"response\":\"a\",\"done\":false}\n{\"resp"),
-            b"{\"response\":\"a\",\"done\":false}\n"
-        );
-        assert_eq!(
-            h.push(b"onse\":\"b\",\"done\":false}\n"),
-            b"{\"response\":\"b\",\"done\":false}\n"
-        );
-        // The done line, split across pushes, and bytes after it: nothing passes.
-        assert!(h.push(b"{\"done\":").is_empty());
-        assert!(h.push(b"true,\"eval_count\":2}\n{\"x\":1}\n").is_empty());
-        assert!(h.push(b"tail").is_empty());
-        assert_eq!(
-            h.release(),
-            b"{\"done\":true,\"eval_count\":2}\n{\"x\":1}\ntail"
-        );
-    }
-
-    #[test]
-    fn an_unterminated_line_is_held_and_only_done_true_is_final() {
-        let mut h = HoldBack::default();
-        assert!(h.push(b"{\"done\":true}").is_empty(), "no newline yet");
-        assert_eq!(h.release(), b"{\"done\":true}");
-        for not_final in [
-            &b"{\"done\":false}\n"[..],
-            b"{\"done\":\"true\"}\n",
-            b"[true]\n",
-            b"garbage\n",
-        ] {
-            let mut h = HoldBack::default();
-            assert_eq!(h.push(not_final), not_final);
-        }
-    }
 }
