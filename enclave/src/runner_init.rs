@@ -32,7 +32,7 @@ pub fn socket_path() -> PathBuf {
 }
 
 /// Accept errors that pass once connections in flight end.
-fn transient(e: &std::io::Error) -> bool {
+pub(crate) fn transient(e: &std::io::Error) -> bool {
     use rustix::io::Errno;
     e.kind() == std::io::ErrorKind::ConnectionAborted
         || e.raw_os_error()

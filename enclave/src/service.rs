@@ -373,16 +373,37 @@ async fn forward(
     Ok(status)
 }
 
-/// Serves the API on a unix listener until it fails.
+/// Connections the enclave serves at once; further ones wait in the listener's queue.
+pub const MAX_CONNECTIONS: usize = 256;
+/// Time a peer has to send a whole request head, from the connection's start or the end of the
+/// previous answer (so it also ends idle keep-alive connections).
+pub const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Serves the API on a unix listener until it fails: at most [`MAX_CONNECTIONS`] at once, each
+/// request head within [`HEADER_TIMEOUT`], so slow or stalled peers cannot hold the enclave.
 pub async fn serve(agent: Arc<Agent>, listener: tokio::net::UnixListener) -> std::io::Result<()> {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
-        let (stream, _) = listener.accept().await?;
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return Ok(());
+        };
+        let stream = match listener.accept().await {
+            Ok((s, _)) => s,
+            Err(e) if crate::runner_init::transient(&e) => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let agent = agent.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| handle(agent.clone(), req));
             let _ = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                 .await;
+            drop(permit);
         });
     }
 }

@@ -1,8 +1,11 @@
 //! The bridge (DESIGN.md "Shape"): accepts TCP connections from remote users and relays bytes to the
 //! enclave's listener. It is untrusted by design and sees only ciphertext, so it never parses what it
-//! carries; it only protects the host: a connection limit (connections past it are closed at once),
-//! a first-bytes ("header") timeout, an idle timeout, and a fixed buffer per direction — the cap on
-//! bytes in flight per connection, so it never buffers a whole stream.
+//! carries; it only protects the host and keeps the enclave reachable: a connection limit and a
+//! per-peer (source IP) limit (connections past either are closed at once, so a few misbehaving
+//! peers cannot take every slot), a first-bytes timeout, an idle timeout, and a fixed buffer per
+//! direction — the cap on bytes in flight per connection, so it never buffers a whole stream. The
+//! whole request head is bounded in time by the enclave's HTTP server (`header_read_timeout`),
+//! which sees the bytes the bridge relays.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -75,6 +78,8 @@ impl std::str::FromStr for EnclaveAddr {
 pub struct Limits {
     /// Connections relayed at once; more are closed on accept.
     pub max_connections: usize,
+    /// Connections relayed at once from one source IP address; more are closed on accept.
+    pub max_per_peer: usize,
     /// Time a client has to send its first bytes.
     pub header_timeout: Duration,
     /// Time a connection may carry nothing in either direction.
@@ -87,6 +92,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_connections: 64,
+            max_per_peer: 16,
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(120),
             buffer_bytes: 64 * 1024,
@@ -109,11 +115,25 @@ pub async fn serve(
         });
     }
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let peers = Arc::new(Peers::default());
     loop {
-        let (client, _) = listener.accept().await.map_err(|source| BridgeError::Io {
-            op: "accepting",
-            reason: source,
-        })?;
+        let (client, from) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) if transient(&e) => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+            Err(source) => {
+                return Err(BridgeError::Io {
+                    op: "accepting",
+                    reason: source,
+                });
+            }
+        };
+        let Some(peer) = peers.enter(from.ip(), limits.max_per_peer) else {
+            drop(client); // this peer is over its limit: closed at once
+            continue;
+        };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             drop(client); // over the limit: closed at once
             continue;
@@ -122,7 +142,57 @@ pub async fn serve(
         tokio::spawn(async move {
             let _ = relay(client, &enclave, limits).await;
             drop(permit);
+            drop(peer);
         });
+    }
+}
+
+/// Accept errors that say nothing about the listener (the peer gave up; descriptors or memory ran
+/// out for a moment): waited out rather than ending the bridge.
+fn transient(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(
+        e.kind(),
+        ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset | ErrorKind::Interrupted
+    ) || matches!(e.raw_os_error(), Some(23 | 24 | 105 | 12)) // ENFILE EMFILE ENOBUFS ENOMEM
+}
+
+/// Connections open per source address.
+#[derive(Debug, Default)]
+struct Peers(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>);
+
+/// One connection counted against its peer; uncounted when dropped.
+struct PeerSlot {
+    peers: Arc<Peers>,
+    ip: std::net::IpAddr,
+}
+
+impl Peers {
+    /// Counts a connection from `ip` unless it already has `max`.
+    fn enter(self: &Arc<Self>, ip: std::net::IpAddr, max: usize) -> Option<PeerSlot> {
+        let mut map = self.0.lock().ok()?;
+        let n = map.entry(ip).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(PeerSlot {
+            peers: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        if let Ok(mut map) = self.peers.0.lock()
+            && let Some(n) = map.get_mut(&self.ip)
+        {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
     }
 }
 

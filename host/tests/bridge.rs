@@ -1,6 +1,6 @@
 //! The bridge against a real unix-socket server on this host (no vsock: host-side vsock is never
 //! used in tests): bytes pass unchanged in both directions, including a 10 MiB stream; connections
-//! past the limit are closed at once; a client that sends nothing is closed after the header timeout;
+//! past the limit, and past the per-peer limit, are closed at once while other peers are served; a client that sends nothing is closed after the header timeout;
 //! a silent connection after the idle timeout; an unreachable enclave closes the client.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test crate: a failed unwrap is a failed test
 
@@ -42,6 +42,7 @@ async fn bridge(enclave: EnclaveAddr, limits: Limits) -> std::net::SocketAddr {
 fn limits() -> Limits {
     Limits {
         max_connections: 2,
+        max_per_peer: 2,
         header_timeout: Duration::from_millis(300),
         idle_timeout: Duration::from_millis(600),
         buffer_bytes: 16 * 1024,
@@ -123,6 +124,56 @@ async fn connection_limit_and_timeouts_are_enforced() {
         t >= Duration::from_millis(250) && t < Duration::from_millis(2900),
         "header timeout after {t:?}"
     );
+}
+
+/// A connection from source address `from`.
+async fn connect_from(from: &str, to: std::net::SocketAddr) -> TcpStream {
+    let s = tokio::net::TcpSocket::new_v4().unwrap();
+    s.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    s.connect(to).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_peer_cannot_take_every_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("enclave.sock");
+    echo_server(sock.clone()).await;
+    let limits = Limits {
+        max_connections: 8,
+        max_per_peer: 3,
+        ..limits()
+    };
+    let addr = bridge(EnclaveAddr::Unix(sock), limits).await;
+    // 127.0.0.2 opens 6: three are relayed, three closed at once.
+    let mut mine = Vec::new();
+    for _ in 0..6 {
+        let mut s = connect_from("127.0.0.2", addr).await;
+        let _ = s.write_all(b"ping").await; // may fail: the bridge may have closed it already
+        mine.push(s);
+    }
+    let mut relayed = 0;
+    for s in &mut mine {
+        let mut buf = [0u8; 4];
+        if let Ok(Ok(_)) =
+            tokio::time::timeout(Duration::from_millis(200), s.read_exact(&mut buf)).await
+        {
+            relayed += 1;
+        }
+    }
+    assert_eq!(relayed, 3);
+    // Another peer is served meanwhile.
+    let mut other = connect_from("127.0.0.3", addr).await;
+    other.write_all(b"ping").await.unwrap();
+    let mut buf = [0u8; 4];
+    other.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"ping");
+    // Closing one of 127.0.0.2's connections frees one of its slots.
+    drop(mine);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut again = connect_from("127.0.0.2", addr).await;
+    again.write_all(b"pong").await.unwrap();
+    again.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"pong");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

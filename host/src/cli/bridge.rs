@@ -18,6 +18,9 @@ pub struct Args {
     /// Connections relayed at once.
     #[arg(long, default_value_t = 64)]
     pub max_connections: usize,
+    /// Connections relayed at once from one source address.
+    #[arg(long, default_value_t = 16)]
+    pub max_per_peer: usize,
     /// Seconds a client has to send its first bytes.
     #[arg(long, default_value_t = 10)]
     pub header_timeout: u64,
@@ -33,6 +36,7 @@ pub struct Args {
 pub fn run(args: &Args) -> anyhow::Result<String> {
     let limits = Limits {
         max_connections: args.max_connections,
+        max_per_peer: args.max_per_peer.max(1),
         header_timeout: Duration::from_secs(args.header_timeout),
         idle_timeout: Duration::from_secs(args.idle_timeout),
         buffer_bytes: args.buffer_bytes.max(1024),

@@ -51,6 +51,22 @@ fn say(line: &str, err: bool) {
     }
 }
 
+/// Connections the kernel queues for the proxy while all its slots are busy (the default of 128
+/// would leave a burst of clients retrying their handshakes for tens of seconds).
+const ACCEPT_BACKLOG: u32 = 1024;
+
+/// Binds `addr` with [`ACCEPT_BACKLOG`].
+fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(ACCEPT_BACKLOG)
+}
+
 /// Runs the proxy until interrupted.
 pub fn run(args: &Args) -> anyhow::Result<super::Outcome> {
     let text = std::fs::read_to_string(&args.manifest)
@@ -89,9 +105,7 @@ pub fn run(args: &Args) -> anyhow::Result<super::Outcome> {
             }
         };
         proxy.spawn_reattest(Duration::from_secs(args.reattest.max(1)));
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .with_context(|| format!("binding {}", args.listen))?;
+        let listener = bind(args.listen).with_context(|| format!("binding {}", args.listen))?;
         say(
             &format!("proxy listening on {}", listener.local_addr()?),
             false,

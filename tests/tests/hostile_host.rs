@@ -1,0 +1,266 @@
+//! A hostile host and hostile local clients against real processes (the real agent with a real
+//! swtpm, the `secllama bridge` and `secllama-verify proxy` binaries), loopback only, every loop
+//! bounded in time:
+//! - 64 slow connections from one peer (127.0.0.2), each sending one byte of a request head every
+//!   second: the bridge keeps at most its per-peer limit of them, the enclave's header timeout ends
+//!   those within about 10 s although bytes keep arriving, and meanwhile another peer (127.0.0.1)
+//!   gets `/healthz` and a sealed, verified answer every time it asks.
+//! - 500 stalled connections to the proxy: it serves at most `--max-connections` at once, ends each
+//!   after `--header-timeout`, and a real request queued behind them is still answered.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout
+)] // test crate: a failed unwrap is a failed test; the measurements are printed
+
+use secllama_enclave::agent::Agent;
+use secllama_enclave::service::{HEADER_TIMEOUT, serve};
+use secllama_tests::enclave::{Reaped, RunnerMode, policy_for, prepare};
+use secllama_tests::workspace_bin;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const PROMPT: &str = "why is the sky blue";
+const SLOW: usize = 64;
+const PER_PEER: usize = 16;
+
+/// Starts `secllama bridge` to `sock` with a per-peer limit; returns it and its address.
+fn bridge(sock: &Path) -> (Reaped, String) {
+    let port = secllama_tests::launch::free_port().unwrap();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = Reaped(
+        Command::new(workspace_bin("secllama"))
+            .args([
+                "bridge",
+                "--listen",
+                &listen,
+                "--max-per-peer",
+                &PER_PEER.to_string(),
+            ])
+            .arg("--enclave")
+            .arg(format!("unix:{}", sock.display()))
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    // It says where it listens once bound.
+    let mut err = BufReader::new(child.0.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    assert!(line.contains("secllama bridge"), "{line}");
+    std::thread::spawn(move || for _ in err.lines() {});
+    (child, listen)
+}
+
+/// A connection from source address `from` to `to`.
+async fn connect_from(from: &str, to: &str) -> std::io::Result<tokio::net::TcpStream> {
+    let s = tokio::net::TcpSocket::new_v4()?;
+    s.bind(format!("{from}:0").parse().unwrap())?;
+    s.connect(to.parse().unwrap()).await
+}
+
+/// `GET /healthz` from 127.0.0.1 through the bridge: whether `{"status":"ok"}` came back in 3 s.
+async fn healthz(bridge: &str) -> bool {
+    let fut = async {
+        let mut s = connect_from("127.0.0.1", bridge).await.ok()?;
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: enclave\r\nConnection: close\r\n\r\n")
+            .await
+            .ok()?;
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).await.ok()?;
+        Some(String::from_utf8_lossy(&out).contains(r#"{"status":"ok"}"#))
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(3), fut).await,
+        Ok(Some(true))
+    )
+}
+
+/// Whether the peer closed `s` (EOF or reset) within `wait`.
+async fn closed_within(s: &mut tokio::net::TcpStream, wait: Duration) -> bool {
+    let mut b = [0u8; 256];
+    let deadline = Instant::now() + wait;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        match tokio::time::timeout(left, s.read(&mut b)).await {
+            Err(_) => return false,
+            Ok(Ok(0) | Err(_)) => return true,
+            Ok(Ok(_)) => {} // an answer (e.g. hyper's 408): keep reading to the close
+        }
+    }
+}
+
+#[test]
+fn slow_and_stalled_clients_do_not_lock_others_out() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let runner = Path::new(env!("CARGO_BIN_EXE_secllama-test-runner"));
+    let p = prepare(runner, RunnerMode::Started, &policy_for(PROMPT)).unwrap();
+    let manifest = p.dir.path().join("manifest.toml");
+    std::fs::write(
+        &manifest,
+        p.reference_manifest().unwrap().to_toml().unwrap(),
+    )
+    .unwrap();
+    let agent = {
+        let _g = rt.enter();
+        let agent = Arc::new(Agent::start(&p.config, &p.base).unwrap());
+        let listener = tokio::net::UnixListener::bind(&p.sock).unwrap();
+        rt.spawn(serve(agent.clone(), listener));
+        agent
+    };
+    let (_bridge, bridge_addr) = bridge(&p.sock);
+    let url = format!("http://{bridge_addr}");
+
+    // 64 slow connections from 127.0.0.2, each dripping a request head one byte per second.
+    let head: &'static [u8] = b"GET /healthz HTTP/1.1\r\nHost: enclave\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+    let started = Instant::now();
+    let slow: Vec<_> = (0..SLOW)
+        .map(|_| {
+            let to = bridge_addr.clone();
+            rt.spawn(async move {
+                let Ok(mut s) = connect_from("127.0.0.2", &to).await else {
+                    return (false, Duration::ZERO);
+                };
+                let t0 = Instant::now();
+                for b in head.iter().take(40) {
+                    if s.write_all(&[*b]).await.is_err() {
+                        return (true, t0.elapsed());
+                    }
+                    if closed_within(&mut s, Duration::from_secs(1)).await {
+                        return (true, t0.elapsed());
+                    }
+                }
+                (false, t0.elapsed())
+            })
+        })
+        .collect();
+    // Meanwhile, another peer: /healthz and a sealed generate keep working.
+    std::thread::sleep(Duration::from_millis(500));
+    for round in 0..3 {
+        assert!(
+            rt.block_on(healthz(&bridge_addr)),
+            "round {round}: /healthz failed under the slow peer"
+        );
+        let out = secllama_tests::launch::verify_generate(
+            &url,
+            "tiny:latest",
+            PROMPT,
+            &manifest,
+            &["--num-predict", "8"],
+        )
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "round {round}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    // Every slow connection was ended: at once past the per-peer limit, by the enclave's header
+    // timeout for the others — although each kept sending.
+    let ends: Vec<(bool, Duration)> = slow.into_iter().map(|h| rt.block_on(h).unwrap()).collect();
+    let closed_fast = ends
+        .iter()
+        .filter(|(c, t)| *c && *t < Duration::from_secs(2))
+        .count();
+    let closed_by_timeout = ends
+        .iter()
+        .filter(|(c, t)| {
+            *c && *t >= HEADER_TIMEOUT - Duration::from_secs(1)
+                && *t <= HEADER_TIMEOUT + Duration::from_secs(5)
+        })
+        .count();
+    println!(
+        "slow peer: {closed_fast} of {SLOW} closed at once, {closed_by_timeout} by the header timeout, after {:?}",
+        started.elapsed()
+    );
+    assert!(
+        ends.iter().all(|(c, _)| *c),
+        "a slow connection stayed open: {ends:?}"
+    );
+    assert_eq!(closed_fast, SLOW - PER_PEER, "{ends:?}");
+    assert_eq!(closed_by_timeout, PER_PEER, "{ends:?}");
+
+    // 500 stalled connections to the proxy (no byte sent), then a real request behind them.
+    const STALLED: usize = 500;
+    const PROXY_MAX: usize = 128;
+    let receipts = p.dir.path().join("proxy-receipts.jsonl");
+    let (proxy, proxy_addr) = secllama_tests::launch::proxy_with(
+        &url,
+        &manifest,
+        &receipts,
+        3600,
+        &[
+            "--max-connections",
+            &PROXY_MAX.to_string(),
+            "--header-timeout",
+            "2",
+        ],
+    )
+    .unwrap();
+    let pid = proxy.0.id();
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .count()
+    };
+    let idle_fds = fds();
+    let started = Instant::now();
+    let stalled: Vec<_> = (0..STALLED)
+        .map(|_| {
+            let to = proxy_addr.clone();
+            rt.spawn(async move {
+                let mut s = tokio::net::TcpStream::connect(&to).await.ok()?;
+                let t0 = Instant::now();
+                closed_within(&mut s, Duration::from_secs(30))
+                    .await
+                    .then(|| t0.elapsed())
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(1));
+    let busy_fds = fds();
+    let body = format!(
+        r#"{{"model":"tiny:latest","prompt":"{PROMPT}","stream":false,"options":{{"num_predict":8}}}}"#
+    );
+    let t = Instant::now();
+    let out = Command::new("curl")
+        .args(["-s", "-m", "40", "-w", "\n%{http_code}", "-d", &body])
+        .arg(format!("http://{proxy_addr}/api/generate"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let queued = t.elapsed();
+    let ends: Vec<Option<Duration>> = stalled
+        .into_iter()
+        .map(|h| rt.block_on(h).unwrap())
+        .collect();
+    let longest = ends.iter().flatten().max().copied().unwrap_or_default();
+    println!(
+        "proxy: {STALLED} stalled connections, descriptors {idle_fds} idle -> {busy_fds} under them \
+         (cap {PROXY_MAX}); a real request queued behind them answered in {queued:?}; the last \
+         stalled connection ended after {longest:?} ({:?} in all)",
+        started.elapsed()
+    );
+    assert!(text.ends_with("\n200"), "{text}");
+    let open = ends.iter().filter(|e| e.is_none()).count();
+    assert_eq!(open, 0, "stalled connections stayed open");
+    assert!(
+        busy_fds <= idle_fds + PROXY_MAX + 8,
+        "{busy_fds} descriptors"
+    );
+    drop(agent);
+}
