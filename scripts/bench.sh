@@ -90,7 +90,8 @@ nonce=5eca11a5eca11a5eca11a5eca11a0001
 )
 unset TPM2TOOLS_TCTI
 cargo build -q --release -p secllama-verifier
-verify="${CARGO_TARGET_DIR:-$PWD/target}/release/secllama-verify"
+release="$(bash scripts/target-dir.sh)/release"
+verify="$release/secllama-verify"
 calls=200
 time_calls() { # prints mean milliseconds per call of "$@" over $calls runs; every call must succeed
   local start end
@@ -142,7 +143,7 @@ if [ ! -x "$bench_venv/bin/python" ] || ! "$bench_venv/bin/python" -c 'import xl
   python3 -m venv "$bench_venv"
   "$bench_venv/bin/pip" install -q --disable-pip-version-check xllamacpp==2026.10.11549
 fi
-"$bench_venv/bin/python" scripts/bench_runner.py "${CARGO_TARGET_DIR:-$PWD/target}/release/secllama-runner" "$gguf" --threads 1 2>/dev/null
+"$bench_venv/bin/python" scripts/bench_runner.py "$release/secllama-runner" "$gguf" --threads 1 2>/dev/null
 echo
 echo "== the real model through proxy, bridge and enclave vs plaintext to the same runner (first token, total)"
 SECLLAMA_BENCH_GGUF="$gguf" cargo bench -q -p secllama-tests --bench proxy_roundtrip | grep -v '^$'

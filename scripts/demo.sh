@@ -21,7 +21,7 @@ bash scripts/setup.sh
 cargo build -q --release -p secllama-verifier -p secllama-host -p secllama-enclave -p secllama-tests \
   -p secllama-runner
 gguf=$(bash scripts/fetch-model.sh)
-bin="${CARGO_TARGET_DIR:-$root/target}/release"
+bin="$(bash scripts/target-dir.sh)/release"
 verify="$bin/secllama-verify"
 secllama="$bin/secllama"
 shared="${SECLLAMA_SHARED:-$root/../shared}"
