@@ -33,7 +33,7 @@ pub struct Policy {
     pub models: Vec<String>,
     /// Largest prompt (generate) or messages JSON (chat), in bytes.
     pub max_prompt_bytes: usize,
-    /// Largest `options.num_predict`; requests must set it.
+    /// Largest `options.num_predict`; a request that leaves it out gets this value.
     pub max_num_predict: u64,
     /// Option names a request may set (`num_predict` is always allowed).
     #[serde(default)]
@@ -71,15 +71,24 @@ pub struct Refusal {
     pub reason: String,
 }
 
-/// An allowed request: which dataset entry it matched (none for `/api/tags`).
+/// An allowed request: which dataset entry it matched (none for `/api/tags`), and what the runner
+/// is sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Allowed {
     /// The matching dataset entry's id.
     pub dataset_id: Option<String>,
-    /// The model asked for.
+    /// The model asked for, canonical ([`secllama_protocol::ollama_name::canonical`]).
     pub model: Option<String>,
     /// Whether the client asked for a streamed answer (Ollama's default is true).
     pub stream: bool,
+    /// The `options.num_predict` the runner is given.
+    pub num_predict: Option<u64>,
+    /// Parameters the enclave set because the request left them out (`"num_predict"`).
+    pub defaults: Vec<&'static str>,
+    /// The body to send the runner when it is not the request's own bytes: the checked value
+    /// re-serialised with the canonical model name and the defaults filled in (docs/policy.md
+    /// "What the runner reads"). `None`: the request's bytes, unchanged.
+    pub forward: Option<Vec<u8>>,
 }
 
 /// Whether `v` is the empty value of its kind: `null`, `""`, `[]` or `false`.
@@ -140,6 +149,17 @@ impl Policy {
                 found: "an empty one".into(),
             });
         }
+        let mut p = p;
+        p.models = p
+            .models
+            .iter()
+            .map(|m| {
+                secllama_protocol::ollama_name::canonical(m).map_err(|e| PolicyError {
+                    expected: "model names Ollama accepts".into(),
+                    found: e.to_string(),
+                })
+            })
+            .collect::<Result<_, _>>()?;
         let mut ids = BTreeSet::new();
         for e in &p.dataset {
             if !ids.insert(&e.id) {
@@ -173,6 +193,9 @@ impl Policy {
                     dataset_id: None,
                     model: None,
                     stream: false,
+                    num_predict: None,
+                    defaults: Vec::new(),
+                    forward: None,
                 })
             } else {
                 Err(refuse("body", "an empty body for /api/tags"))
@@ -207,14 +230,16 @@ impl Policy {
                 ),
             ));
         }
-        let model = obj
+        let given_model = obj
             .get("model")
             .and_then(Value::as_str)
             .ok_or_else(|| refuse("model", "a model name"))?;
-        if !self.models.iter().any(|m| m == model) {
+        let model = secllama_protocol::ollama_name::canonical(given_model)
+            .map_err(|e| refuse("model", e.to_string()))?;
+        if !self.models.contains(&model) {
             return Err(refuse(
                 "model",
-                format!("one of {:?}, found {model:?}", self.models),
+                format!("one of {:?}, found {given_model:?} ({model})", self.models),
             ));
         }
         let stream = match obj.get("stream") {
@@ -227,13 +252,9 @@ impl Policy {
                 ));
             }
         };
+        let empty = serde_json::Map::new();
         let options = match obj.get("options") {
-            None => {
-                return Err(refuse(
-                    "num_predict",
-                    format!("options.num_predict at most {}", self.max_num_predict),
-                ));
-            }
+            None | Some(Value::Null) => &empty,
             Some(Value::Object(o)) => o,
             Some(_) => return Err(refuse("options", "options as an object")),
         };
@@ -249,21 +270,26 @@ impl Policy {
                 ),
             ));
         }
-        match options.get("num_predict").and_then(Value::as_u64) {
-            Some(n) if n <= self.max_num_predict => {}
-            Some(n) => {
-                return Err(refuse(
-                    "num_predict",
-                    format!("at most {}, found {n}", self.max_num_predict),
-                ));
+        let mut defaults = Vec::new();
+        let num_predict = match options.get("num_predict") {
+            // Left out: the policy's maximum, not the runner's unbounded default.
+            None | Some(Value::Null) => {
+                defaults.push("num_predict");
+                self.max_num_predict
             }
-            None => {
-                return Err(refuse(
-                    "num_predict",
-                    format!("options.num_predict at most {}", self.max_num_predict),
-                ));
-            }
-        }
+            Some(v) => match v.as_u64() {
+                Some(n) if n <= self.max_num_predict => n,
+                _ => {
+                    return Err(refuse(
+                        "num_predict",
+                        format!(
+                            "options.num_predict from 0 to {} (or none: {} then), found {v}",
+                            self.max_num_predict, self.max_num_predict
+                        ),
+                    ));
+                }
+            },
+        };
         let content = obj
             .get(content_key)
             .ok_or_else(|| refuse("dataset", format!("a {content_key}")))?;
@@ -285,11 +311,34 @@ impl Policy {
                 .is_some_and(|p| Some(p) == content.as_str()),
             _ => e.messages.as_ref() == Some(&content),
         });
+        // What the runner reads: the request's bytes when they already say the canonical model
+        // and the limit; otherwise the checked value with both filled in.
+        let forward = if given_model != model || !defaults.is_empty() {
+            let mut out = v.clone();
+            if let Value::Object(o) = &mut out {
+                o.insert("model".into(), Value::String(model.clone()));
+                let opts = o
+                    .entry("options")
+                    .or_insert_with(|| Value::Object(serde_json::Map::new()));
+                if opts.is_null() {
+                    *opts = Value::Object(serde_json::Map::new());
+                }
+                if let Value::Object(opts) = opts {
+                    opts.insert("num_predict".into(), Value::from(num_predict));
+                }
+            }
+            Some(serde_json::to_vec(&out).map_err(|e| refuse("body", e.to_string()))?)
+        } else {
+            None
+        };
         match entry {
             Some(e) => Ok(Allowed {
                 dataset_id: Some(e.id.clone()),
-                model: Some(model.to_string()),
+                model: Some(model),
                 stream,
+                num_predict: Some(num_predict),
+                defaults,
+                forward,
             }),
             None => Err(refuse(
                 "dataset",
@@ -451,8 +500,16 @@ mod tests {
                 "num_predict",
             ),
             (
-                r#"{"model":"tiny:latest","prompt":"What is 2+2?"}"#,
+                r#"{"model":"tiny:latest","prompt":"What is 2+2?","options":{"num_predict":-1}}"#,
                 "num_predict",
+            ),
+            (
+                r#"{"model":"tiny:latest","prompt":"What is 2+2?","options":{"num_predict":"8"}}"#,
+                "num_predict",
+            ),
+            (
+                r#"{"model":"tiny@sha256:00","prompt":"What is 2+2?","options":{"num_predict":8}}"#,
+                "model",
             ),
             (
                 r#"{"model":"tiny:latest","prompt":"What is 2+2?","options":{"num_predict":8,"mirostat":1}}"#,
@@ -490,12 +547,81 @@ mod tests {
     }
 
     #[test]
+    fn a_missing_num_predict_is_the_policys_maximum_and_the_runner_is_told() {
+        for body in [
+            r#"{"model":"tiny:latest","prompt":"What is 2+2?"}"#,
+            r#"{"model":"tiny:latest","prompt":"What is 2+2?","options":{}}"#,
+            r#"{"model":"tiny:latest","prompt":"What is 2+2?","options":null}"#,
+            r#"{"model":"tiny:latest","prompt":"What is 2+2?","options":{"seed":3,"num_predict":null}}"#,
+        ] {
+            let a = generate(body).unwrap();
+            assert_eq!(a.num_predict, Some(32), "{body}");
+            assert_eq!(a.defaults, vec!["num_predict"], "{body}");
+            let sent: Value = serde_json::from_slice(a.forward.as_ref().unwrap()).unwrap();
+            assert_eq!(sent["options"]["num_predict"], 32, "{body}");
+            let mut back = sent.clone();
+            back["options"]
+                .as_object_mut()
+                .unwrap()
+                .remove("num_predict");
+            // Nothing else changed (the seed survives).
+            let given: Value = serde_json::from_str(body).unwrap();
+            assert_eq!(back["prompt"], given["prompt"]);
+            assert_eq!(back["options"].get("seed"), given["options"].get("seed"));
+            // What the runner reads passes the policy as it is, and needs nothing more.
+            let again =
+                generate(std::str::from_utf8(a.forward.as_ref().unwrap()).unwrap()).unwrap();
+            assert!(again.forward.is_none() && again.defaults.is_empty());
+        }
+        // Given: the request's own bytes go to the runner.
+        let a = generate(
+            r#"{"model":"tiny:latest","prompt":"What is 2+2?","options":{"num_predict":4}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (a.num_predict, a.forward, a.defaults.len()),
+            (Some(4), None, 0)
+        );
+    }
+
+    #[test]
+    fn model_names_are_compared_as_ollama_resolves_them() {
+        for given in [
+            "tiny",
+            "TINY:latest",
+            "library/tiny",
+            "registry.ollama.ai/library/Tiny",
+        ] {
+            let body = format!(
+                r#"{{"model":"{given}","prompt":"What is 2+2?","options":{{"num_predict":4}}}}"#
+            );
+            let a = generate(&body).unwrap();
+            assert_eq!(a.model.as_deref(), Some("tiny:latest"));
+            let sent: Value = serde_json::from_slice(a.forward.as_ref().unwrap()).unwrap();
+            assert_eq!(
+                sent["model"], "tiny:latest",
+                "the runner is sent the canonical name"
+            );
+        }
+        for other in ["tiny:other", "other/tiny", "tinyx"] {
+            let body = format!(
+                r#"{{"model":"{other}","prompt":"What is 2+2?","options":{{"num_predict":4}}}}"#
+            );
+            assert_eq!(generate(&body).unwrap_err().rule, "model", "{other}");
+        }
+        // The policy's own names are canonical too.
+        let p = Policy::from_json(br#"{"dataset":[{"id":"a","prompt":"p"}],"models":["Tiny"],"max_prompt_bytes":8,"max_num_predict":1}"#).unwrap();
+        assert_eq!(p.models, vec!["tiny:latest"]);
+    }
+
+    #[test]
     fn malformed_policies_are_refused() {
         for bad in [
             r#"{"dataset":[],"models":["m"],"max_prompt_bytes":1,"max_num_predict":1}"#,
             r#"{"dataset":[{"id":"a","prompt":"p"},{"id":"a","prompt":"q"}],"models":["m"],"max_prompt_bytes":1,"max_num_predict":1}"#,
             r#"{"dataset":[{"id":"a","prompt":"p","messages":[1]}],"models":["m"],"max_prompt_bytes":1,"max_num_predict":1}"#,
             r#"{"dataset":[{"id":"a","prompt":"p"}],"models":["m"],"max_prompt_bytes":1,"max_num_predict":1,"extra":1}"#,
+            r#"{"dataset":[{"id":"a","prompt":"p"}],"models":["m@sha256:0"],"max_prompt_bytes":1,"max_num_predict":1}"#,
         ] {
             assert!(Policy::from_json(bad.as_bytes()).is_err(), "{bad}");
         }

@@ -21,7 +21,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Frame, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
-use secllama_protocol::receipt::{ReceiptPayload, sign_receipt};
+use secllama_protocol::receipt::{ReceiptParams, ReceiptPayload, sign_receipt};
 use secllama_protocol::seal::{
     RecipientKind, RequestContext, ResponseKeys, StreamSealer, open_request,
 };
@@ -256,7 +256,10 @@ async fn sealed(agent: Arc<Agent>, endpoint: Endpoint, req: Request<Incoming>) -
                 &agent.runner,
                 runner_path,
                 endpoint,
-                pt.body.clone(),
+                allowed
+                    .forward
+                    .clone()
+                    .unwrap_or_else(|| pt.body.clone()),
                 &tx,
                 &mut sealer,
                 &mut hasher,
@@ -294,6 +297,10 @@ async fn sealed(agent: Arc<Agent>, endpoint: Endpoint, req: Request<Incoming>) -
                 signing_kid: agent.signing.public().kid()?,
                 log_index: log.len(),
                 time: now_ms() / 1000,
+                params: ReceiptParams {
+                    num_predict: allowed.num_predict,
+                    defaults: allowed.defaults.iter().map(|d| (*d).to_string()).collect(),
+                },
             };
             let receipt = sign_receipt(&payload, &agent.signing)?;
             log.append(&receipt)?;

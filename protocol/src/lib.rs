@@ -21,6 +21,7 @@ pub mod attestation;
 pub mod cbor;
 pub mod cose;
 mod error;
+pub mod ollama_name;
 pub mod receipt;
 pub mod seal;
 mod types;

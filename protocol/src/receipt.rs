@@ -3,8 +3,13 @@
 //!
 //! ```text
 //! {"req": SHA-256(salt ‖ request body), "resp": SHA-256(salt ‖ response bytes), "model": text,
-//!  "policy": SHA-256 of the policy, "kid": attestation signing key id, "index": log index, "time": s}
+//!  "policy": SHA-256 of the policy, "kid": attestation signing key id, "index": log index, "time": s,
+//!  "params": {? "num_predict": uint, ? "defaults": [+ text]}}
 //! ```
+//!
+//! `params` are the generation parameters the enclave gave the runner: `num_predict` the token
+//! limit (absent for `/api/tags`), `defaults` the names of those the enclave filled in because the
+//! request left them out (absent when none; never empty).
 //!
 //! Digests are salted with the request's random salt so the host cannot match them against the known
 //! evaluation dataset.
@@ -35,6 +40,67 @@ pub struct ReceiptPayload {
     pub log_index: u64,
     /// Time, seconds since the Unix epoch.
     pub time: u64,
+    /// The parameters the runner was given.
+    pub params: ReceiptParams,
+}
+
+/// The generation parameters a receipt records (the `params` map).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReceiptParams {
+    /// `options.num_predict` as the runner read it.
+    pub num_predict: Option<u64>,
+    /// Parameters the enclave set because the request left them out (e.g. `num_predict`: the
+    /// policy's maximum).
+    pub defaults: Vec<String>,
+}
+
+impl ReceiptParams {
+    fn to_value(&self) -> Value {
+        let mut entries = Vec::new();
+        if let Some(n) = self.num_predict {
+            entries.push((Key::Text("num_predict"), Value::Integer(n.into())));
+        }
+        if !self.defaults.is_empty() {
+            entries.push((
+                Key::Text("defaults"),
+                Value::Array(self.defaults.iter().cloned().map(Value::Text).collect()),
+            ));
+        }
+        cbor::map(entries)
+    }
+
+    fn from_reader(mut r: MapReader) -> Result<Self> {
+        let num_predict = r
+            .take(Key::Text("num_predict"))
+            .map(|v| cbor::as_uint("receipt.params.num_predict", &v))
+            .transpose()?;
+        let defaults = match r.take(Key::Text("defaults")) {
+            None => Vec::new(),
+            Some(Value::Array(items)) if !items.is_empty() => items
+                .into_iter()
+                .map(|v| match v {
+                    Value::Text(t) => Ok(t),
+                    other => Err(ProtocolError::WrongType {
+                        field: "receipt.params.defaults".into(),
+                        expected: "text strings".into(),
+                        found: cbor::describe_value(&other),
+                    }),
+                })
+                .collect::<Result<_>>()?,
+            Some(other) => {
+                return Err(ProtocolError::WrongType {
+                    field: "receipt.params.defaults".into(),
+                    expected: "a non-empty array of text strings (absent when none)".into(),
+                    found: cbor::describe_value(&other),
+                });
+            }
+        };
+        r.finish()?;
+        Ok(Self {
+            num_predict,
+            defaults,
+        })
+    }
 }
 
 impl ReceiptPayload {
@@ -57,6 +123,7 @@ impl ReceiptPayload {
             (Key::Text("kid"), Value::Bytes(self.signing_kid.0.to_vec())),
             (Key::Text("index"), Value::Integer(self.log_index.into())),
             (Key::Text("time"), Value::Integer(self.time.into())),
+            (Key::Text("params"), self.params.to_value()),
         ]))
     }
 
@@ -74,6 +141,7 @@ impl ReceiptPayload {
             signing_kid: Sha256Digest(r.array(Key::Text("kid"))?),
             log_index: r.uint(Key::Text("index"))?,
             time: r.uint(Key::Text("time"))?,
+            params: ReceiptParams::from_reader(r.map(Key::Text("params"))?)?,
         };
         r.finish()?;
         Ok(out)

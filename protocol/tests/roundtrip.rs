@@ -125,9 +125,10 @@ proptest! {
     }
 
     #[test]
-    fn receipt_roundtrips(req in d32(), resp in d32(), model in "[a-z0-9:._-]{1,40}", policy in d32(), index in any::<u64>(), time in any::<u64>(), salt in any::<[u8; 32]>()) {
+    fn receipt_roundtrips(req in d32(), resp in d32(), model in "[a-z0-9:._-]{1,40}", policy in d32(), index in any::<u64>(), time in any::<u64>(), salt in any::<[u8; 32]>(), num_predict in proptest::option::of(any::<u64>()), defaults in proptest::collection::vec("[a-z_]{1,12}", 0..3)) {
         let key = signing_key();
-        let p = ReceiptPayload { request_digest: req, response_digest: resp, model, policy_digest: policy, signing_kid: key.public().kid().unwrap(), log_index: index, time };
+        let params = secllama_protocol::receipt::ReceiptParams { num_predict, defaults };
+        let p = ReceiptPayload { request_digest: req, response_digest: resp, model, policy_digest: policy, signing_kid: key.public().kid().unwrap(), log_index: index, time, params };
         prop_assert_eq!(&ReceiptPayload::from_bytes(&p.to_bytes().unwrap()).unwrap(), &p);
         prop_assert_eq!(verify_receipt(&sign_receipt(&p, &key).unwrap(), &key.public()).unwrap(), p);
         // Salted digests differ per salt and equal SHA-256(salt ‖ bytes).

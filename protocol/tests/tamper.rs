@@ -8,7 +8,7 @@ mod common;
 use common::*;
 use rand_core::OsRng;
 use secllama_protocol::attestation::{open_document, sign_document};
-use secllama_protocol::receipt::{ReceiptPayload, sign_receipt, verify_receipt};
+use secllama_protocol::receipt::{ReceiptParams, ReceiptPayload, sign_receipt, verify_receipt};
 use secllama_protocol::seal::{
     ContentKey, RequestContext, RequestPlaintext, ResponseKeys, StreamOpener, StreamSealer,
     open_request, open_single, seal_request, seal_request_session, seal_single,
@@ -128,6 +128,10 @@ fn every_byte_of_a_receipt_matters() {
         signing_kid: key.public().kid().unwrap(),
         log_index: 41,
         time: 1_790_000_001,
+        params: ReceiptParams {
+            num_predict: Some(64),
+            defaults: vec!["num_predict".into()],
+        },
     };
     let receipt = sign_receipt(&payload, &key).unwrap();
     assert_eq!(verify_receipt(&receipt, &key.public()).unwrap(), payload);

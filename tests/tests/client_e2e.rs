@@ -244,7 +244,7 @@ fn generate(
         prompt: prompt.map(str::to_string),
         messages,
         stream,
-        num_predict: 16,
+        num_predict: Some(16),
         options: vec![],
     };
     let (mut out, mut err) = (Vec::new(), Vec::new());
@@ -532,7 +532,7 @@ fn a_hostile_bridge_never_gets_a_forged_answer_printed() {
             prompt: Some("why is the sky blue".into()),
             messages: None,
             stream: true,
-            num_predict: 16,
+            num_predict: Some(16),
             options: vec![],
         };
         let (mut out, mut err) = (Vec::new(), Vec::new());

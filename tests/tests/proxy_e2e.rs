@@ -818,3 +818,112 @@ fn a_local_web_page_cannot_drive_the_proxy() {
         assert_eq!(code, 200, "{host}: {text}");
     }
 }
+
+#[test]
+fn default_calls_and_ollama_model_names_are_served() {
+    // A policy whose maximum is visible in the answer: 2 tokens.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let runner = Path::new(env!("CARGO_BIN_EXE_secllama-test-runner"));
+    let mut policy: serde_json::Value = serde_json::from_str(&policy_for(PROMPT)).unwrap();
+    policy["max_num_predict"] = serde_json::json!(2);
+    let p = prepare(runner, RunnerMode::Started, &policy.to_string()).unwrap();
+    let manifest = p.dir.path().join("manifest.toml");
+    std::fs::write(
+        &manifest,
+        p.reference_manifest().unwrap().to_toml().unwrap(),
+    )
+    .unwrap();
+    let (agent, _serving) = start_agent(&rt, &p);
+    let url = format!("unix:{}", p.sock.display());
+    let receipts = p.dir.path().join("default-receipts.jsonl");
+    let (_proxy, addr) = proxy(&url, &manifest, &receipts).unwrap();
+    let two = answer_tokens(PROMPT)[..2].concat();
+
+    // Every client's default call: no options, and the model as users type it. The test runner
+    // knows only "tiny:latest" and honours num_predict, so a 2-token answer shows the runner was
+    // sent the canonical name and the policy's maximum.
+    let py = Command::new(python())
+        .arg("-c")
+        .arg(
+            "import json, sys, ollama\n\
+             c = ollama.Client(host=sys.argv[1])\n\
+             out = {\n\
+               'generate': c.generate(model='tiny', prompt=sys.argv[2])['response'],\n\
+               'chat': c.chat(model='TINY:latest', messages=[{'role': 'user', 'content': sys.argv[2]}])['message']['content'],\n\
+               'stream': ''.join(p['response'] for p in c.generate(model='library/tiny', prompt=sys.argv[2], stream=True)),\n\
+             }\n\
+             print(json.dumps(out))",
+        )
+        .arg(format!("http://{addr}"))
+        .arg(PROMPT)
+        .output()
+        .unwrap();
+    assert!(
+        py.status.success(),
+        "{}",
+        String::from_utf8_lossy(&py.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&py.stdout).unwrap();
+    for k in ["generate", "chat", "stream"] {
+        assert_eq!(v[k], two.as_str(), "{k}: {v}");
+    }
+    let (code, body) = curl(
+        &addr,
+        "/api/generate",
+        Some(&format!(
+            r#"{{"model":"registry.ollama.ai/library/Tiny","prompt":"{PROMPT}","stream":false}}"#
+        )),
+    );
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    // Names that are not the policy's model, or not names, are still refused.
+    for other in ["tiny:other", "tinyx", "tiny@sha256:00"] {
+        let (code, body) = curl(
+            &addr,
+            "/api/generate",
+            Some(&format!(
+                r#"{{"model":"{other}","prompt":"{PROMPT}","stream":false}}"#
+            )),
+        );
+        assert_eq!(code, 403, "{other}: {}", String::from_utf8_lossy(&body));
+    }
+    // A limit above the policy's is refused, not lowered.
+    let (code, _) = curl(
+        &addr,
+        "/api/generate",
+        Some(&format!(
+            r#"{{"model":"tiny","prompt":"{PROMPT}","stream":false,"options":{{"num_predict":3}}}}"#
+        )),
+    );
+    assert_eq!(code, 403);
+
+    // Each receipt says the enclave applied the maximum, and names the canonical model.
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&receipts)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    for l in &lines {
+        let r = verify_receipt(
+            &hex::decode(l["receipt"].as_str().unwrap()).unwrap(),
+            &agent.signing.public(),
+        )
+        .unwrap();
+        assert_eq!(r.model, "tiny:latest");
+        assert_eq!(r.params.num_predict, Some(2));
+        assert_eq!(r.params.defaults, vec!["num_predict".to_string()]);
+    }
+    // secllama-verify generate without --num-predict: the same, in words.
+    let out =
+        secllama_tests::launch::verify_generate(&url, "Tiny", PROMPT, &manifest, &[]).unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("num_predict 2 (the policy's maximum: the request left it out)"),
+        "{err}"
+    );
+}

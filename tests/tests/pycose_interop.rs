@@ -157,6 +157,7 @@ fn pycose_verifies_our_attestation_document_and_receipt() {
         signing_kid: key.public().kid().unwrap(),
         log_index: 0,
         time: 2,
+        params: Default::default(),
     };
     let r = sign_receipt(&receipt, &key).unwrap();
     let v = verify_with_pycose(&key, &r, None, dir.path()).unwrap();

@@ -21,8 +21,15 @@ fn target_dir_follows_cargos_configuration() {
         .env("CARGO_BUILD_TARGET_DIR", &want)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), want.to_str().unwrap());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        want.to_str().unwrap()
+    );
 }
 
 #[test]

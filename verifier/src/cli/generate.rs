@@ -40,19 +40,39 @@ pub struct Args {
     /// Ask for a streamed answer.
     #[arg(long)]
     pub stream: bool,
-    /// options.num_predict (the enclave's policy requires it).
-    #[arg(long = "num-predict", default_value_t = 64)]
-    pub num_predict: u64,
+    /// options.num_predict; left out, the enclave applies its policy's maximum (and the receipt
+    /// says so).
+    #[arg(long = "num-predict")]
+    pub num_predict: Option<u64>,
     /// Another Ollama option, KEY=VALUE with a JSON value (e.g. `temperature=0`, `seed=42`,
     /// `stop=["\n"]`); repeatable, each key once. The enclave's policy must allow it.
     #[arg(long = "option", value_name = "KEY=JSON")]
     pub options: Vec<String>,
 }
 
-/// The request's `options`: `num_predict` and every `--option`.
+/// The receipt's parameters in words, e.g. `num_predict 64 (the policy's maximum: the request
+/// left it out)`.
+pub fn describe_params(p: &secllama_protocol::receipt::ReceiptParams) -> String {
+    let mut out = match p.num_predict {
+        Some(n) => format!("num_predict {n}"),
+        None => "no generation parameters".to_string(),
+    };
+    if p.defaults.iter().any(|d| d == "num_predict") {
+        out.push_str(" (the policy's maximum: the request left it out)");
+    }
+    let others: Vec<&String> = p.defaults.iter().filter(|d| *d != "num_predict").collect();
+    if !others.is_empty() {
+        out.push_str(&format!("; set by the enclave: {others:?}"));
+    }
+    out
+}
+
+/// The request's `options`: `num_predict` when given and every `--option`.
 fn options(args: &Args) -> anyhow::Result<Value> {
     let mut map = serde_json::Map::new();
-    map.insert("num_predict".into(), json!(args.num_predict));
+    if let Some(n) = args.num_predict {
+        map.insert("num_predict".into(), json!(n));
+    }
     for o in &args.options {
         let (key, value) = o
             .split_once('=')
@@ -213,17 +233,20 @@ pub fn run_with(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow
             writeln!(
                 err,
                 "receipt: verified under the attested signing key {}\n  log index {}, time {}, \
-                 model {}, policy sha256:{}\n  request and response digests match what was sent \
-                 and received ({} bytes, salted)\n  receipt {} bytes",
+                 model {}, policy sha256:{}\n  {}\n  request and response digests match what was \
+                 sent and received ({} bytes, salted)\n  receipt {} bytes",
                 receipt.signing_kid.to_hex(),
                 receipt.log_index,
                 receipt.time,
                 receipt.model,
                 receipt.policy_digest.to_hex(),
+                describe_params(&receipt.params),
                 answer.data.len(),
                 receipt_bytes.len(),
             )?;
-            if receipt.model != args.model {
+            let asked = secllama_protocol::ollama_name::canonical(&args.model)
+                .unwrap_or_else(|_| args.model.clone());
+            if receipt.model != asked {
                 return fail(
                     err,
                     &format!(

@@ -95,6 +95,7 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
                 "line": line_no, "status": "verified", "log_index": r.log_index,
                 "request_id": v.get("request_id"), "time": r.time, "model": r.model,
                 "policy": r.policy_digest.to_hex(),
+                "num_predict": r.params.num_predict, "defaults": r.params.defaults,
             }))
         })();
         match row {
