@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `GET /healthz` | `{"status":"ok"}` |
 //! | `GET /attestation?nonce=<hex>` | the COSE_Sign1 attestation document (`application/cose`) |
-//! | `POST /v1/sealed/api/{generate,chat,tags}` | a sealed stream (see below) |
+//! | `POST /v1/sealed/api/{generate,chat,tags,show,ps}` | a sealed stream (see below) |
 //!
 //! A sealed request names the attestation document it was sealed for in the
 //! `X-Secllama-Attestation` header (hex SHA-256; the enclave must have issued it, and the digest is
@@ -94,6 +94,8 @@ pub async fn handle(
         (Method::POST, "/v1/sealed/api/generate") => sealed(agent, Endpoint::Generate, req).await,
         (Method::POST, "/v1/sealed/api/chat") => sealed(agent, Endpoint::Chat, req).await,
         (Method::POST, "/v1/sealed/api/tags") => sealed(agent, Endpoint::Tags, req).await,
+        (Method::POST, "/v1/sealed/api/show") => sealed(agent, Endpoint::Show, req).await,
+        (Method::POST, "/v1/sealed/api/ps") => sealed(agent, Endpoint::Ps, req).await,
         _ => plain_problem(
             StatusCode::NOT_FOUND,
             "Not Found",
@@ -332,16 +334,10 @@ async fn forward(
     sealer: &mut StreamSealer,
     hasher: &mut sha2::Sha256,
 ) -> Result<u16, String> {
-    let method = if endpoint == Endpoint::Tags {
-        Method::GET
-    } else {
-        Method::POST
-    };
-    let body = Bytes::from(if endpoint == Endpoint::Tags {
-        Vec::new()
-    } else {
-        body
-    });
+    // Ollama's tags and ps are GETs without a body; the sealed request carries an empty one.
+    let get = matches!(endpoint, Endpoint::Tags | Endpoint::Ps);
+    let method = if get { Method::GET } else { Method::POST };
+    let body = Bytes::from(if get { Vec::new() } else { body });
     let request = || {
         Request::builder()
             .method(method.clone())

@@ -1,7 +1,8 @@
 // Drives an Ollama-compatible server with the official `ollama` JavaScript client (ollama-js, a peer
 // we did not write) and prints what it got as one JSON object:
 //   node ollama_peer.cjs MODULES_DIR HOST PROMPT MODE
-// MODE: "stream" (generate, streamed), "single" (generate, stream:false), "chat-stream", "list".
+// MODE: "stream" (generate, streamed), "single" (generate, stream:false), "chat-stream", "list",
+// "show" (details of "tiny"), "ps".
 // Output: {"parts": [response pieces], "done": whether a part with done:true arrived,
 //          "response": the whole text, "error": the error message or null}.
 const path = require('path');
@@ -27,6 +28,14 @@ async function main() {
       const r = await c.generate({ model: 'tiny:latest', prompt, stream: false, options });
       out.response = r.response;
       out.done = r.done === true;
+    } else if (mode === 'show') {
+      const r = await c.show({ model: 'tiny' });
+      out.parts = [r.details.family, (r.capabilities || []).join(',')];
+      out.done = true;
+    } else if (mode === 'ps') {
+      const r = await c.ps();
+      out.parts = r.models.map((m) => m.model);
+      out.done = true;
     } else if (mode === 'list') {
       const r = await c.list();
       out.parts = r.models.map((m) => m.model);

@@ -122,6 +122,29 @@ async fn handle(req: Request<Incoming>, faults: Faults) -> Result<Response<Body>
                 "digest": "0000000000000000000000000000000000000000000000000000000000000001",
                 "details": {"format": "gguf", "family": "test", "parameter_size": "1", "quantization_level": "none"}}]}),
         )),
+        (Method::GET, "/api/ps") => Ok(full(
+            StatusCode::OK,
+            json!({"models": [{"name": MODEL, "model": MODEL, "size": 1234, "size_vram": 0,
+                "digest": "0000000000000000000000000000000000000000000000000000000000000001",
+                "expires_at": "2099-01-01T00:00:00Z",
+                "details": {"format": "gguf", "family": "test", "parameter_size": "1", "quantization_level": "none"}}]}),
+        )),
+        (Method::POST, "/api/show") => {
+            let v: Value = serde_json::from_slice(&body).unwrap_or_default();
+            if v["model"].as_str() != Some(MODEL) {
+                return Ok(full(
+                    StatusCode::NOT_FOUND,
+                    json!({"error": format!("model '{}' not found", v["model"])}),
+                ));
+            }
+            Ok(full(
+                StatusCode::OK,
+                json!({"license": "", "modelfile": "", "parameters": "", "template": "{{ .Prompt }}",
+                    "modified_at": CREATED_AT, "capabilities": ["completion"],
+                    "model_info": {"general.architecture": "test"},
+                    "details": {"format": "gguf", "family": "test", "parameter_size": "1", "quantization_level": "none"}}),
+            ))
+        }
         (Method::POST, "/api/generate") | (Method::POST, "/api/chat") => {
             let chat = path == "/api/chat";
             let v: Value = match serde_json::from_slice(&body) {

@@ -820,7 +820,7 @@ fn a_local_web_page_cannot_drive_the_proxy() {
 }
 
 #[test]
-fn default_calls_and_ollama_model_names_are_served() {
+fn default_calls_model_names_show_and_ps_are_served() {
     // A policy whose maximum is visible in the answer: 2 tokens.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -917,6 +917,49 @@ fn default_calls_and_ollama_model_names_are_served() {
         assert_eq!(r.params.num_predict, Some(2));
         assert_eq!(r.params.defaults, vec!["num_predict".to_string()]);
     }
+    // /api/show and /api/ps, sealed through the enclave (several clients call show first).
+    let py = Command::new(python())
+        .arg("-c")
+        .arg(
+            "import json, sys, ollama\n\
+             c = ollama.Client(host=sys.argv[1])\n\
+             s = c.show('tiny')\n\
+             print(json.dumps({'family': s.details.family, 'ps': [m.model for m in c.ps().models]}))\n\
+             try:\n    c.show('other')\nexcept ollama.ResponseError as e:\n    print(e.status_code)",
+        )
+        .arg(format!("http://{addr}"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&py.stdout);
+    assert!(
+        py.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&py.stderr)
+    );
+    let mut out = text.lines();
+    let v: serde_json::Value = serde_json::from_str(out.next().unwrap()).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({"family": "test", "ps": ["tiny:latest"]})
+    );
+    assert_eq!(
+        out.next(),
+        Some("403"),
+        "a model outside the policy: {text}"
+    );
+    let js = ollama_js(&addr, "show");
+    assert_eq!(
+        js["parts"],
+        serde_json::json!(["test", "completion"]),
+        "{js}"
+    );
+    assert_eq!(
+        ollama_js(&addr, "ps")["parts"],
+        serde_json::json!(["tiny:latest"])
+    );
+    let lines = std::fs::read_to_string(&receipts).unwrap().lines().count();
+    assert_eq!(lines, 4 + 4, "show and ps answers have receipts too");
+
     // secllama-verify generate without --num-predict: the same, in words.
     let out =
         secllama_tests::launch::verify_generate(&url, "Tiny", PROMPT, &manifest, &[]).unwrap();

@@ -6,7 +6,8 @@
 //!   `reattest` interval and at once when the enclave says it no longer knows the attested
 //!   document (its keys changed, e.g. a restart). While the last appraisal is not affirming, every
 //!   API request gets `503` with the reason — nothing is forwarded to an unverified enclave.
-//! - **Sealed forwarding.** `POST /api/generate`, `POST /api/chat`, `GET /api/tags` are sealed
+//! - **Sealed forwarding.** `POST /api/generate`, `POST /api/chat`, `POST /api/show`,
+//!   `GET /api/tags` and `GET /api/ps` are sealed
 //!   (the first request to a document wraps a content key with RSA-OAEP; later ones reuse it as a
 //!   session key), and the answer is opened chunk by chunk: each authenticated chunk is passed on
 //!   as it arrives, so the first token reaches the client before the answer is complete. Streamed
@@ -231,17 +232,17 @@ impl Proxy {
                 }
                 None => error(StatusCode::SERVICE_UNAVAILABLE, "no attestation yet"),
             },
-            (&Method::POST, "/api/generate" | "/api/chat") | (&Method::GET, "/api/tags") => {
-                self.forward(&path, req).await
-            }
+            (&Method::POST, "/api/generate" | "/api/chat" | "/api/show")
+            | (&Method::GET, "/api/tags" | "/api/ps") => self.forward(&path, req).await,
             (
                 _,
-                "/api/show" | "/api/pull" | "/api/push" | "/api/create" | "/api/copy"
-                | "/api/delete" | "/api/embed" | "/api/embeddings" | "/api/ps",
+                "/api/pull" | "/api/push" | "/api/create" | "/api/copy" | "/api/delete"
+                | "/api/embed" | "/api/embeddings",
             ) => error(
                 StatusCode::NOT_FOUND,
                 format!(
-                    "{path} is not offered by the secllama enclave (only generate, chat and tags are)"
+                    "{path} is not offered by the secllama enclave (only generate, chat, show, \
+                     tags and ps are)"
                 ),
             ),
             _ => error(StatusCode::NOT_FOUND, "404 page not found"),
@@ -256,7 +257,7 @@ impl Proxy {
             Ok(b) => b.to_bytes().to_vec(),
             Err(e) => return error(StatusCode::PAYLOAD_TOO_LARGE, e),
         };
-        let streaming = path != "/api/tags"
+        let streaming = matches!(path, "/api/generate" | "/api/chat")
             && serde_json::from_slice::<serde_json::Value>(&body)
                 .ok()
                 .and_then(|v| v.get("stream").and_then(serde_json::Value::as_bool))
