@@ -386,7 +386,11 @@ pub const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1
 /// request head within [`HEADER_TIMEOUT`], so slow or stalled peers cannot hold the enclave.
 pub async fn serve(agent: Arc<Agent>, listener: tokio::net::UnixListener) -> std::io::Result<()> {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    // The connections belong to this future: when serving stops, they end too (a kept-alive
+    // connection must not outlive the server that accepted it).
+    let mut connections = tokio::task::JoinSet::new();
     loop {
+        while connections.try_join_next().is_some() {}
         let Ok(permit) = slots.clone().acquire_owned().await else {
             return Ok(());
         };
@@ -399,7 +403,7 @@ pub async fn serve(agent: Arc<Agent>, listener: tokio::net::UnixListener) -> std
             Err(e) => return Err(e),
         };
         let agent = agent.clone();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let service = hyper::service::service_fn(move |req| handle(agent.clone(), req));
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())

@@ -305,6 +305,7 @@ pub fn proxy_with(
             .arg(receipts)
             .args(extra)
             .env_remove("OLLAMA_ORIGINS")
+            .env_remove("OLLAMA_MAX_QUEUE")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -7,6 +7,10 @@
 //!   gets `/healthz` and a sealed, verified answer every time it asks.
 //! - 500 stalled connections to the proxy: it serves at most `--max-connections` at once, ends each
 //!   after `--header-timeout`, and a real request queued behind them is still answered.
+//! - 128 clients × 10 requests through proxy and bridge: every one answered with a receipt (the
+//!   proxy queues them over its kept-alive enclave connections), RSS printed and bounded; past
+//!   `--max-queue`, `503` with `Retry-After`; a bridge that is gone is "unreachable" (503), never
+//!   "did not verify".
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -263,4 +267,213 @@ fn slow_and_stalled_clients_do_not_lock_others_out() {
         "{busy_fds} descriptors"
     );
     drop(agent);
+}
+
+/// RSS of process `pid` in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// One local client: `n` generate requests on one kept-alive connection; the statuses.
+async fn client(proxy: String, body: String, n: usize) -> Vec<u16> {
+    use http_body_util::{BodyExt, Full};
+    let s = tokio::net::TcpStream::connect(&proxy).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, Full<bytes::Bytes>>(
+        hyper_util::rt::TokioIo::new(s),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let req = hyper::Request::post("/api/generate")
+            .header("host", "127.0.0.1")
+            .body(Full::new(bytes::Bytes::from(body.clone())))
+            .unwrap();
+        let resp = sender.send_request(req).await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.into_body().collect().await.unwrap().to_bytes();
+        if status != 200 {
+            eprintln!("{status}: {}", String::from_utf8_lossy(&text));
+        }
+        out.push(status);
+    }
+    out
+}
+
+#[test]
+fn a_burst_of_clients_queues_and_only_a_full_queue_is_busy() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let runner = Path::new(env!("CARGO_BIN_EXE_secllama-test-runner"));
+    let p = prepare(runner, RunnerMode::Started, &policy_for(PROMPT)).unwrap();
+    let manifest = p.dir.path().join("manifest.toml");
+    std::fs::write(
+        &manifest,
+        p.reference_manifest().unwrap().to_toml().unwrap(),
+    )
+    .unwrap();
+    let _agent = {
+        let _g = rt.enter();
+        let agent = Arc::new(Agent::start(&p.config, &p.base).unwrap());
+        let listener = tokio::net::UnixListener::bind(&p.sock).unwrap();
+        rt.spawn(serve(agent.clone(), listener));
+        agent
+    };
+    let (mut bridge_proc, bridge_addr) = bridge(&p.sock);
+    let url = format!("http://{bridge_addr}");
+    let receipts = p.dir.path().join("load-receipts.jsonl");
+    let (proxy, proxy_addr) =
+        secllama_tests::launch::proxy_with(&url, &manifest, &receipts, 3600, &[]).unwrap();
+    let body = format!(
+        r#"{{"model":"tiny:latest","prompt":"{PROMPT}","stream":false,"options":{{"num_predict":8}}}}"#
+    );
+
+    // 128 clients × 10 requests, all at once: every one answered, verified, with a receipt.
+    const CLIENTS: usize = 128;
+    const EACH: usize = 10;
+    let t = Instant::now();
+    let statuses: Vec<u16> = rt.block_on(async {
+        let tasks: Vec<_> = (0..CLIENTS)
+            .map(|_| tokio::spawn(client(proxy_addr.clone(), body.clone(), EACH)))
+            .collect();
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await.unwrap());
+        }
+        all
+    });
+    let took = t.elapsed();
+    let ok = statuses.iter().filter(|s| **s == 200).count();
+    let (proxy_rss, bridge_rss) = (rss_kib(proxy.0.id()), rss_kib(bridge_proc.0.id()));
+    let receipts_n = std::fs::read_to_string(&receipts).unwrap().lines().count();
+    println!(
+        "load: {CLIENTS} clients x {EACH} requests: {ok} answered 200 in {took:?} ({:.0} requests/s); \
+         RSS proxy {proxy_rss} KiB, bridge {bridge_rss} KiB; {receipts_n} receipts",
+        (CLIENTS * EACH) as f64 / took.as_secs_f64()
+    );
+    assert_eq!(ok, CLIENTS * EACH, "{statuses:?}");
+    assert_eq!(receipts_n, CLIENTS * EACH);
+    assert!(
+        proxy_rss < 256 * 1024 && bridge_rss < 128 * 1024,
+        "RSS bound"
+    );
+
+    // The bridge gone: 503 "unreachable" with Retry-After, never "did not verify".
+    drop(proxy);
+    let (_proxy, proxy_addr) =
+        secllama_tests::launch::proxy_with(&url, &manifest, &receipts, 3600, &[]).unwrap();
+    let _ = bridge_proc.0.kill();
+    let _ = bridge_proc.0.wait();
+    let out = Command::new("curl")
+        .args(["-s", "-i", "-d", &body])
+        .arg(format!("http://{proxy_addr}/api/generate"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+    assert!(text.starts_with("http/1.1 503"), "{text}");
+    assert!(text.contains("retry-after: 1"), "{text}");
+    assert!(text.contains("unreachable"), "{text}");
+    assert!(!text.contains("did not verify"), "{text}");
+}
+
+#[test]
+fn past_the_queue_requests_get_503_with_retry_after() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let runner = Path::new(env!("CARGO_BIN_EXE_secllama-test-runner"));
+    let p = prepare(runner, RunnerMode::Started, &policy_for(PROMPT)).unwrap();
+    let manifest = p.dir.path().join("manifest.toml");
+    std::fs::write(
+        &manifest,
+        p.reference_manifest().unwrap().to_toml().unwrap(),
+    )
+    .unwrap();
+    let _agent = {
+        let _g = rt.enter();
+        let agent = Arc::new(Agent::start(&p.config, &p.base).unwrap());
+        let listener = tokio::net::UnixListener::bind(&p.sock).unwrap();
+        rt.spawn(serve(agent.clone(), listener));
+        agent
+    };
+    // A slow host: each sealed request waits 2 s before it reaches the enclave.
+    let slow = {
+        let _g = rt.enter();
+        let std_l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        std_l.set_nonblocking(true).unwrap();
+        let addr = std_l.local_addr().unwrap();
+        let l = tokio::net::TcpListener::from_std(std_l).unwrap();
+        let sock = p.sock.clone();
+        rt.spawn(async move {
+            while let Ok((mut tcp, _)) = l.accept().await {
+                let sock = sock.clone();
+                tokio::spawn(async move {
+                    let mut first = vec![0u8; 65536];
+                    let Ok(n) = tcp.read(&mut first).await else {
+                        return;
+                    };
+                    if first[..n].starts_with(b"POST /v1/sealed/") {
+                        tokio::time::sleep(Duration::from_secs(2)).await;
+                    }
+                    let Ok(mut unix) = tokio::net::UnixStream::connect(&sock).await else {
+                        return;
+                    };
+                    if unix.write_all(&first[..n]).await.is_ok() {
+                        let _ = tokio::io::copy_bidirectional(&mut tcp, &mut unix).await;
+                    }
+                });
+            }
+        });
+        format!("http://{addr}")
+    };
+    let receipts = p.dir.path().join("queue-receipts.jsonl");
+    let (_proxy, proxy_addr) = secllama_tests::launch::proxy_with(
+        &slow,
+        &manifest,
+        &receipts,
+        3600,
+        &["--enclave-connections", "1", "--max-queue", "2"],
+    )
+    .unwrap();
+    let body = format!(
+        r#"{{"model":"tiny:latest","prompt":"{PROMPT}","stream":false,"options":{{"num_predict":8}}}}"#
+    );
+    // Six at once: one in flight, two queued, three told to come back.
+    let handles: Vec<_> = (0..6)
+        .map(|_| {
+            let (addr, body) = (proxy_addr.clone(), body.clone());
+            std::thread::spawn(move || {
+                let out = Command::new("curl")
+                    .args(["-s", "-i", "-m", "30", "-d", &body])
+                    .arg(format!("http://{addr}/api/generate"))
+                    .output()
+                    .unwrap();
+                String::from_utf8_lossy(&out.stdout).to_ascii_lowercase()
+            })
+        })
+        .collect();
+    let answers: Vec<String> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let ok = answers
+        .iter()
+        .filter(|a| a.starts_with("http/1.1 200"))
+        .count();
+    let busy: Vec<&String> = answers
+        .iter()
+        .filter(|a| a.starts_with("http/1.1 503"))
+        .collect();
+    assert_eq!((ok, busy.len()), (3, 3), "{answers:#?}");
+    for b in busy {
+        assert!(b.contains("retry-after: 1") && b.contains("busy"), "{b}");
+    }
 }

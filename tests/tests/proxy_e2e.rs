@@ -493,6 +493,11 @@ fn hostile_bridge(f: &Fixture, attack: Attack) -> String {
                 let Some(mut req) = read_request(&mut tcp).await else {
                     return;
                 };
+                // One exchange per connection: the enclave closes it after answering, so the
+                // proxy does not wait on a kept-alive connection this relay no longer reads.
+                if let Some(at) = req.windows(2).position(|w| w == b"\r\n") {
+                    req.splice(at..at, b"\r\nConnection: close".iter().copied());
+                }
                 let mut buf = vec![0u8; 65536];
                 let sealed = req.starts_with(b"POST /v1/sealed/");
                 let attack_this = sealed && {

@@ -1,5 +1,6 @@
 //! `secllama-verify proxy --url URL --manifest FILE [--listen 127.0.0.1:11434] [--receipts FILE]
-//! [--reattest SECS] [--origins LIST] [--max-connections N] [--header-timeout SECS]`: the verifying local proxy (see [`crate::proxy`]). Prints
+//! [--reattest SECS] [--origins LIST] [--max-connections N] [--header-timeout SECS]
+//! [--enclave-connections N] [--max-queue N]`: the verifying local proxy (see [`crate::proxy`]). Prints
 //! `proxy listening on ADDR` once the enclave is attested and the listener bound; runs until
 //! interrupted. Refuses to start (exit 1) when the attestation is not affirming.
 
@@ -39,6 +40,14 @@ pub struct Args {
     /// Seconds a client has to send a whole request head (also ends idle keep-alive connections).
     #[arg(long, default_value_t = 10)]
     pub header_timeout: u64,
+    /// Requests sent to the enclave at once, each on a kept-alive connection (stay within the
+    /// bridge's --max-per-peer).
+    #[arg(long, default_value_t = 8)]
+    pub enclave_connections: usize,
+    /// Requests that wait for a free enclave connection; more get 503 with Retry-After (like
+    /// OLLAMA_MAX_QUEUE).
+    #[arg(long, env = "OLLAMA_MAX_QUEUE", default_value_t = 512)]
+    pub max_queue: usize,
 }
 
 #[allow(clippy::print_stdout, clippy::print_stderr)]
@@ -95,15 +104,20 @@ pub fn run(args: &Args) -> anyhow::Result<super::Outcome> {
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let proxy = match Proxy::start(&args.url, manifest, args.receipts.as_deref()).await {
-            Ok(p) => p,
-            Err(e) => {
-                return Ok(super::Outcome {
-                    report: format!("secllama proxy: {e:#}"),
-                    valid: false,
-                });
-            }
+        let limits = crate::proxy::ForwardLimits {
+            connections: args.enclave_connections,
+            queue: args.max_queue,
         };
+        let proxy =
+            match Proxy::start_with(&args.url, manifest, args.receipts.as_deref(), limits).await {
+                Ok(p) => p,
+                Err(e) => {
+                    return Ok(super::Outcome {
+                        report: format!("secllama proxy: {e:#}"),
+                        valid: false,
+                    });
+                }
+            };
         proxy.spawn_reattest(Duration::from_secs(args.reattest.max(1)));
         let listener = bind(args.listen).with_context(|| format!("binding {}", args.listen))?;
         say(

@@ -140,7 +140,12 @@ pub async fn request_with<F: FnMut(&[u8]) -> anyhow::Result<()>>(
             .await
             .map_err(|_| anyhow!("sealed stream: nothing for {IDLE_TIMEOUT:?}"))?;
         let Some(frame) = frame else { break };
-        let frame = frame.context("sealed stream ended abnormally")?;
+        // The connection broke (reset, closed mid-body): the enclave became unreachable; what
+        // arrived so far stays unverified.
+        let frame = frame.map_err(|e| super::transport::Unreachable {
+            addr: format!("{:?}", endpoint.addr()),
+            reason: format!("the sealed stream ended abnormally: {e}"),
+        })?;
         let Ok(bytes) = frame.into_data() else {
             continue;
         };

@@ -65,6 +65,31 @@ pub struct Proxy {
     current: RwLock<Result<Current, String>>,
     last: RwLock<Option<Attestation>>,
     receipts: Option<std::sync::Mutex<std::fs::File>>,
+    /// Exchanges with the enclave at once: the most connections the pool opens.
+    slots: Arc<tokio::sync::Semaphore>,
+    /// Exchanges in flight or waiting for a slot; past it, `503` with `Retry-After`.
+    queue: Arc<tokio::sync::Semaphore>,
+    limits: ForwardLimits,
+}
+
+/// How many requests the proxy sends the enclave at once, and how many wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ForwardLimits {
+    /// Exchanges with the enclave at once (each holds one kept-alive connection); keep it within
+    /// the bridge's per-peer limit (16).
+    pub connections: usize,
+    /// Requests that wait for a free connection (like Ollama's `OLLAMA_MAX_QUEUE`); more get
+    /// `503` with `Retry-After`.
+    pub queue: usize,
+}
+
+impl Default for ForwardLimits {
+    fn default() -> Self {
+        Self {
+            connections: 8,
+            queue: 512,
+        }
+    }
 }
 
 impl std::fmt::Debug for Proxy {
@@ -116,6 +141,17 @@ fn error(status: StatusCode, message: impl std::fmt::Display) -> Response<Body> 
     json_response(status, json!({ "error": message.to_string() }))
 }
 
+/// `503` with `Retry-After: 1`: the enclave is busy or unreachable for now (not evidence that
+/// failed to verify).
+fn busy(message: impl std::fmt::Display) -> Response<Body> {
+    let mut r = error(StatusCode::SERVICE_UNAVAILABLE, message);
+    r.headers_mut().insert(
+        hyper::header::RETRY_AFTER,
+        hyper::header::HeaderValue::from_static("1"),
+    );
+    r
+}
+
 impl Proxy {
     /// Attests the enclave at `url` against `manifest`; fails unless the result is affirming.
     pub async fn start(
@@ -123,6 +159,20 @@ impl Proxy {
         manifest: Manifest,
         receipts: Option<&std::path::Path>,
     ) -> anyhow::Result<Arc<Self>> {
+        Self::start_with(url, manifest, receipts, ForwardLimits::default()).await
+    }
+
+    /// [`Proxy::start`] with `limits` on forwarding.
+    pub async fn start_with(
+        url: &str,
+        manifest: Manifest,
+        receipts: Option<&std::path::Path>,
+        limits: ForwardLimits,
+    ) -> anyhow::Result<Arc<Self>> {
+        let limits = ForwardLimits {
+            connections: limits.connections.max(1),
+            queue: limits.queue,
+        };
         let receipts = receipts
             .map(|p| {
                 std::fs::OpenOptions::new()
@@ -140,6 +190,11 @@ impl Proxy {
             current: RwLock::new(Err("not attested yet".into())),
             last: RwLock::new(None),
             receipts,
+            slots: Arc::new(tokio::sync::Semaphore::new(limits.connections)),
+            queue: Arc::new(tokio::sync::Semaphore::new(
+                limits.connections + limits.queue,
+            )),
+            limits,
         });
         if let Err(why) = proxy.reattest().await {
             anyhow::bail!("the enclave at {url} is not affirming; not serving:\n{why}");
@@ -262,6 +317,18 @@ impl Proxy {
                 .ok()
                 .and_then(|v| v.get("stream").and_then(serde_json::Value::as_bool))
                 .unwrap_or(true);
+        // A place in the queue, then a connection: past the queue, busy (like Ollama's
+        // OLLAMA_MAX_QUEUE); within it, the request waits its turn.
+        let Ok(queued) = self.queue.clone().try_acquire_owned() else {
+            return busy(format!(
+                "secllama proxy: busy: {} requests are in flight or queued; retry later",
+                self.limits.connections + self.limits.queue
+            ));
+        };
+        let Ok(slot) = self.slots.clone().acquire_owned().await else {
+            return busy("secllama proxy: shutting down");
+        };
+        let permits = Arc::new((queued, slot));
         for attempt in 0..2 {
             let current = match &*self.current.read().await {
                 Ok(c) => c.clone(),
@@ -275,7 +342,14 @@ impl Proxy {
                 }
             };
             match self
-                .exchange(path, body.clone(), current, streaming, chunked)
+                .exchange(
+                    path,
+                    body.clone(),
+                    current,
+                    streaming,
+                    chunked,
+                    permits.clone(),
+                )
                 .await
             {
                 Exchange::Response(r) => return r,
@@ -306,11 +380,17 @@ impl Proxy {
         current: Current,
         streaming: bool,
         chunked: bool,
+        permits: Arc<(
+            tokio::sync::OwnedSemaphorePermit,
+            tokio::sync::OwnedSemaphorePermit,
+        )>,
     ) -> Exchange {
         let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
         let me = self.clone();
         let api_path = path.to_string();
         tokio::spawn(async move {
+            // The connection slot is held until the exchange ends.
+            let _permits = permits;
             let data_tx = tx.clone();
             let on_data = move |d: &[u8]| -> anyhow::Result<()> {
                 data_tx
@@ -352,6 +432,11 @@ impl Proxy {
                         .is_some_and(|r| r.status == 409);
                     if unknown_document {
                         End::UnknownDocument(format!("{e:#}"))
+                    } else if e
+                        .downcast_ref::<crate::client::transport::Unreachable>()
+                        .is_some()
+                    {
+                        End::Unreachable(format!("{e:#}"))
                     } else {
                         End::Failed(format!("{e:#}"))
                     }
@@ -407,6 +492,11 @@ impl Proxy {
                             StatusCode::BAD_GATEWAY,
                             format!("secllama proxy: the sealed answer did not verify: {why}"),
                         ));
+                    }
+                    Some(Event::End(End::Unreachable(why))) => {
+                        return Exchange::Response(busy(format!(
+                            "secllama proxy: nothing verified: {why}"
+                        )));
                     }
                     None => {
                         return Exchange::Response(error(

@@ -18,6 +18,8 @@ pub(super) enum End {
     Problem(u16, serde_json::Value),
     UnknownDocument(String),
     Failed(String),
+    /// The enclave could not be reached or the connection broke (nothing verified).
+    Unreachable(String),
 }
 
 /// The streamed body: `first`, then whatever arrives, ending with an error (aborting the transfer)
@@ -120,7 +122,9 @@ impl hyper::body::Body for Streamed {
                     self.done = true;
                     Some(Err(std::io::Error::other(format!("enclave problem: {p}"))))
                 }
-                Some(Event::End(End::UnknownDocument(w) | End::Failed(w))) => {
+                Some(Event::End(
+                    End::UnknownDocument(w) | End::Failed(w) | End::Unreachable(w),
+                )) => {
                     self.done = true;
                     Some(Err(std::io::Error::other(w)))
                 }
