@@ -1,7 +1,8 @@
 //! Time to first token and total time of a streamed generate through the verifying proxy → bridge
 //! → enclave → runner, against the same request straight to the runner
 //! (`cargo bench -p secllama-tests --bench proxy_roundtrip`). Both sides use the same HTTP client
-//! (hyper, one connection per request, as the Ollama libraries do per call here); the runner paces
+//! (hyper, one kept-alive connection per address, as the Ollama libraries' pools do; the proxy's
+//! own pool to the enclave is warm after the first request); the runner paces
 //! its tokens 2 ms apart, as a model would. Prints p50/p90 and the ratios (goal: ≤ 1.3× at p50 on
 //! the session path — every proxied request after the first reuses the session key). Real swtpm,
 //! real test runner, in-process agent, bridge and proxy, loopback only.
@@ -19,7 +20,7 @@
 use secllama_enclave::agent::Agent;
 use secllama_enclave::service::serve;
 use secllama_host::bridge::{EnclaveAddr, Limits};
-use secllama_tests::bench::{p50_p90, timed};
+use secllama_tests::bench::{KeptAlive, p50_p90, timed};
 use secllama_tests::enclave::{RunnerMode, policy_for, prepare};
 use std::sync::Arc;
 
@@ -102,13 +103,16 @@ fn main() {
             .to_string();
 
         // The first proxied request wraps a key with RSA and opens the session.
-        let (_, _, n_first) = timed(&proxy_addr, &body).await.unwrap();
+        // Both sides on kept-alive connections, as a client library's pool does.
+        let mut conns = KeptAlive::default();
+        let (_, _, n_first) = timed(&mut conns, &proxy_addr, &body).await.unwrap();
+        timed(&mut conns, &runner_addr, &body).await.unwrap();
         let (mut d_first, mut d_total, mut p_first, mut p_total) = (vec![], vec![], vec![], vec![]);
         for _ in 0..iters {
-            let (f, t, n) = timed(&runner_addr, &body).await.unwrap();
+            let (f, t, n) = timed(&mut conns, &runner_addr, &body).await.unwrap();
             d_first.push(f);
             d_total.push(t);
-            let (f, t, m) = timed(&proxy_addr, &body).await.unwrap();
+            let (f, t, m) = timed(&mut conns, &proxy_addr, &body).await.unwrap();
             p_first.push(f);
             p_total.push(t);
             if gguf.is_none() {

@@ -1,7 +1,8 @@
 //! Sealed round trip through the bridge and the enclave vs a plaintext request straight to the same
 //! runner (`cargo bench -p secllama-tests --bench sealed_roundtrip`): a small non-streamed generate,
 //! first request (RSA-wrapped key) and session reuse (also straight to the agent's socket, to
-//! show the bridge's share); then a 10 MiB streamed answer. Prints p50/p90 and the ratios to
+//! show the bridge's share); then a 10 MiB streamed answer. Every side keeps one connection alive
+//! per address (the plaintext baseline too). Prints p50/p90 and the ratios to
 //! plaintext (goal: session path ≤ 1.3× plaintext at p50). Real swtpm, real test runner, in-process agent and
 //! bridge, loopback only.
 #![allow(
@@ -24,6 +25,7 @@ use secllama_protocol::seal::{
     seal_request_session,
 };
 use secllama_protocol::sha256;
+use secllama_tests::bench::KeptAlive;
 use secllama_tests::enclave::{Prepared, RunnerMode, policy_for, prepare};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,36 +34,19 @@ const PROMPT: &str = "the quick brown fox jumps over the lazy dog";
 const ITERS: usize = 200;
 const BIG_ITERS: usize = 10;
 
-async fn post(addr: &str, path: &str, header: Option<&str>, body: Vec<u8>) -> Bytes {
-    if let Some(sock) = addr.strip_prefix("unix:") {
-        let stream = tokio::net::UnixStream::connect(sock).await.unwrap();
-        return exchange(stream, path, header, body).await;
-    }
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream.set_nodelay(true).unwrap();
-    exchange(stream, path, header, body).await
-}
-
-async fn exchange<S>(stream: S, path: &str, header: Option<&str>, body: Vec<u8>) -> Bytes
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let mut req = hyper::Request::builder()
-        .method("POST")
-        .uri(path)
-        .header("host", "x");
-    if let Some(h) = header {
-        req = req.header(ATTESTATION_HEADER, h);
-    }
-    let resp = sender
-        .send_request(req.body(Full::new(Bytes::from(body))).unwrap())
-        .await
-        .unwrap();
+/// `POST path` to `addr` on its kept-alive connection; the whole answer (status 200).
+async fn post(
+    conns: &mut KeptAlive,
+    addr: &str,
+    path: &str,
+    header: Option<&str>,
+    body: Vec<u8>,
+) -> Bytes {
+    let headers: Vec<(&str, &str)> = header
+        .map(|h| (ATTESTATION_HEADER, h))
+        .into_iter()
+        .collect();
+    let resp = conns.post(addr, path, &headers, body).await.unwrap();
     assert_eq!(resp.status(), 200);
     resp.into_body().collect().await.unwrap().to_bytes()
 }
@@ -146,15 +131,17 @@ fn main() {
         let mut direct = Vec::new();
         let unix_addr = format!("unix:{}", sock.display());
         let mut session_key = None;
+        // Every side on kept-alive connections (one per address), as a client's pool does.
+        let mut conns = KeptAlive::default();
         for _ in 0..ITERS {
             let t = Instant::now();
-            post(&runner_addr, "/api/generate", None, body.clone().into_bytes()).await;
+            post(&mut conns, &runner_addr, "/api/generate", None, body.clone().into_bytes()).await;
             plain.push(t.elapsed());
 
             let t = Instant::now();
             let pt = RequestPlaintext::new(body.clone().into_bytes(), now_ms(), &mut OsRng).unwrap();
             let (sealed, key) = seal_request(&v.payload.keys.encryption_spki, &ctx, &pt, &mut OsRng).unwrap();
-            let answer = post(&bridge_addr, path, Some(&doc_hex), sealed).await;
+            let answer = post(&mut conns, &bridge_addr, path, Some(&doc_hex), sealed).await;
             open(&key, &pt, &answer);
             rsa.push(t.elapsed());
             let key = session_key.get_or_insert(key).clone();
@@ -162,14 +149,14 @@ fn main() {
             let t = Instant::now();
             let pt = RequestPlaintext::new(body.clone().into_bytes(), now_ms(), &mut OsRng).unwrap();
             let sealed = seal_request_session(&key, &ctx, &pt, &mut OsRng).unwrap();
-            let answer = post(&bridge_addr, path, Some(&doc_hex), sealed).await;
+            let answer = post(&mut conns, &bridge_addr, path, Some(&doc_hex), sealed).await;
             open(&key, &pt, &answer);
             session.push(t.elapsed());
 
             let t = Instant::now();
             let pt = RequestPlaintext::new(body.clone().into_bytes(), now_ms(), &mut OsRng).unwrap();
             let sealed = seal_request_session(&key, &ctx, &pt, &mut OsRng).unwrap();
-            let answer = post(&unix_addr, path, Some(&doc_hex), sealed).await;
+            let answer = post(&mut conns, &unix_addr, path, Some(&doc_hex), sealed).await;
             open(&key, &pt, &answer);
             direct.push(t.elapsed());
         }
@@ -190,7 +177,8 @@ fn main() {
         let body = format!(r#"{{"model":"tiny:latest","prompt":"{PROMPT}","stream":true,"options":{{"num_predict":64}}}}"#);
         let pt = RequestPlaintext::new(body.clone().into_bytes(), now_ms(), &mut OsRng).unwrap();
         let (sealed, key) = seal_request(&v.payload.keys.encryption_spki, &ctx, &pt, &mut OsRng).unwrap();
-        let first = post(&bridge_addr, path, Some(&doc_hex), sealed).await;
+        let mut conns = KeptAlive::default();
+        let first = post(&mut conns, &bridge_addr, path, Some(&doc_hex), sealed).await;
         let mut answer_len = 0;
         let (mut plain, mut session) = (Vec::new(), Vec::new());
         let mut o = StreamOpener::new(ResponseKeys::derive(&key, &pt.id).unwrap());
@@ -198,14 +186,14 @@ fn main() {
         o.finish().unwrap();
         for _ in 0..BIG_ITERS {
             let t = Instant::now();
-            let answer = post(&runner_addr, "/api/generate", None, body.clone().into_bytes()).await;
+            let answer = post(&mut conns, &runner_addr, "/api/generate", None, body.clone().into_bytes()).await;
             plain.push(t.elapsed());
             answer_len = answer.len();
 
             let t = Instant::now();
             let pt = RequestPlaintext::new(body.clone().into_bytes(), now_ms(), &mut OsRng).unwrap();
             let sealed = seal_request_session(&key, &ctx, &pt, &mut OsRng).unwrap();
-            let answer = post(&bridge_addr, path, Some(&doc_hex), sealed).await;
+            let answer = post(&mut conns, &bridge_addr, path, Some(&doc_hex), sealed).await;
             let mut o = StreamOpener::new(ResponseKeys::derive(&key, &pt.id).unwrap());
             let chunks = o.push(&answer).unwrap();
             o.finish().unwrap();
