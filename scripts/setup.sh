@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up a fresh Debian machine for secllama: system packages (TPM, QEMU, OVMF, openssl, the
-# llama.cpp build tools), the Python venv of test peers (pycose, cryptography, cbor2, ollama) and
+# llama.cpp build tools), the Python venv of test peers (pycose, cryptography, cbor2, ollama, openai,
+# langchain-ollama), the JavaScript peers (ollama-js) and
 # the demo model (scripts/fetch-model.sh, checked by sha256). Idempotent and quiet when done.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -26,7 +27,8 @@ fi
 
 # Python peers: implementations we did not write, used by the interop tests.
 # cbor2 6 decodes arrays as tuples, which pycose 1.1 does not accept: stay on 5.x.
-py_reqs=(pycose==1.1.0 cryptography==50.0.2 cbor2==5.9.0 sev-snp-measure==0.0.13 ollama==0.6.3)
+py_reqs=(pycose==1.1.0 cryptography==50.0.2 cbor2==5.9.0 sev-snp-measure==0.0.13 ollama==0.6.3
+         openai==3.57.0 langchain-ollama==1.1.0)
 stamp="$venv/.secllama-reqs"
 want="${py_reqs[*]}"
 if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then

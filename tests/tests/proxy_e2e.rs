@@ -1,5 +1,6 @@
 //! The verifying local proxy (`secllama-verify proxy`, a real process) in front of the real agent
-//! (real swtpm, test runner): the official `ollama` Python client and curl talk to it unmodified.
+//! (real swtpm, test runner): real clients talk to it unmodified — ollama-python, ollama-js, curl,
+//! LangChain (langchain-ollama) and the official `openai` client on the OpenAI-compatible API.
 //! Checks: the client gets the runner's answers (generate and chat, streaming and not) and every
 //! answer left a verified receipt in the receipts file; curl gets the same bytes the runner sends
 //! for the same request; a prompt outside the dataset is refused; unknown paths get Ollama's 404
@@ -681,6 +682,13 @@ fn a_hostile_bridge_gets_ollama_clients_an_error_never_a_forged_answer() {
             assert!(v["error"].is_string(), "{attack:?} {mode}: {v}");
             assert_eq!(v["done"], false, "{attack:?} {mode}: {v}");
         }
+        // The official OpenAI client, streaming: an error, and no chunk with a finish reason.
+        let v = py_peer(
+            "openai_peer.py",
+            &[&format!("http://{addr}"), PROMPT, "stream"],
+        );
+        assert!(v["error"].is_string(), "{attack:?}: {v}");
+        assert!(v["finish_reason"].is_null(), "{attack:?}: {v}");
         // Only the honest exchange left a receipt.
         assert_eq!(
             std::fs::read_to_string(&receipts).unwrap().lines().count(),
@@ -974,4 +982,88 @@ fn default_calls_model_names_show_and_ps_are_served() {
         err.contains("num_predict 2 (the policy's maximum: the request left it out)"),
         "{err}"
     );
+}
+
+/// Runs a Python peer script from `tests/py` with `args`; its JSON output.
+fn py_peer(script: &str, args: &[&str]) -> serde_json::Value {
+    let out = Command::new(python())
+        .arg(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("py")
+                .join(script),
+        )
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{script}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn openai_and_langchain_clients_get_sealed_answers() {
+    let f = fixture();
+    let url = format!("unix:{}", f.p.sock.display());
+    let receipts = f.p.dir.path().join("openai-receipts.jsonl");
+    let (_proxy, addr) = proxy(&url, &f.manifest, &receipts).unwrap();
+    let base = format!("http://{addr}");
+    let answer = answer_tokens(PROMPT).concat();
+    let count = || std::fs::read_to_string(&receipts).map_or(0, |t| t.lines().count());
+
+    // The official OpenAI client, unmodified, on the OpenAI-compatible API.
+    let v = py_peer("openai_peer.py", &[&base, PROMPT, "all"]);
+    assert_eq!(v["models"], serde_json::json!(["tiny:latest"]), "{v}");
+    assert_eq!(v["model"], "tiny:latest", "{v}");
+    for k in ["chat", "chat_stream"] {
+        assert_eq!(v[k], answer.as_str(), "{k}: {v}");
+    }
+    assert_eq!(v["chat_finish"], "stop", "{v}");
+    assert_eq!(v["chat_stream_finish"], "stop", "{v}");
+    assert!(
+        v["chat_usage"].as_u64().unwrap() > 0 && v["chat_stream_usage"] == v["chat_usage"],
+        "{v}"
+    );
+    assert_eq!(
+        v["completion"],
+        answer_tokens(PROMPT)[..2].concat(),
+        "max_tokens is num_predict: {v}"
+    );
+    // The test runner always says done_reason "stop" (the "length" mapping is unit-tested).
+    assert_eq!(v["completion_finish"], "stop", "{v}");
+    assert_eq!(v["completion_stream"], answer.as_str(), "{v}");
+    assert_eq!(v["refused"], 403, "outside the dataset: {v}");
+    assert_eq!(v["n2"], 400, "two choices cannot be honoured: {v}");
+    // models, retrieve and four answers: six sealed exchanges, six receipts (the refused one
+    // has none; n = 2 was never sent).
+    assert_eq!(count(), 6);
+
+    // SSE as it is on the wire: chunks, the finish chunk, usage, then [DONE].
+    let out = Command::new("curl")
+        .args(["-s", "-N", "-H", "Content-Type: application/json", "-d"])
+        .arg(format!(
+            r#"{{"model":"tiny","stream":true,"stream_options":{{"include_usage":true}},"messages":[{{"role":"user","content":"{PROMPT}"}}]}}"#
+        ))
+        .arg(format!("{base}/v1/chat/completions"))
+        .output()
+        .unwrap();
+    let sse = String::from_utf8_lossy(&out.stdout);
+    let events: Vec<&str> = sse.split("\n\n").filter(|e| !e.is_empty()).collect();
+    assert!(events.iter().all(|e| e.starts_with("data: ")), "{sse}");
+    assert_eq!(events.last(), Some(&"data: [DONE]"), "{sse}");
+    let finish: Vec<&&str> = events
+        .iter()
+        .filter(|e| e.contains(r#""finish_reason":"stop""#))
+        .collect();
+    assert_eq!(finish.len(), 1, "{sse}");
+    assert!(events[events.len() - 2].contains(r#""usage""#), "{sse}");
+
+    // LangChain's Ollama integration with its defaults (OllamaLLM sends "format": "").
+    let v = py_peer("langchain_peer.py", &[&base, PROMPT]);
+    for k in ["llm", "llm_stream", "chat", "chat_stream"] {
+        assert_eq!(v[k], answer.as_str(), "{k}: {v}");
+    }
 }

@@ -21,6 +21,8 @@
 //!   request sent and the bytes received; otherwise the response is aborted (the client sees a
 //!   broken transfer, never a completed forged answer). Verified receipts are appended to the
 //!   receipts file as JSON lines (request id, time, log index, receipt; no plaintext).
+//! - **OpenAI-compatible API** (`/v1/models`, `/v1/chat/completions`, `/v1/completions`): mapped
+//!   onto the same sealed requests ([`openai`]).
 //! - `GET /api/version` answers locally; `GET /secllama/attestation` returns the last attestation
 //!   result (EAR); anything else is `404` in Ollama's error shape (`{"error": …}`).
 
@@ -40,8 +42,12 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{RwLock, mpsc};
 
+mod openai;
 pub mod origin;
+mod serve;
 mod stream;
+
+pub use serve::{ServeOptions, serve};
 
 use stream::{End, Event, HoldBack, Streamed};
 
@@ -139,6 +145,14 @@ fn json_response(status: StatusCode, value: serde_json::Value) -> Response<Body>
 /// Ollama's error shape.
 fn error(status: StatusCode, message: impl std::fmt::Display) -> Response<Body> {
     json_response(status, json!({ "error": message.to_string() }))
+}
+
+/// A local request's body (at most [`MAX_REQUEST`] bytes), or the `413` to answer.
+async fn read_request(req: Request<Incoming>) -> Result<Vec<u8>, Response<Body>> {
+    match Limited::new(req.into_body(), MAX_REQUEST).collect().await {
+        Ok(b) => Ok(b.to_bytes().to_vec()),
+        Err(e) => Err(error(StatusCode::PAYLOAD_TOO_LARGE, e)),
+    }
 }
 
 /// `503` with `Retry-After: 1`: the enclave is busy or unreachable for now (not evidence that
@@ -251,6 +265,12 @@ impl Proxy {
     /// Serves one local request.
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
         let path = req.uri().path().to_string();
+        if path.starts_with("/v1/") {
+            // Ollama's OpenAI-compatible API, on the same sealed exchanges.
+            return openai::handle(self, req)
+                .await
+                .unwrap_or_else(|| error(StatusCode::NOT_FOUND, "404 page not found"));
+        }
         match (req.method(), path.as_str()) {
             // Ollama's heartbeat (the ollama CLI and several UIs call it before anything else).
             (&Method::GET | &Method::HEAD, "/") => running(),
@@ -308,10 +328,21 @@ impl Proxy {
         // An HTTP/1.0 client reads a streamed body until the connection closes, so an aborted
         // transfer would look complete to it: it gets the whole answer at once, after the receipt.
         let chunked = req.version() >= hyper::Version::HTTP_11;
-        let body = match Limited::new(req.into_body(), MAX_REQUEST).collect().await {
-            Ok(b) => b.to_bytes().to_vec(),
-            Err(e) => return error(StatusCode::PAYLOAD_TOO_LARGE, e),
+        let body = match read_request(req).await {
+            Ok(b) => b,
+            Err(r) => return r,
         };
+        self.forward_body(path, body, chunked).await
+    }
+
+    /// Forwards the Ollama request `body` for `path` sealed; `chunked`: the client reads a
+    /// chunked body (HTTP/1.1), so a stream may be passed on as it arrives.
+    pub(crate) async fn forward_body(
+        self: Arc<Self>,
+        path: &str,
+        body: Vec<u8>,
+        chunked: bool,
+    ) -> Response<Body> {
         let streaming = matches!(path, "/api/generate" | "/api/chat")
             && serde_json::from_slice::<serde_json::Value>(&body)
                 .ok()
@@ -552,128 +583,6 @@ impl Proxy {
 enum Exchange {
     Response(Response<Body>),
     UnknownDocument(String),
-}
-
-/// How the proxy serves its local listener.
-#[derive(Debug, Clone)]
-pub struct ServeOptions {
-    /// Which hosts and origins are served ([`origin`]).
-    pub rules: origin::LocalRules,
-    /// Connections served at once; further ones wait in the kernel's accept queue until one ends.
-    pub max_connections: usize,
-    /// Time a client has to send a whole request head, from the connection's start or from the
-    /// end of the previous answer (so it also bounds idle keep-alive connections).
-    pub header_timeout: Duration,
-}
-
-impl ServeOptions {
-    /// Defaults for a listener on `listen`: Ollama's host and origin rules plus `origins`, 512
-    /// connections, 10 s for a request head.
-    pub fn new(listen_is_loopback: bool, origins: &str) -> Self {
-        Self {
-            rules: origin::LocalRules::new(listen_is_loopback, origins),
-            max_connections: 512,
-            header_timeout: Duration::from_secs(10),
-        }
-    }
-}
-
-/// Serves local clients on `listener` until accepting fails (other than for a transient reason
-/// such as running out of descriptors, which is waited out).
-pub async fn serve(
-    proxy: Arc<Proxy>,
-    listener: tokio::net::TcpListener,
-    options: ServeOptions,
-) -> std::io::Result<()> {
-    let slots = Arc::new(tokio::sync::Semaphore::new(options.max_connections.max(1)));
-    let options = Arc::new(options);
-    loop {
-        // A slot first: past the limit, connections queue in the kernel instead of being served
-        // by a task each.
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            return Ok(());
-        };
-        let stream = match listener.accept().await {
-            Ok((s, _)) => s,
-            Err(e) if transient_accept_error(&e) => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-            Err(e) => return Err(e),
-        };
-        let _ = stream.set_nodelay(true);
-        let proxy = proxy.clone();
-        let options = options.clone();
-        tokio::spawn(async move {
-            let rules = options.clone();
-            let service = hyper::service::service_fn(move |req| {
-                let (p, rules) = (proxy.clone(), rules.clone());
-                async move { Ok::<_, std::convert::Infallible>(local(p, &rules.rules, req).await) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(options.header_timeout)
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                .await;
-            drop(permit);
-        });
-    }
-}
-
-/// Accept errors that say nothing about the listener: the peer gave up, or descriptors or memory
-/// ran out for a moment.
-fn transient_accept_error(e: &std::io::Error) -> bool {
-    use std::io::ErrorKind;
-    matches!(
-        e.kind(),
-        ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset | ErrorKind::Interrupted
-    ) || matches!(
-        e.raw_os_error(),
-        Some(libc_errno::EMFILE | libc_errno::ENFILE | libc_errno::ENOBUFS | libc_errno::ENOMEM)
-    )
-}
-
-/// errno values (Linux) of transient accept failures.
-mod libc_errno {
-    pub const EMFILE: i32 = 24;
-    pub const ENFILE: i32 = 23;
-    pub const ENOBUFS: i32 = 105;
-    pub const ENOMEM: i32 = 12;
-}
-
-/// One local request: the host and origin rules, then [`Proxy::handle`], with CORS headers.
-async fn local(
-    proxy: Arc<Proxy>,
-    rules: &origin::LocalRules,
-    req: Request<Incoming>,
-) -> Response<Body> {
-    match rules.decide(req.method(), req.headers()) {
-        origin::Decision::Forbidden(why) => {
-            error(StatusCode::FORBIDDEN, format!("secllama proxy: {why}"))
-        }
-        origin::Decision::Preflight(o) => {
-            let mut r = Response::new(
-                Full::new(Bytes::new())
-                    .map_err(|never| match never {})
-                    .boxed(),
-            );
-            *r.status_mut() = StatusCode::NO_CONTENT;
-            origin::preflight_headers(r.headers_mut(), o);
-            r
-        }
-        origin::Decision::Serve(o) => {
-            let mut r = proxy.handle(req).await;
-            if let Some(o) = o {
-                r.headers_mut()
-                    .insert(hyper::header::ACCESS_CONTROL_ALLOW_ORIGIN, o);
-                r.headers_mut().insert(
-                    hyper::header::VARY,
-                    hyper::header::HeaderValue::from_static("Origin"),
-                );
-            }
-            r
-        }
-    }
 }
 
 #[allow(clippy::print_stderr)]
