@@ -2,7 +2,8 @@
 //! runner (`cargo bench -p secllama-tests --bench sealed_roundtrip`): a small non-streamed generate,
 //! first request (RSA-wrapped key) and session reuse (also straight to the agent's socket, to
 //! show the bridge's share); then a 10 MiB streamed answer. Every side keeps one connection alive
-//! per address (the plaintext baseline too). Prints p50/p90 and the ratios to
+//! per address (the plaintext baseline too); a plain byte relay in front of the runner shows what one
+//! loopback hop alone costs. Prints p50/p90 and the ratios to
 //! plaintext (goal: session path ≤ 1.3× plaintext at p50). Real swtpm, real test runner, in-process agent and
 //! bridge, loopback only.
 #![allow(
@@ -129,6 +130,26 @@ fn main() {
         let mut rsa = Vec::new();
         let mut session = Vec::new();
         let mut direct = Vec::new();
+        let mut relayed = Vec::new();
+        // The cost of one loopback hop alone: a byte relay (as the bridge is) in front of the
+        // plaintext runner.
+        let relay_addr = {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = l.local_addr().unwrap().to_string();
+            let to = runner_addr.clone();
+            tokio::spawn(async move {
+                while let Ok((mut a, _)) = l.accept().await {
+                    let to = to.clone();
+                    tokio::spawn(async move {
+                        let _ = a.set_nodelay(true);
+                        let Ok(mut b) = tokio::net::TcpStream::connect(&to).await else { return };
+                        let _ = b.set_nodelay(true);
+                        let _ = tokio::io::copy_bidirectional(&mut a, &mut b).await;
+                    });
+                }
+            });
+            addr
+        };
         let unix_addr = format!("unix:{}", sock.display());
         let mut session_key = None;
         // Every side on kept-alive connections (one per address), as a client's pool does.
@@ -137,6 +158,10 @@ fn main() {
             let t = Instant::now();
             post(&mut conns, &runner_addr, "/api/generate", None, body.clone().into_bytes()).await;
             plain.push(t.elapsed());
+
+            let t = Instant::now();
+            post(&mut conns, &relay_addr, "/api/generate", None, body.clone().into_bytes()).await;
+            relayed.push(t.elapsed());
 
             let t = Instant::now();
             let pt = RequestPlaintext::new(body.clone().into_bytes(), now_ms(), &mut OsRng).unwrap();
@@ -163,7 +188,7 @@ fn main() {
         let (p50, p90) = percentiles(plain);
         println!("\n{:58} {:>9} {:>9} {:>12}", format!("small generate, {ITERS} requests each"), "p50 ms", "p90 ms", "p50 ratio");
         println!("{:58} {p50:>9.3} {p90:>9.3} {:>12}", "plaintext, straight to the runner", "1.00x");
-        for (name, v) in [("sealed, first request (RSA-3072 wrapped key), via bridge", rsa), ("sealed, session reuse, via bridge", session), ("sealed, session reuse, straight to the agent's socket", direct)] {
+        for (name, v) in [("plaintext through a byte relay (one more hop, no sealing)", relayed), ("sealed, first request (RSA-3072 wrapped key), via bridge", rsa), ("sealed, session reuse, via bridge", session), ("sealed, session reuse, straight to the agent's socket", direct)] {
             let (a, b) = percentiles(v);
             println!("{name:58} {a:>9.3} {b:>9.3} {:>11.2}x", a / p50);
         }
