@@ -110,6 +110,24 @@ fn bench(c: &mut Criterion) {
         })
     });
     g.finish();
+
+    // The client (the proxy, `secllama-verify generate`) verifies each answer's receipt before the
+    // answer may complete: RustCrypto's p256 (the verifier is pure Rust).
+    let payload = secllama_protocol::receipt::ReceiptPayload {
+        request_digest: secllama_protocol::Sha256Digest([1; 32]),
+        response_digest: secllama_protocol::Sha256Digest([2; 32]),
+        model: "tiny:latest".into(),
+        policy_digest: secllama_protocol::Sha256Digest([3; 32]),
+        signing_kid: key.public().kid().unwrap(),
+        log_index: 7,
+        time: 1_790_000_000,
+        params: Default::default(),
+    };
+    let receipt = secllama_protocol::receipt::sign_receipt(&payload, &key).unwrap();
+    let public = key.public();
+    c.bench_function("receipt_verify", |b| {
+        b.iter(|| black_box(secllama_protocol::receipt::verify_receipt(&receipt, &public).unwrap()))
+    });
 }
 
 criterion_group! {
