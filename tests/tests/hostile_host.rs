@@ -354,10 +354,13 @@ fn a_burst_of_clients_queues_and_only_a_full_queue_is_busy() {
     let took = t.elapsed();
     let ok = statuses.iter().filter(|s| **s == 200).count();
     let (proxy_rss, bridge_rss) = (rss_kib(proxy.0.id()), rss_kib(bridge_proc.0.id()));
+    // The agent runs in this test process (with the swtpm and runner as children).
+    let agent_rss = rss_kib(std::process::id());
     let receipts_n = std::fs::read_to_string(&receipts).unwrap().lines().count();
     println!(
         "load: {CLIENTS} clients x {EACH} requests: {ok} answered 200 in {took:?} ({:.0} requests/s); \
-         RSS proxy {proxy_rss} KiB, bridge {bridge_rss} KiB; {receipts_n} receipts",
+         RSS proxy {proxy_rss} KiB, bridge {bridge_rss} KiB, agent (this test process) \
+         {agent_rss} KiB; {receipts_n} receipts",
         (CLIENTS * EACH) as f64 / took.as_secs_f64()
     );
     assert_eq!(ok, CLIENTS * EACH, "{statuses:?}");
