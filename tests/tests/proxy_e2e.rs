@@ -803,6 +803,11 @@ fn a_local_web_page_cannot_drive_the_proxy() {
     let (code, head, _) = preflight("http://attacker.example");
     assert_eq!(code, 403, "{head}");
     assert!(!head.contains("access-control-allow-origin"), "{head}");
+    // OPTIONS without Origin is not a preflight: what the proxy allows, no CORS headers.
+    let (code, head, _) = curl_i(&addr, "/v1/chat/completions", &["-X", "OPTIONS"]);
+    assert_eq!(code, 204, "{head}");
+    assert!(head.contains("allow: get, post"), "{head}");
+    assert!(!head.contains("access-control-allow-origin"), "{head}");
 
     // An allowed origin is served, with the CORS answer headers.
     let (code, head, text) = curl_i(

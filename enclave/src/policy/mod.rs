@@ -279,7 +279,8 @@ impl Policy {
             ));
         }
         let stream = match obj.get("stream") {
-            None => true,
+            // Ollama's default (and what `null` means to it and to our runner).
+            None | Some(Value::Null) => true,
             Some(Value::Bool(b)) => *b,
             Some(other) => {
                 return Err(refuse(
@@ -378,7 +379,12 @@ impl Policy {
             }),
             None => Err(refuse(
                 "dataset",
-                format!("a {content_key} from the evaluation dataset, found one that is not in it"),
+                match endpoint {
+                    Endpoint::Generate => {
+                        "a prompt from the evaluation dataset, found one that is not in it"
+                    }
+                    _ => "messages from the evaluation dataset, found messages that are not in it",
+                },
             )),
         }
     }

@@ -311,3 +311,43 @@ fn show_and_ps_carry_no_prompt_and_name_only_policy_models() {
         "body"
     );
 }
+
+#[test]
+fn neutral_values_are_each_fields_own_none() {
+    for (field, value, ok) in [
+        ("format", r#""""#, true),
+        ("format", "null", true),
+        ("format", "false", false),
+        ("format", "[]", false),
+        ("images", "[]", true),
+        ("images", "null", true),
+        ("images", r#""""#, false),
+        ("images", "false", false),
+        ("raw", "false", true),
+        ("raw", "null", false),
+        ("raw", r#""""#, false),
+        ("context", "[]", true),
+        ("context", "null", true),
+        ("context", "false", false),
+        ("suffix", r#""""#, true),
+        ("suffix", "null", true),
+        ("suffix", "[]", false),
+    ] {
+        let body = format!(
+            r#"{{"model":"tiny:latest","prompt":"What is 2+2?","{field}":{value},"options":{{"num_predict":8}}}}"#
+        );
+        assert_eq!(generate(&body).is_ok(), ok, "{field}: {value}");
+    }
+    let chat = |extra: &str| {
+        let body = format!(
+            r#"{{"model":"tiny:latest","messages":[{{"role":"user","content":"Hello"}}]{extra},"options":{{"num_predict":1}}}}"#
+        );
+        policy().check(Endpoint::Chat, body.as_bytes())
+    };
+    assert!(chat(r#","tools":null"#).is_ok());
+    assert!(chat(r#","tools":false"#).is_err());
+    assert!(chat(r#","format":false"#).is_err());
+    // stream: null is Ollama's default, a stream.
+    assert!(chat(r#","stream":null"#).unwrap().stream);
+    assert!(chat(r#","stream":"yes""#).is_err());
+}

@@ -82,24 +82,6 @@ pub fn run(args: &Args) -> anyhow::Result<super::Outcome> {
         .with_context(|| format!("reading {}", args.manifest.display()))?;
     let manifest = Manifest::from_toml(&text)
         .with_context(|| format!("manifest {}", args.manifest.display()))?;
-    if args.listen.ip().is_loopback() {
-        say(
-            &format!(
-                "secllama proxy: listening on loopback only ({}); local clients only",
-                args.listen
-            ),
-            true,
-        );
-    } else {
-        say(
-            &format!(
-                "WARNING: secllama proxy listens on {} (not loopback): other hosts can send \
-                 prompts through it and read the answers in plaintext",
-                args.listen
-            ),
-            true,
-        );
-    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -120,10 +102,26 @@ pub fn run(args: &Args) -> anyhow::Result<super::Outcome> {
             };
         proxy.spawn_reattest(Duration::from_secs(args.reattest.max(1)));
         let listener = bind(args.listen).with_context(|| format!("binding {}", args.listen))?;
-        say(
-            &format!("proxy listening on {}", listener.local_addr()?),
-            false,
-        );
+        let bound = listener.local_addr()?;
+        if bound.ip().is_loopback() {
+            say(
+                &format!(
+                    "secllama proxy: listening on loopback only ({}); local clients only",
+                    bound
+                ),
+                true,
+            );
+        } else {
+            say(
+                &format!(
+                    "WARNING: secllama proxy listens on {} (not loopback): other hosts can send \
+                         prompts through it and read the answers in plaintext",
+                    bound
+                ),
+                true,
+            );
+        }
+        say(&format!("proxy listening on {bound}"), false);
         let mut options =
             crate::proxy::ServeOptions::new(args.listen.ip().is_loopback(), &args.origins);
         options.max_connections = args.max_connections;

@@ -116,6 +116,20 @@ async fn local(
             origin::preflight_headers(r.headers_mut(), o);
             r
         }
+        // OPTIONS without an Origin is not a preflight: say what the proxy allows.
+        origin::Decision::Serve(None) if req.method() == hyper::Method::OPTIONS => {
+            let mut r = Response::new(
+                Full::new(Bytes::new())
+                    .map_err(|never| match never {})
+                    .boxed(),
+            );
+            *r.status_mut() = StatusCode::NO_CONTENT;
+            r.headers_mut().insert(
+                hyper::header::ALLOW,
+                hyper::header::HeaderValue::from_static(origin::ALLOW_METHODS),
+            );
+            r
+        }
         origin::Decision::Serve(o) => {
             let mut r = proxy.handle(req).await;
             if let Some(o) = o {
