@@ -18,6 +18,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 bash scripts/setup.sh
+echo "demo: building (llama.cpp included: about 15 minutes the first time on 2 cores)"
 cargo build -q --release -p secllama-verifier -p secllama-host -p secllama-enclave -p secllama-tests \
   -p secllama-runner
 gguf=$(bash scripts/fetch-model.sh)
