@@ -9,7 +9,7 @@ venv="${SECLLAMA_VENV:-$root/.venv}"
 
 # cmake and libclang-dev build llama.cpp (llama-cpp-sys-2, for secllama-runner).
 apt_pkgs=(swtpm swtpm-tools tpm2-tools libtss2-dev qemu-system-x86 ovmf openssl pkg-config python3-venv
-          cmake libclang-dev curl)
+          cmake libclang-dev curl cpio)
 # Node runs the JavaScript client peers (ollama-js); Debian's nodejs/npm unless a node is present.
 command -v node >/dev/null || apt_pkgs+=(nodejs)
 command -v npm >/dev/null || apt_pkgs+=(npm)

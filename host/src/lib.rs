@@ -14,6 +14,7 @@
 pub mod access;
 pub mod bridge;
 pub mod cli;
+pub mod image;
 pub mod launch;
 pub mod libraries;
 pub mod sandbox;
