@@ -47,6 +47,7 @@ pub const TPM_DIR: &str = "tpm";
 pub const TPM_SOCKET: &str = "tpm.sock";
 
 mod output;
+pub mod qemu;
 mod start;
 pub use start::Enclave;
 
