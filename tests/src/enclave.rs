@@ -183,6 +183,60 @@ impl Prepared {
     }
 }
 
+/// A prepared enclave whose agent serves on its socket in `rt`, with the reference manifest
+/// written to `manifest` (what the end-to-end tests of the proxy and the bridge start from).
+pub struct Serving {
+    /// The runtime the agent runs in.
+    pub rt: tokio::runtime::Runtime,
+    /// The enclave's files, TPM and runner.
+    pub p: Prepared,
+    /// The agent.
+    pub agent: std::sync::Arc<secllama_enclave::agent::Agent>,
+    /// Its accept loop (abort it to stop serving: its connections end with it).
+    pub serving: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// The reference manifest (TOML).
+    pub manifest: PathBuf,
+}
+
+/// Starts the agent of `p` serving on `p.sock` in `rt` (removing a stale socket first).
+pub fn start_agent(
+    rt: &tokio::runtime::Runtime,
+    p: &Prepared,
+) -> Result<
+    (
+        std::sync::Arc<secllama_enclave::agent::Agent>,
+        tokio::task::JoinHandle<std::io::Result<()>>,
+    ),
+    PrepareError,
+> {
+    let _guard = rt.enter();
+    let agent = std::sync::Arc::new(secllama_enclave::agent::Agent::start(&p.config, &p.base)?);
+    let _ = std::fs::remove_file(&p.sock);
+    let listener = tokio::net::UnixListener::bind(&p.sock)?;
+    let serving = rt.spawn(secllama_enclave::service::serve(agent.clone(), listener));
+    Ok((agent, serving))
+}
+
+/// [`prepare`] with the test runner `runner_bin` and `policy_json`, then [`start_agent`] in a
+/// two-worker runtime, and the reference manifest written next to the enclave's files.
+pub fn serving(runner_bin: &Path, policy_json: &str) -> Result<Serving, PrepareError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let p = prepare(runner_bin, RunnerMode::Started, policy_json)?;
+    let manifest = p.dir.path().join("manifest.toml");
+    std::fs::write(&manifest, p.reference_manifest()?.to_toml()?)?;
+    let (agent, serving) = start_agent(&rt, &p)?;
+    Ok(Serving {
+        rt,
+        p,
+        agent,
+        serving,
+        manifest,
+    })
+}
+
 /// Reads one whole HTTP/1.1 request (head and `Content-Length` body) from `stream`; `None` if the
 /// peer closes first. For test relays that rewrite or replay requests.
 pub async fn read_request<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> Option<Vec<u8>> {

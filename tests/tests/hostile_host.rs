@@ -18,14 +18,12 @@
     clippy::print_stdout
 )] // test crate: a failed unwrap is a failed test; the measurements are printed
 
-use secllama_enclave::agent::Agent;
-use secllama_enclave::service::{HEADER_TIMEOUT, serve};
-use secllama_tests::enclave::{Reaped, RunnerMode, policy_for, prepare};
+use secllama_enclave::service::HEADER_TIMEOUT;
+use secllama_tests::enclave::{Reaped, Serving, policy_for, serving};
 use secllama_tests::workspace_bin;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -104,26 +102,17 @@ async fn closed_within(s: &mut tokio::net::TcpStream, wait: Duration) -> bool {
 
 #[test]
 fn slow_and_stalled_clients_do_not_lock_others_out() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let runner = Path::new(env!("CARGO_BIN_EXE_secllama-test-runner"));
-    let p = prepare(runner, RunnerMode::Started, &policy_for(PROMPT)).unwrap();
-    let manifest = p.dir.path().join("manifest.toml");
-    std::fs::write(
-        &manifest,
-        p.reference_manifest().unwrap().to_toml().unwrap(),
+    let Serving {
+        rt,
+        p,
+        agent,
+        manifest,
+        ..
+    } = serving(
+        Path::new(env!("CARGO_BIN_EXE_secllama-test-runner")),
+        &policy_for(PROMPT),
     )
     .unwrap();
-    let agent = {
-        let _g = rt.enter();
-        let agent = Arc::new(Agent::start(&p.config, &p.base).unwrap());
-        let listener = tokio::net::UnixListener::bind(&p.sock).unwrap();
-        rt.spawn(serve(agent.clone(), listener));
-        agent
-    };
     let (_bridge, bridge_addr) = bridge(&p.sock);
     let url = format!("http://{bridge_addr}");
 
@@ -308,26 +297,13 @@ async fn client(proxy: String, body: String, n: usize) -> Vec<u16> {
 
 #[test]
 fn a_burst_of_clients_queues_and_only_a_full_queue_is_busy() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let runner = Path::new(env!("CARGO_BIN_EXE_secllama-test-runner"));
-    let p = prepare(runner, RunnerMode::Started, &policy_for(PROMPT)).unwrap();
-    let manifest = p.dir.path().join("manifest.toml");
-    std::fs::write(
-        &manifest,
-        p.reference_manifest().unwrap().to_toml().unwrap(),
+    let Serving {
+        rt, p, manifest, ..
+    } = serving(
+        Path::new(env!("CARGO_BIN_EXE_secllama-test-runner")),
+        &policy_for(PROMPT),
     )
     .unwrap();
-    let _agent = {
-        let _g = rt.enter();
-        let agent = Arc::new(Agent::start(&p.config, &p.base).unwrap());
-        let listener = tokio::net::UnixListener::bind(&p.sock).unwrap();
-        rt.spawn(serve(agent.clone(), listener));
-        agent
-    };
     let (mut bridge_proc, bridge_addr) = bridge(&p.sock);
     let url = format!("http://{bridge_addr}");
     let receipts = p.dir.path().join("load-receipts.jsonl");
@@ -390,26 +366,13 @@ fn a_burst_of_clients_queues_and_only_a_full_queue_is_busy() {
 
 #[test]
 fn past_the_queue_requests_get_503_with_retry_after() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let runner = Path::new(env!("CARGO_BIN_EXE_secllama-test-runner"));
-    let p = prepare(runner, RunnerMode::Started, &policy_for(PROMPT)).unwrap();
-    let manifest = p.dir.path().join("manifest.toml");
-    std::fs::write(
-        &manifest,
-        p.reference_manifest().unwrap().to_toml().unwrap(),
+    let Serving {
+        rt, p, manifest, ..
+    } = serving(
+        Path::new(env!("CARGO_BIN_EXE_secllama-test-runner")),
+        &policy_for(PROMPT),
     )
     .unwrap();
-    let _agent = {
-        let _g = rt.enter();
-        let agent = Arc::new(Agent::start(&p.config, &p.base).unwrap());
-        let listener = tokio::net::UnixListener::bind(&p.sock).unwrap();
-        rt.spawn(serve(agent.clone(), listener));
-        agent
-    };
     // A slow host: each sealed request waits 2 s before it reaches the enclave.
     let slow = {
         let _g = rt.enter();

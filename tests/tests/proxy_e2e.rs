@@ -10,10 +10,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test crate: a failed unwrap is a failed test
 
 use secllama_enclave::agent::Agent;
-use secllama_enclave::service::serve;
 use secllama_measurements::manifest::Manifest;
 use secllama_protocol::receipt::verify_receipt;
-use secllama_tests::enclave::{Prepared, Reaped, RunnerMode, policy_for, prepare, read_request};
+use secllama_tests::enclave::{Prepared, Reaped, Serving, policy_for, read_request, serving};
 use secllama_tests::runner::answer_tokens;
 use secllama_tests::workspace_bin;
 
@@ -23,45 +22,19 @@ use std::sync::Arc;
 
 const PROMPT: &str = "why is the sky blue";
 
-struct Fixture {
-    rt: tokio::runtime::Runtime,
-    p: Prepared,
-    agent: Arc<Agent>,
-    serving: tokio::task::JoinHandle<std::io::Result<()>>,
-    manifest: PathBuf,
-}
+/// The agent with the test runner and the one-prompt policy, serving.
+type Fixture = Serving;
 
 fn fixture() -> Fixture {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
     let runner = Path::new(env!("CARGO_BIN_EXE_secllama-test-runner"));
-    let p = prepare(runner, RunnerMode::Started, &policy_for(PROMPT)).unwrap();
-    let m = p.reference_manifest().unwrap();
-    let manifest = p.dir.path().join("manifest.toml");
-    std::fs::write(&manifest, m.to_toml().unwrap()).unwrap();
-    let (agent, serving) = start_agent(&rt, &p);
-    Fixture {
-        rt,
-        p,
-        agent,
-        serving,
-        manifest,
-    }
+    serving(runner, &policy_for(PROMPT)).unwrap()
 }
 
 fn start_agent(
     rt: &tokio::runtime::Runtime,
     p: &Prepared,
 ) -> (Arc<Agent>, tokio::task::JoinHandle<std::io::Result<()>>) {
-    let _guard = rt.enter();
-    let agent = Arc::new(Agent::start(&p.config, &p.base).unwrap());
-    let _ = std::fs::remove_file(&p.sock);
-    let listener = tokio::net::UnixListener::bind(&p.sock).unwrap();
-    let serving = rt.spawn(serve(agent.clone(), listener));
-    (agent, serving)
+    secllama_tests::enclave::start_agent(rt, p).unwrap()
 }
 
 /// Starts the proxy; returns it and its address, or its output if it exited.
@@ -645,25 +618,12 @@ fn a_hostile_bridge_gets_ollama_clients_an_error_never_a_forged_answer() {
         );
         // An HTTP/1.0 client reads to the end of the connection: it gets an error status, not
         // a stream whose abort would look like its end.
-        let out = Command::new("curl")
-            .args([
-                "-s",
-                "-0",
-                "-w",
-                "\n%{http_code}",
-                "-X",
-                "POST",
-                "-d",
-                &stream_body,
-            ])
-            .arg(format!("http://{addr}/api/generate"))
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            !text.ends_with("\n200"),
-            "{attack:?}: HTTP/1.0 got 200: {text}"
+        let (code, _, text) = curl_i(
+            &addr,
+            "/api/generate",
+            &["-0", "-X", "POST", "-d", &stream_body],
         );
+        assert_ne!(code, 200, "{attack:?}: HTTP/1.0 got 200: {text}");
         assert!(!text.contains(r#""done":true"#), "{attack:?}: {text}");
         // The official Python client, streaming: an exception, and no part marked done.
         let py = Command::new(python())
@@ -840,22 +800,16 @@ fn a_local_web_page_cannot_drive_the_proxy() {
 #[test]
 fn default_calls_model_names_show_and_ps_are_served() {
     // A policy whose maximum is visible in the answer: 2 tokens.
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
     let runner = Path::new(env!("CARGO_BIN_EXE_secllama-test-runner"));
     let mut policy: serde_json::Value = serde_json::from_str(&policy_for(PROMPT)).unwrap();
     policy["max_num_predict"] = serde_json::json!(2);
-    let p = prepare(runner, RunnerMode::Started, &policy.to_string()).unwrap();
-    let manifest = p.dir.path().join("manifest.toml");
-    std::fs::write(
-        &manifest,
-        p.reference_manifest().unwrap().to_toml().unwrap(),
-    )
-    .unwrap();
-    let (agent, _serving) = start_agent(&rt, &p);
+    let Serving {
+        rt: _rt,
+        p,
+        agent,
+        manifest,
+        ..
+    } = serving(runner, &policy.to_string()).unwrap();
     let url = format!("unix:{}", p.sock.display());
     let receipts = p.dir.path().join("default-receipts.jsonl");
     let (_proxy, addr) = proxy(&url, &manifest, &receipts).unwrap();

@@ -18,7 +18,7 @@
 //! - **Errors** use OpenAI's shape `{"error": {"message", "type", "param", "code"}}` with Ollama's
 //!   types (`invalid_request_error` for 400, `not_found_error` for 404, `api_error` otherwise).
 
-use super::{Body, Proxy, read_request};
+use super::{Body, Proxy, json_response, read_request};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Frame, Incoming};
@@ -50,18 +50,10 @@ fn openai_error(status: StatusCode, message: impl std::fmt::Display) -> Response
         StatusCode::NOT_FOUND => "not_found_error",
         _ => "api_error",
     };
-    let body = json!({"error": {"message": message.to_string(), "type": kind, "param": null, "code": null}});
-    let mut r = Response::new(
-        Full::new(Bytes::from(body.to_string()))
-            .map_err(|never| match never {})
-            .boxed(),
-    );
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("application/json"),
-    );
-    r
+    json_response(
+        status,
+        json!({"error": {"message": message.to_string(), "type": kind, "param": null, "code": null}}),
+    )
 }
 
 fn bad(message: impl std::fmt::Display) -> Response<Body> {
@@ -152,16 +144,7 @@ async fn models(proxy: Arc<Proxy>, one: Option<String>) -> Response<Body> {
 }
 
 fn json_ok(v: &Value) -> Response<Body> {
-    let mut r = Response::new(
-        Full::new(Bytes::from(v.to_string()))
-            .map_err(|never| match never {})
-            .boxed(),
-    );
-    r.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("application/json"),
-    );
-    r
+    json_response(StatusCode::OK, v.clone())
 }
 
 /// A whole (already verified) response body with its status.
