@@ -56,38 +56,32 @@ fn python() -> PathBuf {
     secllama_tests::venv_python().unwrap()
 }
 
-fn ollama_peer(addr: &str) -> serde_json::Value {
-    let out = Command::new(python())
-        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("py/ollama_peer.py"))
-        .arg(format!("http://{addr}"))
-        .arg(PROMPT)
-        .output()
-        .unwrap();
+/// Runs a peer program to completion; its stdout as JSON (it must succeed).
+fn json_of(mut c: Command) -> serde_json::Value {
+    let out = c.output().unwrap();
     assert!(
         out.status.success(),
-        "{}",
+        "{:?}: {}{}",
+        c.get_program(),
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+fn ollama_peer(addr: &str) -> serde_json::Value {
+    py_peer("ollama_peer.py", &[&format!("http://{addr}"), PROMPT])
+}
+
 /// Runs `tests/js/ollama_peer.cjs` (the official ollama-js client) against the proxy at `addr`.
 fn ollama_js(addr: &str, mode: &str) -> serde_json::Value {
-    let modules = secllama_tests::js_modules().unwrap();
-    let out = Command::new("node")
-        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("js/ollama_peer.cjs"))
-        .arg(modules)
+    let mut c = Command::new("node");
+    c.arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("js/ollama_peer.cjs"))
+        .arg(secllama_tests::js_modules().unwrap())
         .arg(format!("http://{addr}"))
         .arg(PROMPT)
-        .arg(mode)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+        .arg(mode);
+    json_of(c)
 }
 
 fn curl(addr: &str, path: &str, body: Option<&str>) -> (u16, Vec<u8>) {
@@ -945,22 +939,14 @@ fn default_calls_model_names_show_and_ps_are_served() {
 
 /// Runs a Python peer script from `tests/py` with `args`; its JSON output.
 fn py_peer(script: &str, args: &[&str]) -> serde_json::Value {
-    let out = Command::new(python())
-        .arg(
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("py")
-                .join(script),
-        )
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{script}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    let mut c = Command::new(python());
+    c.arg(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("py")
+            .join(script),
+    )
+    .args(args);
+    json_of(c)
 }
 
 #[test]
