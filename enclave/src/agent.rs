@@ -13,7 +13,7 @@ use crate::receipts::ReceiptLog;
 use crate::replay::{ReplayGuard, SessionCache};
 use anyhow::Context;
 use rand_core::OsRng;
-use secllama_measurements::launch::predict;
+use secllama_measurements::launch::{Isolation, predict};
 use secllama_protocol::attestation::{
     AttestationPayload, EnclaveDigests, EnclaveInfo, EnclaveKeys, IsolationMode, LogState,
     PcrValues, TpmEvidence, sign_document,
@@ -73,6 +73,7 @@ pub struct Agent {
     quote_pcrs: Vec<u32>,
     banks: Vec<HashAlg>,
     event_log: EventLogWriter,
+    isolation: Isolation,
 }
 
 impl std::fmt::Debug for Agent {
@@ -117,9 +118,22 @@ impl Agent {
         let cose_key = signing.public().to_bytes()?;
         let keys = [cose_key.as_slice(), unwrap.public_key_der()].concat();
         let kid = signing.public().kid()?;
+        let vm = config.launch.isolation == Isolation::Vm;
         let mut log = match handoff.event_log {
-            Some(f) => EventLogWriter::from_file(f, &config.event_log, &banks),
-            None => EventLogWriter::open(&config.event_log, &banks),
+            Some(f) => Ok(EventLogWriter::from_file(f, &config.event_log, &banks)?),
+            // In a VM the log starts as the firmware's (copied by secllama-init).
+            None if vm => std::fs::OpenOptions::new()
+                .read(true)
+                .append(true)
+                .open(&config.event_log)
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "{}: expected the firmware's event log (copied by secllama-init): {e}",
+                        config.event_log.display()
+                    )
+                })
+                .and_then(|f| Ok(EventLogWriter::continuing(f, &config.event_log, &banks)?)),
+            None => Ok(EventLogWriter::open(&config.event_log, &banks)?),
         }
         .context("the launch event log")?;
         tpm.measure(
@@ -188,6 +202,7 @@ impl Agent {
             quote_pcrs: config.quote_pcrs.clone(),
             banks,
             event_log: log,
+            isolation: config.launch.isolation,
         })
     }
 
@@ -234,7 +249,10 @@ impl Agent {
             iat: now_ms() / 1000,
             keys,
             enclave: EnclaveInfo {
-                mode: IsolationMode::Process,
+                mode: match self.isolation {
+                    Isolation::Process => IsolationMode::Process,
+                    Isolation::Vm => IsolationMode::Vm,
+                },
                 agent_version: env!("CARGO_PKG_VERSION").into(),
             },
             measurements: self.digests.clone(),

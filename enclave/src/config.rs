@@ -1,7 +1,7 @@
 //! The agent's configuration (TOML), measured as the `config` enclave digest:
 //!
 //! ```toml
-//! listener = "unix:/run/secllama/enclave.sock"   # vsock:PORT arrives with VM mode
+//! listener = "unix:/run/secllama/enclave.sock"   # or vsock:PORT inside a VM (docs/vm.md)
 //! runner_url = "http://127.0.0.1:11434"          # the runner's Ollama API, loopback only
 //! runner_command = ["/opt/bin/ollama", "serve"]  # optional: started and supervised by the agent
 //! runner_env = { OLLAMA_HOST = "127.0.0.1:11434" }  # the runner's whole environment
@@ -211,11 +211,8 @@ impl Config {
                 ),
             ));
         }
-        if !c.listener.starts_with("unix:") {
-            return Err(err(
-                "listener unix:PATH (vsock:PORT arrives with VM mode)",
-                c.listener.clone(),
-            ));
+        if let Err(expected) = crate::listener::ListenerAddr::parse(&c.listener) {
+            return Err(err(&format!("listener {expected}"), c.listener.clone()));
         }
         let host = c
             .runner_url
@@ -236,7 +233,13 @@ impl Config {
         Ok((c, base))
     }
 
-    /// The unix socket path of the listener.
+    /// The listener's address (validated when loaded).
+    pub fn listener_addr(&self) -> crate::listener::ListenerAddr {
+        crate::listener::ListenerAddr::parse(&self.listener)
+            .unwrap_or_else(|_| crate::listener::ListenerAddr::Unix(self.listener_path()))
+    }
+
+    /// The unix socket path of the listener (process mode; meaningless for `vsock:PORT`).
     pub fn listener_path(&self) -> PathBuf {
         PathBuf::from(self.listener.trim_start_matches("unix:"))
     }

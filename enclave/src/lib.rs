@@ -27,9 +27,11 @@
 pub mod agent;
 pub mod config;
 pub mod endpoint;
+pub mod guest;
 pub mod handoff;
 pub mod ijson;
 pub mod integrity;
+pub mod listener;
 pub mod policy;
 pub mod receipts;
 pub mod replay;

@@ -9,6 +9,7 @@ use anyhow::Context;
 use secllama_enclave::agent::Agent;
 use secllama_enclave::config::Config;
 use secllama_enclave::handoff::Handoff;
+use secllama_enclave::listener::{Listener, ListenerAddr};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -30,22 +31,17 @@ fn agent(config: &std::path::Path) -> anyhow::Result<()> {
     let (config, base) = Config::load(config)?;
     let listener = handoff.listener.take();
     let runner_elsewhere = handoff.runner_dir.is_some();
-    let path = config.listener_path();
-    if listener.is_none() {
-        let _ = std::fs::remove_file(&path);
-    }
+    let addr = config.listener_addr();
     let agent = Arc::new(Agent::start_with(&config, &base, handoff)?);
     runtime()?.block_on(async move {
         let listener = match listener {
-            Some(fd) => {
-                let std = std::os::unix::net::UnixListener::from(fd);
-                std.set_nonblocking(true)?;
-                tokio::net::UnixListener::from_std(std).context("the handed-over listener")?
-            }
-            None => tokio::net::UnixListener::bind(&path)
-                .with_context(|| format!("binding {}", path.display()))?,
+            Some(fd) => Listener::from_fd(fd).context("the handed-over listener")?,
+            None => Listener::bind(&addr).with_context(|| format!("binding {addr}"))?,
         };
-        let shown = path.display().to_string();
+        let shown = match &addr {
+            ListenerAddr::Unix(p) => p.display().to_string(),
+            ListenerAddr::Vsock(_) => addr.to_string(),
+        };
         let env = config.runner_env.clone().into_iter().collect();
         // A runner in its own sandbox is started and supervised there (runner-init).
         let command = if runner_elsewhere {

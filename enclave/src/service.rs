@@ -382,9 +382,12 @@ pub const MAX_CONNECTIONS: usize = 256;
 /// previous answer (so it also ends idle keep-alive connections).
 pub const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Serves the API on a unix listener until it fails: at most [`MAX_CONNECTIONS`] at once, each
+/// Serves the API on a listener until it fails: at most [`MAX_CONNECTIONS`] at once, each
 /// request head within [`HEADER_TIMEOUT`], so slow or stalled peers cannot hold the enclave.
-pub async fn serve(agent: Arc<Agent>, listener: tokio::net::UnixListener) -> std::io::Result<()> {
+pub async fn serve(
+    agent: Arc<Agent>,
+    listener: crate::listener::Listener,
+) -> std::io::Result<()> {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     // The connections belong to this future: when serving stops, they end too (a kept-alive
     // connection must not outlive the server that accepted it).
@@ -395,7 +398,7 @@ pub async fn serve(agent: Arc<Agent>, listener: tokio::net::UnixListener) -> std
             return Ok(());
         };
         let stream = match listener.accept().await {
-            Ok((s, _)) => s,
+            Ok(s) => s,
             Err(e) if crate::runner_init::transient(&e) => {
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 continue;
@@ -423,7 +426,7 @@ pub async fn run(
     runner_command: Option<Vec<String>>,
     runner_env: Vec<(String, String)>,
     runner_ready: std::time::Duration,
-    listener: tokio::net::UnixListener,
+    listener: crate::listener::Listener,
     ready: impl FnOnce(),
 ) -> anyhow::Result<()> {
     use crate::runner::{Supervisor, wait_ready};

@@ -51,6 +51,28 @@ fn default_banks() -> Vec<String> {
     vec!["sha256".to_string()]
 }
 
+/// How the enclave is isolated (`[launch] isolation`, DESIGN.md "Shape"): part of the measured
+/// config and of the attestation document's `enclave` claims; the manifest pins it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Isolation {
+    /// A TPM-measured process sandbox on the host (docs/isolation.md).
+    #[default]
+    Process,
+    /// A QEMU guest with no network device, measured boot and a vTPM (docs/vm.md).
+    Vm,
+}
+
+impl Isolation {
+    /// The name used in configs, manifests and attestation documents.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Process => "process",
+            Self::Vm => "vm",
+        }
+    }
+}
+
 /// The `[launch]` table: what the enclave runs. The launcher's config embeds the same table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -82,6 +104,9 @@ pub struct Launch {
     /// The banks to extend (every bank the TPM has allocated, for a real launch).
     #[serde(default = "default_banks")]
     pub banks: Vec<String>,
+    /// `process` (default) or `vm`.
+    #[serde(default)]
+    pub isolation: Isolation,
 }
 
 /// A launch description file: `[launch]` and nothing else.

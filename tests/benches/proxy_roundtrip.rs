@@ -73,7 +73,7 @@ fn main() {
         let agent = Arc::new(Agent::start(&p.config, &p.base).unwrap());
         tokio::spawn(serve(
             agent,
-            tokio::net::UnixListener::bind(&p.sock).unwrap(),
+            secllama_enclave::listener::Listener::Unix(tokio::net::UnixListener::bind(&p.sock).unwrap()),
         ));
         let bridge = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let bridge_addr = bridge.local_addr().unwrap().to_string();

@@ -80,6 +80,55 @@ impl EventLogWriter {
         })
     }
 
+    /// Continues a firmware's TCG event log (VM mode: the copy of
+    /// `/sys/kernel/security/tpm0/binary_bios_measurements` that `secllama-init` made): the file
+    /// must already hold a crypto-agile log (TCG PC Client PFP 10.4.5.1, Spec ID Event03) whose
+    /// banks are exactly `banks`; events are appended after the firmware's.
+    ///
+    /// # Errors
+    /// The file is empty, not a crypto-agile log, or records other banks.
+    pub fn continuing(mut file: File, name: &Path, banks: &[HashAlg]) -> Result<Self> {
+        let mut existing = Vec::new();
+        (&mut file)
+            .take(MAX_LOG_BYTES as u64)
+            .read_to_end(&mut existing)
+            .map_err(|source| TpmError::Io {
+                path: name.display().to_string(),
+                op: "reading the firmware log",
+                reason: source,
+            })?;
+        let log = secllama_measurements::eventlog::EventLog::parse(&existing).map_err(|e| {
+            TpmError::unexpected(
+                "firmware event log",
+                "a crypto-agile TCG event log (Spec ID Event03)".to_string(),
+                format!("{} ({e})", name.display()),
+            )
+        })?;
+        if log.format != secllama_measurements::eventlog::Format::CryptoAgile {
+            return Err(TpmError::unexpected(
+                "firmware event log",
+                "a crypto-agile TCG event log (Spec ID Event03)".to_string(),
+                format!("a legacy SHA-1 log in {}", name.display()),
+            ));
+        }
+        let mut found: Vec<HashAlg> = log.banks.clone();
+        found.sort();
+        let mut want = banks.to_vec();
+        want.sort();
+        if found != want {
+            return Err(TpmError::unexpected(
+                "firmware event log banks",
+                format!("the TPM's active banks {want:?}"),
+                format!("{found:?} in {}", name.display()),
+            ));
+        }
+        Ok(Self {
+            path: name.to_path_buf(),
+            file,
+            banks: banks.to_vec(),
+        })
+    }
+
     /// The whole log as it is now (read from offset 0, whatever the file position).
     pub fn read_all(&self) -> Result<Vec<u8>> {
         use std::os::unix::fs::FileExt;

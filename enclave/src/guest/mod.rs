@@ -1,0 +1,229 @@
+//! `secllama-init`: PID 1 of the VM guest (VM mode, docs/vm.md). The kernel runs it from the
+//! measured initramfs (PCR 9 covers the initramfs and the command line); it prepares the guest and
+//! starts the enclave exactly as `secllama launch` does in process mode — the runner under its own
+//! uid (`secllama-enclave runner-init`), the agent under another, the TPM device for the agent
+//! only — then powers the VM off when either ends.
+//!
+//! Stages, each announced on the console as `secllama-init: stage <name>` (the launcher's
+//! progress display and boot-timeout message read them from the serial log):
+//! 1. `mounts`: `/proc`, `/sys`, `/dev` (devtmpfs), `/sys/kernel/security`, `/run` and the
+//!    runner's `/tmp` (tmpfs, mode 0711, owned by the runner);
+//! 2. `modules`: [`kmod::MODULE_DIR`] in order;
+//! 3. `network`: `lo` up; the isolation probe ([`net::probe`]) is printed as
+//!    `secllama-init: isolation …` and a guest with any other interface or route stops here;
+//! 4. `tpm`: the firmware's event log is copied to the config's `event_log` (the agent appends its
+//!    key event) and `/dev/tpmrm0` is given to the agent's uid, mode 0600;
+//! 5. `runner`, `agent`: the two processes; the agent says `listening on vsock:PORT`.
+//!
+//! The config is named on the kernel command line (`secllama.config=PATH`), so it is measured
+//! twice over: in the initramfs and in the command line.
+
+pub mod kmod;
+pub mod net;
+
+use crate::config::Config;
+use anyhow::{Context, bail, ensure};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+
+/// The kernel command line parameter naming the agent's config in the image.
+pub const CONFIG_PARAM: &str = "secllama.config";
+
+/// Where the firmware's TCG event log appears in the guest.
+pub const FIRMWARE_LOG: &str = "/sys/kernel/security/tpm0/binary_bios_measurements";
+
+/// The TPM device the agent uses (the kernel's resource manager).
+pub const TPM_DEVICE: &str = "/dev/tpmrm0";
+
+/// Prints one stage line on the console.
+#[allow(clippy::print_stdout)]
+pub fn stage(name: &str) {
+    println!("secllama-init: stage {name}");
+}
+
+/// The value of `key=` on a kernel command line.
+pub fn param<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
+    cmdline
+        .split_ascii_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+}
+
+fn mount(src: &str, target: &str, fs: &str, data: Option<&std::ffi::CStr>) -> anyhow::Result<()> {
+    use rustix::mount::MountFlags;
+    std::fs::create_dir_all(target).with_context(|| format!("creating {target}"))?;
+    rustix::mount::mount(
+        src,
+        target,
+        fs,
+        MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+        data,
+    )
+    .with_context(|| format!("mounting {fs} on {target}"))
+}
+
+fn mounts(runner: (u32, u32)) -> anyhow::Result<()> {
+    mount("proc", "/proc", "proc", None)?;
+    mount("sysfs", "/sys", "sysfs", None)?;
+    std::fs::create_dir_all("/dev")?;
+    rustix::mount::mount(
+        "devtmpfs",
+        "/dev",
+        "devtmpfs",
+        rustix::mount::MountFlags::NOSUID | rustix::mount::MountFlags::NOEXEC,
+        None,
+    )
+    .context("mounting devtmpfs on /dev")?;
+    mount("securityfs", "/sys/kernel/security", "securityfs", None)?;
+    mount("tmpfs", "/run", "tmpfs", Some(c"mode=0755,size=64m"))?;
+    let tmp = std::ffi::CString::new(format!(
+        "mode=0711,size=64m,uid={},gid={}",
+        runner.0, runner.1
+    ))?;
+    mount("tmpfs", "/tmp", "tmpfs", Some(&tmp))?;
+    Ok(())
+}
+
+fn give(path: &Path, uid: u32, gid: u32, mode: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::os::unix::fs::chown(path, Some(uid), Some(gid))
+        .with_context(|| format!("chown {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("chmod {}", path.display()))
+}
+
+/// Prepares the guest and starts the enclave; returns when the agent or the runner ended (an
+/// error saying which), or at the first stage that failed.
+///
+/// # Errors
+/// The stage that failed and why.
+pub fn run() -> anyhow::Result<()> {
+    stage("mounts");
+    // The ids come from the config, named on the command line, read once /proc is mounted: /tmp
+    // is mounted root-owned and given to the runner then.
+    mounts((0, 0))?;
+    let cmdline = std::fs::read_to_string("/proc/cmdline").context("reading /proc/cmdline")?;
+    let config_path = PathBuf::from(param(&cmdline, CONFIG_PARAM).with_context(|| {
+        format!("the kernel command line: expected {CONFIG_PARAM}=PATH, found {cmdline:?}")
+    })?);
+    let (config, _base) = Config::load(&config_path)?;
+    let s = &config.sandbox;
+    let (agent_ids, runner_ids) = ((s.host_uid, s.host_gid), (s.runner_host_uid, s.runner_host_gid));
+    give(Path::new("/tmp"), runner_ids.0, runner_ids.1, 0o711)?;
+
+    stage("modules");
+    for m in kmod::in_order(Path::new(kmod::MODULE_DIR)).unwrap_or_default() {
+        kmod::load(&m)?;
+    }
+
+    stage("network");
+    net::loopback_up().context("bringing lo up")?;
+    let (line, isolated) = net::probe();
+    #[allow(clippy::print_stdout)]
+    {
+        println!("secllama-init: isolation {line}");
+    }
+    ensure!(
+        isolated,
+        "expected a guest with only lo and no route off the machine, found {line}"
+    );
+
+    stage("tpm");
+    let tpm = Path::new(TPM_DEVICE);
+    ensure!(
+        tpm.exists(),
+        "expected the vTPM at {TPM_DEVICE} (QEMU tpm-crb), found none"
+    );
+    give(tpm, agent_ids.0, agent_ids.1, 0o600)?;
+    let log = std::fs::read(FIRMWARE_LOG)
+        .with_context(|| format!("reading the firmware's event log {FIRMWARE_LOG}"))?;
+    for dir in [config.event_log.parent(), config.receipts.parent()]
+        .into_iter()
+        .flatten()
+    {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        give(dir, agent_ids.0, agent_ids.1, 0o700)?;
+    }
+    std::fs::write(&config.event_log, &log)
+        .with_context(|| format!("writing {}", config.event_log.display()))?;
+    give(&config.event_log, agent_ids.0, agent_ids.1, 0o600)?;
+
+    let agent_bin = std::fs::canonicalize(&config.launch.agent)
+        .with_context(|| format!("[launch] agent {}", config.launch.agent.display()))?;
+    stage("runner");
+    let mut runner = std::process::Command::new(&agent_bin)
+        .arg("runner-init")
+        .arg("--config")
+        .arg(&config_path)
+        .env_clear()
+        .uid(runner_ids.0)
+        .gid(runner_ids.1)
+        .current_dir("/")
+        .spawn()
+        .context("starting secllama-enclave runner-init")?;
+
+    stage("agent");
+    let tmp = rustix::fs::open(
+        "/tmp",
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY,
+        rustix::fs::Mode::empty(),
+    )
+    .context("opening /tmp for the agent")?;
+    use std::os::fd::AsRawFd;
+    let mut agent = std::process::Command::new(&agent_bin)
+        .arg("--config")
+        .arg(&config_path)
+        .env_clear()
+        .env(
+            crate::handoff::RUNNER_DIR_FD,
+            tmp.as_raw_fd().to_string(),
+        )
+        .uid(agent_ids.0)
+        .gid(agent_ids.1)
+        .current_dir("/")
+        .spawn()
+        .context("starting the agent")?;
+    drop(tmp);
+
+    // Reap everything (PID 1 adopts orphans); stop when the agent or the runner ends.
+    loop {
+        let status = rustix::process::wait(rustix::process::WaitOptions::empty());
+        match status {
+            Ok(Some((pid, st))) => {
+                let pid = pid.as_raw_nonzero().get();
+                if pid == agent.id() as i32 {
+                    let _ = runner.kill();
+                    bail!("the agent exited ({st:?})");
+                }
+                if pid == runner.id() as i32 {
+                    let _ = agent.kill();
+                    bail!("runner-init exited ({st:?})");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => bail!("wait: {e}"),
+        }
+    }
+}
+
+/// Syncs and powers the VM off (QEMU runs with `-no-reboot`).
+pub fn power_off() -> ! {
+    rustix::fs::sync();
+    let _ = rustix::system::reboot(rustix::system::RebootCommand::PowerOff);
+    // reboot(2) returned: nothing else to do but wait.
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(3600));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_line_parameters() {
+        let c = "console=ttyS0 secllama.config=/etc/a.toml secllama.configx=1 initrd=initrd";
+        assert_eq!(param(c, CONFIG_PARAM), Some("/etc/a.toml"));
+        assert_eq!(param(c, "secllama.verity"), None);
+        assert_eq!(param(c, "initrd"), Some("initrd"));
+    }
+}
