@@ -94,6 +94,10 @@ pub struct Config {
     /// here so that the limits are part of the measured config.
     #[serde(default)]
     pub sandbox: SandboxSettings,
+    /// How `secllama launch` builds and boots the guest when `[launch] isolation = "vm"`
+    /// (docs/vm.md); measured with the config like `[sandbox]`.
+    #[serde(default)]
+    pub vm: VmSettings,
 }
 
 impl Config {
@@ -156,6 +160,74 @@ impl Default for SandboxSettings {
             open_files: 1024,
             file_size_mib: 1024,
             tmpfs_mib: 64,
+        }
+    }
+}
+
+/// Whether the VM is a confidential one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Confidential {
+    /// A plain VM: the host's swtpm is the root of trust (TPM-VM mode).
+    #[default]
+    None,
+    /// AMD SEV-SNP with `kernel-hashes=on`: the SNP report is the root of trust.
+    SevSnp,
+}
+
+/// The `[vm]` table (VM mode, docs/vm.md). Relative paths are taken from the config's folder.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VmSettings {
+    /// The unpacked Debian kernel package (`dpkg-deb -x linux-image-VERSION_…deb DIR`): holds
+    /// `boot/vmlinuz-VERSION` and `lib/modules/VERSION/`.
+    pub kernel: PathBuf,
+    /// The kernel release, e.g. `6.1.0-57-amd64` (pinned: `scripts/setup.sh` fetches it).
+    pub kernel_version: String,
+    /// The guest's init, `secllama-init` (PID 1 in the initramfs).
+    pub init: PathBuf,
+    /// Kernel modules the guest loads (their dependencies are added from `.modinfo`).
+    pub modules: Vec<String>,
+    /// Guest memory, MiB.
+    pub memory_mib: u32,
+    /// Virtual CPUs.
+    pub vcpus: u32,
+    /// The guest's vsock context id.
+    pub cid: u32,
+    /// Seconds from QEMU's start until the agent listens, before the launch gives up.
+    pub boot_timeout_secs: u64,
+    /// OVMF code (read-only pflash).
+    pub ovmf_code: PathBuf,
+    /// OVMF variables template (copied per launch).
+    pub ovmf_vars: PathBuf,
+    /// `none` or `sev-snp`.
+    pub confidential: Confidential,
+}
+
+/// The modules a guest needs: virtio-pci, virtio-blk, vsock over virtio, dm-verity, squashfs.
+pub const DEFAULT_VM_MODULES: [&str; 6] = [
+    "virtio_pci",
+    "virtio_blk",
+    "vmw_vsock_virtio_transport",
+    "dm_verity",
+    "squashfs",
+    "virtio_console",
+];
+
+impl Default for VmSettings {
+    fn default() -> Self {
+        Self {
+            kernel: PathBuf::new(),
+            kernel_version: String::new(),
+            init: PathBuf::new(),
+            modules: DEFAULT_VM_MODULES.iter().map(|m| m.to_string()).collect(),
+            memory_mib: 1024,
+            vcpus: 1,
+            cid: 3,
+            boot_timeout_secs: 600,
+            ovmf_code: "/usr/share/OVMF/OVMF_CODE_4M.fd".into(),
+            ovmf_vars: "/usr/share/OVMF/OVMF_VARS_4M.fd".into(),
+            confidential: Confidential::None,
         }
     }
 }

@@ -19,11 +19,13 @@ use tokio::sync::Semaphore;
 pub enum EnclaveAddr {
     /// A unix socket (process mode).
     Unix(PathBuf),
-    /// A vsock address (VM mode).
-    Vsock {
-        /// Context id of the guest.
-        cid: u32,
-        /// Port.
+    /// A guest's vsock port reached through the unix socket of a vhost-user-vsock backend
+    /// (`vhost-device-vsock --uds-path`, VM mode): the hybrid-vsock handshake `CONNECT <port>\n`
+    /// → `OK <host port>\n`, then bytes. The host never opens an AF_VSOCK socket (docs/vm.md).
+    VsockUds {
+        /// The backend's host-side unix socket.
+        path: PathBuf,
+        /// The guest's port.
         port: u32,
     },
 }
@@ -53,7 +55,7 @@ impl std::str::FromStr for EnclaveAddr {
     type Err = BridgeError;
     fn from_str(s: &str) -> Result<Self, BridgeError> {
         let bad = || BridgeError::Address {
-            expected: "unix:PATH or vsock:CID:PORT",
+            expected: "unix:PATH or vsock-uds:PATH:PORT",
             found: s.to_string(),
         };
         if let Some(path) = s.strip_prefix("unix:") {
@@ -62,11 +64,19 @@ impl std::str::FromStr for EnclaveAddr {
             }
             return Ok(Self::Unix(PathBuf::from(path)));
         }
-        if let Some(rest) = s.strip_prefix("vsock:") {
-            let (cid, port) = rest.split_once(':').ok_or_else(bad)?;
-            return Ok(Self::Vsock {
-                cid: cid.parse().map_err(|_| bad())?,
-                port: port.parse().map_err(|_| bad())?,
+        if let Some(rest) = s.strip_prefix("vsock-uds:") {
+            let (path, port) = rest.rsplit_once(':').ok_or_else(bad)?;
+            let port: u32 = port
+                .parse::<u32>()
+                .ok()
+                .filter(|p: &u32| *p != 0 && *p != u32::MAX && port == p.to_string())
+                .ok_or_else(bad)?;
+            if path.is_empty() {
+                return Err(bad());
+            }
+            return Ok(Self::VsockUds {
+                path: PathBuf::from(path),
+                port,
             });
         }
         Err(bad())
@@ -106,14 +116,6 @@ pub async fn serve(
     enclave: EnclaveAddr,
     limits: Limits,
 ) -> Result<(), BridgeError> {
-    if let EnclaveAddr::Vsock { .. } = enclave {
-        // Host-side vsock arrives with VM mode (vhost-vsock / vhost-user-vsock); refusing here is
-        // better than silently relaying nowhere.
-        return Err(BridgeError::Address {
-            expected: "unix:PATH (vsock:CID:PORT arrives with VM mode)",
-            found: format!("{enclave:?}"),
-        });
-    }
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let peers = Arc::new(Peers::default());
     loop {
@@ -211,10 +213,7 @@ async fn relay(
     if n == 0 {
         return Ok(());
     }
-    let EnclaveAddr::Unix(path) = enclave else {
-        return Ok(());
-    };
-    let mut upstream = UnixStream::connect(path).await?;
+    let mut upstream = connect(enclave, limits.header_timeout).await?;
     upstream.write_all(&first[..n]).await?;
     drop(first);
     let (cr, cw) = client.into_split();
@@ -225,6 +224,64 @@ async fn relay(
     tokio::select! {
         r = up => r,
         r = down => r,
+    }
+}
+
+/// The longest handshake reply a vhost-user-vsock backend sends (`OK 4294967295\n`, with room).
+const HANDSHAKE_REPLY_MAX: usize = 64;
+
+/// A connection to the enclave's listener: the unix socket itself, or the guest's vsock port
+/// through the backend's unix socket after the `CONNECT` handshake (within `timeout`).
+///
+/// # Errors
+/// Connecting failed, or the backend refused the port or answered something else than `OK <n>`.
+pub async fn connect(enclave: &EnclaveAddr, timeout: Duration) -> std::io::Result<UnixStream> {
+    match enclave {
+        EnclaveAddr::Unix(path) => UnixStream::connect(path).await,
+        EnclaveAddr::VsockUds { path, port } => {
+            let mut s = UnixStream::connect(path).await?;
+            let handshake = async {
+                s.write_all(format!("CONNECT {port}\n").as_bytes()).await?;
+                // Byte by byte: nothing after the reply's newline belongs to the handshake.
+                let mut reply = Vec::with_capacity(16);
+                loop {
+                    let b = s.read_u8().await?;
+                    if b == b'\n' {
+                        break;
+                    }
+                    reply.push(b);
+                    if reply.len() > HANDSHAKE_REPLY_MAX {
+                        return Err(std::io::Error::other(
+                            "vsock backend: expected `OK <port>`, found an overlong reply",
+                        ));
+                    }
+                }
+                let text = String::from_utf8_lossy(&reply);
+                let ok = text
+                    .strip_prefix("OK ")
+                    .is_some_and(|n| n.parse::<u32>().is_ok());
+                if !ok {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::ConnectionRefused,
+                        format!(
+                            "vsock backend {}: CONNECT {port}: expected `OK <port>`, found {text:?}",
+                            path.display()
+                        ),
+                    ));
+                }
+                Ok(())
+            };
+            match tokio::time::timeout(timeout, handshake).await {
+                Ok(r) => r?,
+                Err(_) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "vsock backend: no handshake reply in time",
+                    ));
+                }
+            }
+            Ok(s)
+        }
     }
 }
 

@@ -1,4 +1,4 @@
-//! `secllama bridge --listen ADDR:PORT --enclave unix:PATH|vsock:CID:PORT [limits]`: relays TCP
+//! `secllama bridge --listen ADDR:PORT --enclave unix:PATH|vsock-uds:PATH:PORT [limits]`: relays TCP
 //! connections to the enclave (see [`crate::bridge`]). Binds loopback by default and warns loudly
 //! when asked to listen elsewhere.
 
@@ -12,7 +12,8 @@ pub struct Args {
     /// TCP address to accept remote users on.
     #[arg(long, default_value = "127.0.0.1:11435")]
     pub listen: SocketAddr,
-    /// The enclave's listener: unix:PATH (process mode) or vsock:CID:PORT (VM mode).
+    /// The enclave's listener: unix:PATH (process mode) or vsock-uds:PATH:PORT (VM mode: the
+    /// vhost-device-vsock host socket and the guest's port; never AF_VSOCK on the host).
     #[arg(long)]
     pub enclave: EnclaveAddr,
     /// Connections relayed at once.

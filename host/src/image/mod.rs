@@ -1,4 +1,6 @@
-//! The VM guest image (issue "VM isolation"): what `secllama image build` writes. So far the
-//! initramfs archive format ([`cpio`]); the kernel, modules, init and model disk follow.
+//! The VM guest image (docs/vm.md): what `secllama image build` writes — the kernel, the
+//! initramfs ([`build`], in the [`cpio`] format, with the modules of [`kmod`]) and the command line.
 
+pub mod build;
 pub mod cpio;
+pub mod kmod;
