@@ -9,7 +9,7 @@ venv="${SECLLAMA_VENV:-$root/.venv}"
 
 # cmake and libclang-dev build llama.cpp (llama-cpp-sys-2, for secllama-runner).
 apt_pkgs=(swtpm swtpm-tools tpm2-tools libtss2-dev qemu-system-x86 ovmf openssl pkg-config python3-venv
-          cmake libclang-dev curl cpio)
+          cmake libclang-dev curl cpio cryptsetup-bin squashfs-tools)
 # Node runs the JavaScript client peers (ollama-js); Debian's nodejs/npm unless a node is present.
 command -v node >/dev/null || apt_pkgs+=(nodejs)
 command -v npm >/dev/null || apt_pkgs+=(npm)
@@ -46,6 +46,25 @@ if [ "$(cat "$js_dir/.secllama-reqs" 2>/dev/null)" != "${js_reqs[*]}" ]; then
   mkdir -p "$js_dir"
   npm install --prefix "$js_dir" --no-audit --no-fund --silent "${js_reqs[@]}" >/dev/null
   echo "${js_reqs[*]}" > "$js_dir/.secllama-reqs"
+fi
+
+# VM mode (docs/vm.md): the pinned guest kernel, unpacked into .cache/kernel/<release>/, and the
+# vhost-user vsock backend (vhost-device-vsock, pinned, built from crates.io) into .cache/tools/.
+kernel_release=6.1.0-57-amd64
+kernel_dir="$root/.cache/kernel/$kernel_release"
+if [ ! -f "$kernel_dir/boot/vmlinuz-$kernel_release" ]; then
+  echo "setup: fetching the guest kernel linux-image-$kernel_release"
+  tmp=$(mktemp -d)
+  (cd "$tmp" && apt-get download -q "linux-image-$kernel_release" 2>&1 | grep -v "^W: Download is performed unsandboxed" || true)
+  deb=$(ls "$tmp"/linux-image-"$kernel_release"_*.deb)
+  mkdir -p "$kernel_dir.tmp"
+  dpkg-deb -x "$deb" "$kernel_dir.tmp"
+  rm -rf "$kernel_dir" && mv "$kernel_dir.tmp" "$kernel_dir" && rm -rf "$tmp"
+fi
+vhost_version=0.3.0
+if [ "$("$root/.cache/tools/bin/vhost-device-vsock" --version 2>/dev/null)" != "vhost-device-vsock $vhost_version" ]; then
+  echo "setup: building vhost-device-vsock $vhost_version (about 3 minutes)"
+  cargo install -q --locked vhost-device-vsock --version "$vhost_version" --root "$root/.cache/tools"
 fi
 
 # The real model (SmolLM2-135M-Instruct Q4_1 GGUF), fetched once into .cache/ and checked.

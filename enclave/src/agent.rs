@@ -206,6 +206,18 @@ impl Agent {
         })
     }
 
+    /// The AK's TPM2B_PUBLIC (what a manifest pins in `[tpm] ak_publics`).
+    ///
+    /// # Errors
+    /// The TPM cannot be read.
+    pub fn ak_public(&self) -> anyhow::Result<Vec<u8>> {
+        let mut tpm = self
+            .tpm
+            .lock()
+            .map_err(|_| anyhow::anyhow!("TPM lock poisoned"))?;
+        Ok(tpm.ak_info(self.ak_handle)?.public)
+    }
+
     /// A signed attestation document for `nonce`, with a fresh quote over the binding.
     /// Refused once a measured artifact changed since the agent hashed it.
     pub fn attestation(&self, nonce: Nonce) -> anyhow::Result<Vec<u8>> {

@@ -202,6 +202,14 @@ pub struct VmSettings {
     pub ovmf_vars: PathBuf,
     /// `none` or `sev-snp`.
     pub confidential: Confidential,
+    /// The host folder of the launch's state: the image, the vTPM's state (kept between
+    /// launches, so the AK stays the same), sockets, the serial log, `ak.pub`. Never in the guest.
+    pub state: PathBuf,
+    /// The QEMU program.
+    pub qemu: PathBuf,
+    /// The vhost-user vsock backend program (`vhost-device-vsock`; setup puts it in
+    /// `.cache/tools/bin`).
+    pub vsock_backend: PathBuf,
 }
 
 /// The modules a guest needs: virtio-pci, virtio-blk, vsock over virtio, dm-verity, squashfs.
@@ -228,6 +236,9 @@ impl Default for VmSettings {
             ovmf_code: "/usr/share/OVMF/OVMF_CODE_4M.fd".into(),
             ovmf_vars: "/usr/share/OVMF/OVMF_VARS_4M.fd".into(),
             confidential: Confidential::None,
+            state: "/var/lib/secllama/vm".into(),
+            qemu: "qemu-system-x86_64".into(),
+            vsock_backend: "vhost-device-vsock".into(),
         }
     }
 }

@@ -13,6 +13,9 @@ use secllama_enclave::listener::{Listener, ListenerAddr};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+/// The console line prefix carrying the AK's TPM2B_PUBLIC in hex (VM mode).
+const AK_PUBLIC_LINE: &str = "ak public: ";
+
 const USAGE: &str =
     "usage: secllama-enclave --config FILE | secllama-enclave runner-init --config FILE";
 
@@ -33,6 +36,11 @@ fn agent(config: &std::path::Path) -> anyhow::Result<()> {
     let runner_elsewhere = handoff.runner_dir.is_some();
     let addr = config.listener_addr();
     let agent = Arc::new(Agent::start_with(&config, &base, handoff)?);
+    if let ListenerAddr::Vsock(_) = addr {
+        // In a VM the launcher cannot read the vTPM (the guest owns it): the AK's public part
+        // goes to the console, from where `secllama launch` writes ak.pub for the manifest.
+        println!("{AK_PUBLIC_LINE}{}", hex::encode(agent.ak_public()?));
+    }
     runtime()?.block_on(async move {
         let listener = match listener {
             Some(fd) => Listener::from_fd(fd).context("the handed-over listener")?,

@@ -127,7 +127,12 @@ pub fn for_launch(
         roots.push(root);
     }
     let refs: Vec<&Path> = objects.iter().map(PathBuf::as_path).collect();
-    let all = needed(&refs, "swtpm")?;
+    // Process mode relays a swtpm into the sandbox; a VM guest has its vTPM as a device.
+    let tcti = match launch.isolation {
+        secllama_measurements::launch::Isolation::Process => "swtpm",
+        secllama_measurements::launch::Isolation::Vm => "device",
+    };
+    let all = needed(&refs, tcti)?;
     let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
     Ok(all
         .into_iter()

@@ -22,6 +22,9 @@ enum Command {
     /// Compute reference values from artifacts.
     #[command(subcommand)]
     Measure(cli::measure::Measure),
+    /// Build the VM guest image (kernel, initramfs, command line).
+    #[command(subcommand)]
+    Image(cli::image::Image),
     /// Measure a launch into the TPM and run the enclave in the process sandbox, with its bridge.
     Launch(cli::launch::Args),
     /// Relay TCP connections from remote users to the enclave's listener.
@@ -32,6 +35,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Measure(m) => cli::measure::run(m),
+        Command::Image(i) => cli::image::run(i),
         Command::Launch(a) => cli::launch::run(a),
         Command::Bridge(a) => cli::bridge::run(a),
     };

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 /// Where the image keeps the modules to load, in load order by file name.
-pub const MODULE_DIR: &str = "/lib/modules/secllama";
+pub const MODULE_DIR: &str = "/usr/lib/modules/secllama";
 
 /// The modules in `dir`, in load order.
 ///

@@ -11,13 +11,17 @@
 //! 2. `modules`: [`kmod::MODULE_DIR`] in order;
 //! 3. `network`: `lo` up; the isolation probe ([`net::probe`]) is printed as
 //!    `secllama-init: isolation …` and a guest with any other interface or route stops here;
-//! 4. `tpm`: the firmware's event log is copied to the config's `event_log` (the agent appends its
+//! 4. `model disk` (when the command line has `secllama.verity=`): the dm-verity device over
+//!    `/dev/vda` ([`dm`]), mounted read-only (squashfs) at [`MODEL_MOUNT`]; the image links each
+//!    model's configured path there;
+//! 5. `tpm`: the firmware's event log is copied to the config's `event_log` (the agent appends its
 //!    key event) and `/dev/tpmrm0` is given to the agent's uid, mode 0600;
-//! 5. `runner`, `agent`: the two processes; the agent says `listening on vsock:PORT`.
+//! 6. `runner`, `agent`: the two processes; the agent says `listening on vsock:PORT`.
 //!
 //! The config is named on the kernel command line (`secllama.config=PATH`), so it is measured
 //! twice over: in the initramfs and in the command line.
 
+pub mod dm;
 pub mod kmod;
 pub mod net;
 
@@ -34,6 +38,46 @@ pub const FIRMWARE_LOG: &str = "/sys/kernel/security/tpm0/binary_bios_measuremen
 
 /// The TPM device the agent uses (the kernel's resource manager).
 pub const TPM_DEVICE: &str = "/dev/tpmrm0";
+
+/// Where the model disk is mounted in the guest.
+pub const MODEL_MOUNT: &str = "/secllama/model";
+
+/// The model disk's device in the guest (the only virtio-blk disk).
+pub const MODEL_DEVICE: &str = "/dev/vda";
+
+/// Waits up to 10 s for a device node (virtio and device-mapper probing is asynchronous).
+fn wait_for(path: &Path) -> anyhow::Result<()> {
+    let start = std::time::Instant::now();
+    while !path.exists() {
+        ensure!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "expected {} within 10 s, found none",
+            path.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// Opens the verity device over the model disk and mounts it read-only at [`MODEL_MOUNT`].
+fn model_disk(param: &str) -> anyhow::Result<()> {
+    use rustix::mount::MountFlags;
+    let p = dm::VerityParams::from_param(param).map_err(|e| anyhow::anyhow!("expected {e}"))?;
+    wait_for(Path::new(MODEL_DEVICE))?;
+    let node = dm::open_verity("model", MODEL_DEVICE, &p)
+        .context("opening the dm-verity device over the model disk")?;
+    wait_for(&node)?;
+    std::fs::create_dir_all(MODEL_MOUNT)?;
+    rustix::mount::mount(
+        &node,
+        MODEL_MOUNT,
+        "squashfs",
+        MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+        None,
+    )
+    .with_context(|| format!("mounting {} (squashfs) on {MODEL_MOUNT}", node.display()))?;
+    Ok(())
+}
 
 /// Prints one stage line on the console.
 #[allow(clippy::print_stdout)]
@@ -126,6 +170,11 @@ pub fn run() -> anyhow::Result<()> {
         isolated,
         "expected a guest with only lo and no route off the machine, found {line}"
     );
+
+    if let Some(v) = param(&cmdline, dm::VERITY_PARAM) {
+        stage("model disk");
+        model_disk(v)?;
+    }
 
     stage("tpm");
     let tpm = Path::new(TPM_DEVICE);

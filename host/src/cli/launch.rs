@@ -1,12 +1,15 @@
-//! `secllama launch --config FILE [--tcti T] [--listen ADDR:PORT] [--no-bridge]` (as root):
-//! measures the launch into the TPM, starts the runner and the agent in two process sandboxes as two
-//! host users (docs/isolation.md), and relays remote users to the agent with the bridge, until
-//! interrupted (SIGINT/SIGTERM) or either sandbox exits. See [`crate::launch`].
+//! `secllama launch --config FILE [--tcti T] [--listen ADDR:PORT] [--no-bridge]` (as root): starts
+//! the enclave in the config's isolation mode ([`crate::launch`]) — process mode measures the launch
+//! into the TPM and starts the runner and the agent in two process sandboxes as two host users
+//! (docs/isolation.md); VM mode builds the guest image and boots it under QEMU (docs/vm.md) — and
+//! relays remote users to the agent with the bridge, until interrupted (SIGINT/SIGTERM) or the
+//! enclave ends.
 //!
 //! Prints, once ready: `enclave listening on unix:PATH (pid N, runner sandbox pid R, landlock ABI
-//! A)` and, unless `--no-bridge`, `bridge listening on ADDR:PORT`.
+//! A)` or `enclave listening on vsock-uds:PATH:PORT (VM pid N, TCG, booted in S s)` and, unless
+//! `--no-bridge`, `bridge listening on ADDR:PORT`.
 
-use crate::bridge::{EnclaveAddr, Limits, serve};
+use crate::bridge::{Limits, serve};
 use anyhow::Context;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -38,30 +41,19 @@ fn say(line: &str) {
 
 /// Runs the enclave until interrupted or until the agent or the runner's sandbox exits.
 pub fn run(args: &Args) -> anyhow::Result<String> {
-    let tcti = match &args.tcti {
-        Some(t) => t.clone(),
-        None => std::env::var(secllama_tpm::TCTI_ENV).with_context(|| {
-            format!(
-                "--tcti or {}: expected the TPM to measure into",
-                secllama_tpm::TCTI_ENV
-            )
-        })?,
-    };
+    let tcti = args
+        .tcti
+        .clone()
+        .or_else(|| std::env::var(secllama_tpm::TCTI_ENV).ok());
     if !args.listen.ip().is_loopback() && !args.no_bridge {
         super::bridge::warn_public(args.listen);
     }
-    let mut enclave = crate::launch::start(&args.config, &tcti, std::io::stderr())?;
-    say(&format!(
-        "enclave listening on unix:{} (pid {}, runner sandbox pid {}, landlock ABI {})",
-        enclave.socket.display(),
-        enclave.pid(),
-        enclave.runner_pid(),
-        enclave.landlock_abi
-    ));
+    let mut enclave = crate::launch::start(&args.config, tcti.as_deref(), std::io::stderr())?;
+    say(&enclave.describe());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let socket = enclave.socket.clone();
+    let addr = enclave.enclave_addr();
     let no_bridge = args.no_bridge;
     let listen = args.listen;
     let outcome: anyhow::Result<String> = rt.block_on(async {
@@ -73,7 +65,7 @@ pub fn run(args: &Args) -> anyhow::Result<String> {
                 .await
                 .with_context(|| format!("bridge: binding {listen}"))?;
             say(&format!("bridge listening on {}", listener.local_addr()?));
-            serve(listener, EnclaveAddr::Unix(socket), Limits::default())
+            serve(listener, addr, Limits::default())
                 .await
                 .map_err(anyhow::Error::from)
         };

@@ -1,5 +1,6 @@
 //! The `secllama` subcommands, one module each (clap derive).
 
 pub mod bridge;
+pub mod image;
 pub mod launch;
 pub mod measure;

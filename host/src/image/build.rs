@@ -10,7 +10,9 @@
 //! - `cmdline`: the kernel command line (`console=ttyS0 … secllama.config=PATH`), measured into
 //!   PCR 9 with the initramfs.
 //!
-//! The model files travel on the model disk, not in the initramfs.
+//! - `model.img` (when the launch has model files): the model disk ([`super::verity`]); the
+//!   initramfs links each model's configured path to its place on the disk's mount point, and the
+//!   command line carries the verity parameters (`secllama.verity=…`).
 
 use super::cpio::{Entry, Kind, write_newc};
 use super::kmod;
@@ -36,6 +38,8 @@ pub struct Built {
     pub kernel_sha256: [u8; 32],
     /// SHA-256 of the initramfs (what OVMF extends into PCR 9 as "Linux initrd").
     pub initrd_sha256: [u8; 32],
+    /// The model disk and its verity parameters, when the launch has model files.
+    pub model_disk: Option<(PathBuf, secllama_enclave::guest::dm::VerityParams)>,
 }
 
 /// The guest's console.
@@ -147,13 +151,21 @@ fn sha256_file(p: &Path) -> anyhow::Result<[u8; 32]> {
     Ok(Sha256::digest(&bytes).into())
 }
 
-/// The kernel command line for `config_path` (absolute, as in the image).
-pub fn cmdline(config_path: &Path) -> String {
-    format!(
+/// The kernel command line for `config_path` (absolute, as in the image) and the model disk.
+pub fn cmdline(config_path: &Path, verity: Option<&secllama_enclave::guest::dm::VerityParams>) -> String {
+    let mut c = format!(
         "console={CONSOLE} panic=-1 quiet {}={}",
         secllama_enclave::guest::CONFIG_PARAM,
         config_path.display()
-    )
+    );
+    if let Some(v) = verity {
+        c.push_str(&format!(
+            " {}={}",
+            secllama_enclave::guest::dm::VERITY_PARAM,
+            v.to_param()
+        ));
+    }
+    c
 }
 
 /// Builds the guest's kernel, initramfs and command line for the VM-mode config at `config_arg`
@@ -247,14 +259,42 @@ pub fn build(config_arg: &Path, out: &Path, mtime: u32) -> anyhow::Result<Built>
         t.file(path, &at)?;
     }
 
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    // The model files: on the model disk, each configured path a link to its place there.
+    let mut on_disk = Vec::new();
+    for m in &l.model {
+        let written = abs(m);
+        let file = std::fs::canonicalize(&written)
+            .with_context(|| format!("[launch] model {}", written.display()))?;
+        let (Some(parent), Some(name)) = (written.parent(), written.file_name()) else {
+            bail!("[launch] model {}: expected a file path", written.display());
+        };
+        t.host_path(parent)?;
+        let at = std::fs::canonicalize(parent)?.join(name);
+        let disk_name = file
+            .file_name()
+            .and_then(|n| n.to_str())
+            .with_context(|| format!("{}: no UTF-8 file name", file.display()))?;
+        let target = Path::new(secllama_enclave::guest::MODEL_MOUNT).join(disk_name);
+        let target = target.to_str().context("model path not UTF-8")?.to_string();
+        t.put(rel(&at)?, Kind::Symlink(target), 0o777)?;
+        on_disk.push(file);
+    }
+    let model_disk = if on_disk.is_empty() {
+        None
+    } else {
+        let disk = out.join("model.img");
+        let params = super::verity::build_model_disk(&on_disk, &disk, mtime)?;
+        Some((disk, params))
+    };
+
     let entries: Vec<Entry> = t.entries.into_values().collect();
     let archive = write_newc(&entries, mtime)?;
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let initrd = out.join("initrd.img");
     let kernel = out.join("vmlinuz");
     std::fs::write(&initrd, &archive).with_context(|| format!("writing {}", initrd.display()))?;
     std::fs::copy(&vmlinuz, &kernel).with_context(|| format!("writing {}", kernel.display()))?;
-    let cmdline = cmdline(&config_path);
+    let cmdline = cmdline(&config_path, model_disk.as_ref().map(|(_, p)| p));
     std::fs::write(out.join("cmdline"), &cmdline)?;
     Ok(Built {
         kernel_sha256: sha256_file(&kernel)?,
@@ -262,5 +302,6 @@ pub fn build(config_arg: &Path, out: &Path, mtime: u32) -> anyhow::Result<Built>
         kernel,
         initrd,
         cmdline,
+        model_disk,
     })
 }
