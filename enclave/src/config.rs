@@ -294,6 +294,14 @@ impl Config {
                 ),
             ));
         }
+        if c.launch.isolation == secllama_measurements::launch::Isolation::Vm
+            && ![4, 9, KEYS_PCR].iter().all(|p| c.quote_pcrs.contains(p))
+        {
+            return Err(err(
+                "quote_pcrs with 4, 9 and 23 in VM mode (the kernel, the command line and                  initramfs, the key binding; docs/vm.md suggests 0-9 and 23)",
+                format!("{:?}", c.quote_pcrs),
+            ));
+        }
         if let Err(expected) = crate::listener::ListenerAddr::parse(&c.listener) {
             return Err(err(&format!("listener {expected}"), c.listener.clone()));
         }

@@ -121,6 +121,10 @@ pub struct SnpReference {
 pub struct Manifest {
     /// Format version (1).
     pub version: u32,
+    /// The isolation mode the enclave must report (`process` when absent): the document's
+    /// `enclave.mode` claim is compared with it.
+    #[serde(default)]
+    pub isolation: crate::launch::Isolation,
     /// Which evidence kinds are required.
     #[serde(default)]
     pub required: Required,
@@ -157,6 +161,7 @@ impl Manifest {
         let d = &p.digests;
         let mut m = Manifest {
             version: MANIFEST_VERSION,
+            isolation: crate::launch::Isolation::Process,
             required: Required {
                 tpm: true,
                 snp: false,

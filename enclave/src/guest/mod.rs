@@ -36,6 +36,9 @@ pub const CONFIG_PARAM: &str = "secllama.config";
 /// Where the firmware's TCG event log appears in the guest.
 pub const FIRMWARE_LOG: &str = "/sys/kernel/security/tpm0/binary_bios_measurements";
 
+/// The console line prefix carrying the firmware's event log in hex.
+pub const FIRMWARE_LOG_LINE: &str = "secllama-init: firmware log ";
+
 /// The TPM device the agent uses (the kernel's resource manager).
 pub const TPM_DEVICE: &str = "/dev/tpmrm0";
 
@@ -191,6 +194,12 @@ pub fn run() -> anyhow::Result<()> {
     {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         give(dir, agent_ids.0, agent_ids.1, 0o700)?;
+    }
+    // For the operator's golden values (`secllama measure vm --golden-log`): the console is the
+    // only way out besides the agent, and these bytes are what the attestation documents carry.
+    #[allow(clippy::print_stdout)]
+    {
+        println!("{FIRMWARE_LOG_LINE}{}", hex::encode(&log));
     }
     std::fs::write(&config.event_log, &log)
         .with_context(|| format!("writing {}", config.event_log.display()))?;

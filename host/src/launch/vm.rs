@@ -34,6 +34,9 @@ use std::time::{Duration, Instant};
 
 /// The serial console log in the state folder.
 pub const SERIAL_LOG: &str = "serial.log";
+/// The guest's firmware event log, as its init printed it (golden values for
+/// `secllama measure vm --golden-log`).
+pub const FIRMWARE_LOG: &str = "firmware.log";
 /// The vsock backend's host-side socket (`vsock-uds:` for the bridge).
 pub const VSOCK_SOCKET: &str = "vsock.sock";
 
@@ -355,6 +358,13 @@ impl Vm {
             let complete = text.rfind('\n').map_or(0, |i| i + 1);
             for line in text[seen.min(complete)..complete].lines() {
                 let line = line.trim_end_matches('\r');
+                if let Some(h) = line.strip_prefix(secllama_enclave::guest::FIRMWARE_LOG_LINE) {
+                    let bytes = hex::decode(h.trim())
+                        .context("the guest's firmware log line is not hex")?;
+                    std::fs::write(self.state.join(FIRMWARE_LOG), bytes)?;
+                    let _ = writeln!(log, "guest: firmware event log saved to {FIRMWARE_LOG}");
+                    continue;
+                }
                 let _ = writeln!(log, "guest: {line}");
                 if let Some(stage) = line.strip_prefix("secllama-init: stage ") {
                     self.stages.push((stage.to_string(), start.elapsed()));

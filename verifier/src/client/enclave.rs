@@ -8,9 +8,22 @@ use super::result::{Status, Submod, tier};
 use secllama_measurements::manifest::{self, Manifest};
 use secllama_protocol::attestation::{EnclaveDigests, VerifiedDocument};
 
-/// Appraises the document's enclave digests against the manifest.
+/// Appraises the document's enclave digests and isolation mode against the manifest.
 pub fn appraise(doc: &VerifiedDocument, manifest: &Manifest) -> Submod {
-    appraise_digests(&doc.payload.measurements, &manifest.enclave)
+    let mut s = appraise_digests(&doc.payload.measurements, &manifest.enclave);
+    let found = doc.payload.enclave.mode.as_str();
+    let expected = manifest.isolation.as_str();
+    if found == expected {
+        s.passed.push(format!("isolation: {found}"));
+    } else {
+        s.reasons.push(format!(
+            "isolation: expected {expected} (the manifest's `isolation`), found {found}"
+        ));
+        s.status = Status::Contraindicated;
+        s.trust_vector
+            .insert("configuration".into(), tier::CONTRAINDICATED);
+    }
+    s
 }
 
 /// Appraises reported enclave digests `d` against the manifest's `m`.

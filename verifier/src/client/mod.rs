@@ -107,6 +107,7 @@ mod tests {
     fn a_document_that_does_not_open_contraindicates_everything() {
         let m = Manifest {
             version: 1,
+            isolation: Default::default(),
             required: Required::default(),
             pcrs: [(
                 "sha256".to_string(),

@@ -3,6 +3,7 @@
 pub mod launch;
 pub mod libraries;
 pub mod snp;
+pub mod vm;
 
 /// `secllama measure <what>`.
 #[derive(Debug, clap::Subcommand)]
@@ -11,6 +12,8 @@ pub enum Measure {
     Snp(snp::Args),
     /// Predicted TPM events and PCRs of a launch, and optionally a reference manifest.
     Launch(launch::Args),
+    /// Reference PCRs (4, 9; firmware from a golden log) and manifest of a VM-mode launch.
+    Vm(vm::Args),
     /// The shared libraries a launch loads, as the `libraries = [...]` line for [launch].
     Libraries(libraries::Args),
 }
@@ -21,5 +24,6 @@ pub fn run(m: &Measure) -> anyhow::Result<String> {
         Measure::Snp(a) => snp::run(a),
         Measure::Launch(a) => launch::run(a),
         Measure::Libraries(a) => libraries::run(a),
+        Measure::Vm(a) => vm::run(a),
     }
 }

@@ -1,0 +1,111 @@
+//! `secllama measure vm --config FILE [--golden-log LOG] [--manifest OUT] [--ak-public AK]`:
+//! the reference values of a VM-mode launch (docs/vm.md). Builds the guest image exactly as
+//! `secllama launch` does (reproducible: same bytes), then predicts PCR 4 (the kernel as OVMF
+//! measures it) and PCR 9 (command line with the model disk's verity root hash, and the
+//! initramfs) in every bank of `[launch] banks` ([`secllama_measurements::vm`]). The firmware's
+//! PCRs 0–3 and 5–7 come from `--golden-log`: a TCG log of a boot with the same QEMU, OVMF and
+//! memory size (`secllama launch` writes the guest's as `firmware.log` in `[vm] state`); without
+//! it the manifest pins PCR 4 and 9 only. The manifest has `isolation = "vm"` and the enclave
+//! digests.
+
+use anyhow::{Context, ensure};
+use secllama_enclave::config::Config;
+use secllama_measurements::eventlog::{Bank, EventLog, PcrValues};
+use secllama_measurements::launch::{Isolation, predict};
+use secllama_measurements::manifest::Manifest;
+use secllama_measurements::vm::{Boot, firmware_pcrs};
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+/// Arguments of `secllama measure vm`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The agent's VM-mode config.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// A golden TCG event log of the same QEMU/OVMF/memory, for the firmware's PCRs.
+    #[arg(long)]
+    pub golden_log: Option<PathBuf>,
+    /// Write a reference manifest here.
+    #[arg(long)]
+    pub manifest: Option<PathBuf>,
+    /// Pin this AK (TPM2B_PUBLIC file; `secllama launch` writes `ak.pub` in `[vm] state`).
+    #[arg(long, requires = "manifest")]
+    pub ak_public: Vec<PathBuf>,
+}
+
+/// The PCRs of a VM-mode launch of `config`: PCR 4 and 9 predicted, 0–3 and 5–7 from `golden`.
+///
+/// # Errors
+/// The image cannot be built or the kernel is not a bzImage OVMF can load.
+pub fn pcrs(config: &std::path::Path, golden: Option<&EventLog>) -> anyhow::Result<PcrValues> {
+    let (c, _) = Config::load(config)?;
+    ensure!(
+        c.launch.isolation == Isolation::Vm,
+        "[launch] isolation: expected \"vm\", found \"{}\"",
+        c.launch.isolation.as_str()
+    );
+    let banks: Vec<Bank> = c
+        .launch
+        .banks
+        .iter()
+        .map(|b| Bank::from_name(b).with_context(|| format!("[launch] banks: {b}")))
+        .collect::<anyhow::Result<_>>()?;
+    let dir = tempfile::tempdir()?;
+    let mtime = crate::cli::image::build::source_date_epoch()?;
+    let built = crate::image::build::build(config, dir.path(), mtime)?;
+    let kernel = std::fs::read(&built.kernel)?;
+    let initrd = std::fs::read(&built.initrd)?;
+    let boot = Boot {
+        kernel: &kernel,
+        initrd: &initrd,
+        cmdline: &built.cmdline,
+        memory_mib: u64::from(c.vm.memory_mib),
+    };
+    let mut out = secllama_measurements::vm::predict(&boot, &banks)?;
+    if let Some(g) = golden {
+        for (bank, values) in firmware_pcrs(g, &banks) {
+            out.entry(bank).or_default().extend(values);
+        }
+    }
+    Ok(out)
+}
+
+/// Runs the subcommand.
+pub fn run(a: &Args) -> anyhow::Result<String> {
+    let golden = match &a.golden_log {
+        Some(p) => Some(
+            EventLog::parse(&std::fs::read(p).with_context(|| format!("reading {}", p.display()))?)
+                .with_context(|| format!("--golden-log {}", p.display()))?,
+        ),
+        None => None,
+    };
+    let pcrs = pcrs(&a.config, golden.as_ref())?;
+    let mut out = String::new();
+    for (bank, values) in &pcrs {
+        for (i, v) in values {
+            let _ = writeln!(out, "{}:{i:<2} {}", bank.name(), hex::encode(v));
+        }
+    }
+    if golden.is_none() {
+        out.push_str(
+            "# PCR 0-3 and 5-7 (firmware) not pinned: pass --golden-log (state/firmware.log of a \
+             boot with the same QEMU, OVMF and memory)\n",
+        );
+    }
+    if let Some(path) = &a.manifest {
+        let (c, base) = Config::load(&a.config)?;
+        let prediction = predict(&c.launch, &base)?;
+        let mut m = Manifest::for_launch(&prediction);
+        m.isolation = Isolation::Vm;
+        m.set_pcrs(&pcrs);
+        for f in &a.ak_public {
+            let public = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
+            m.tpm.ak_publics.push(hex::encode(public));
+        }
+        std::fs::write(path, m.to_toml()?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        let _ = writeln!(out, "# reference manifest written to {}", path.display());
+    }
+    Ok(out)
+}
