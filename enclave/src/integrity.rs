@@ -188,6 +188,7 @@ mod tests {
             libraries: vec![],
             pcr: 15,
             banks: vec!["sha256".into()],
+            isolation: Default::default(),
         }
     }
 

@@ -24,6 +24,7 @@
 pub mod dm;
 pub mod kmod;
 pub mod net;
+pub mod seccomp;
 
 use crate::config::Config;
 use anyhow::{Context, bail, ensure};
@@ -208,7 +209,15 @@ pub fn run() -> anyhow::Result<()> {
     let agent_bin = std::fs::canonicalize(&config.launch.agent)
         .with_context(|| format!("[launch] agent {}", config.launch.agent.display()))?;
     stage("runner");
-    let mut runner = std::process::Command::new(&agent_bin)
+    let filter = seccomp::runner_filter().map_err(|e| anyhow::anyhow!(e))?;
+    let mut runner = std::process::Command::new(&agent_bin);
+    // SAFETY: the hook runs between fork and exec and only makes the prctl/seccomp system calls
+    // with a program compiled before the fork.
+    #[allow(unsafe_code)]
+    unsafe {
+        runner.pre_exec(move || seccomp::install(&filter));
+    }
+    let mut runner = runner
         .arg("runner-init")
         .arg("--config")
         .arg(&config_path)
