@@ -175,16 +175,20 @@ pub fn launch_with_output(
     config: &Path,
     tcti: &str,
 ) -> Result<(Reaped, Lines, String), PrepareError> {
+    launch_with_args(config, &["--tcti", tcti])
+}
+
+/// `secllama launch --listen 127.0.0.1:0 --config CONFIG [args…]` as [`launch_with_output`]
+/// (VM mode: no `--tcti`, maybe `--image DIR`).
+pub fn launch_with_args(
+    config: &Path,
+    args: &[&str],
+) -> Result<(Reaped, Lines, String), PrepareError> {
     let mut child = Reaped(
         Command::new(bin("secllama")?)
-            .args([
-                "launch",
-                "--listen",
-                "127.0.0.1:0",
-                "--tcti",
-                tcti,
-                "--config",
-            ])
+            .args(["launch", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .arg("--config")
             .arg(config)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -219,7 +223,7 @@ pub fn launch_with_output(
     };
     if !seen
         .iter()
-        .any(|l| l.starts_with("enclave listening on unix:"))
+        .any(|l| l.starts_with("enclave listening on "))
     {
         return Err(format!("launcher did not report the enclave: {seen:?}").into());
     }

@@ -9,6 +9,7 @@ pub mod enclave;
 pub mod launch;
 pub mod runner;
 pub mod swtpm;
+pub mod vm;
 
 /// A binary of another workspace package in the same target folder as this test executable
 /// (`target/<profile>/`); `scripts/test.sh` builds every binary (`cargo build --workspace --bins`)

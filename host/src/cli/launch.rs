@@ -28,6 +28,10 @@ pub struct Args {
     /// Where the bridge accepts remote users (port 0: any free port).
     #[arg(long, default_value = "127.0.0.1:11435")]
     pub listen: SocketAddr,
+    /// VM mode: boot this prebuilt guest image (`secllama image build --out DIR`) instead of
+    /// building one.
+    #[arg(long)]
+    pub image: Option<PathBuf>,
     /// Do not start the bridge.
     #[arg(long)]
     pub no_bridge: bool,
@@ -48,7 +52,12 @@ pub fn run(args: &Args) -> anyhow::Result<String> {
     if !args.listen.ip().is_loopback() && !args.no_bridge {
         super::bridge::warn_public(args.listen);
     }
-    let mut enclave = crate::launch::start(&args.config, tcti.as_deref(), std::io::stderr())?;
+    let mut enclave = crate::launch::start(
+        &args.config,
+        tcti.as_deref(),
+        args.image.as_deref(),
+        std::io::stderr(),
+    )?;
     say(&enclave.describe());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -42,6 +42,40 @@ pub struct Built {
     pub model_disk: Option<(PathBuf, secllama_enclave::guest::dm::VerityParams)>,
 }
 
+impl Built {
+    /// A prebuilt image in `dir` (`vmlinuz`, `initrd.img`, `cmdline`, optional `model.img`; the
+    /// verity parameters are read back from the command line).
+    ///
+    /// # Errors
+    /// A file is missing, or the command line's verity parameters are malformed.
+    pub fn read(dir: &Path) -> anyhow::Result<Self> {
+        let kernel = dir.join("vmlinuz");
+        let initrd = dir.join("initrd.img");
+        let cmdline = std::fs::read_to_string(dir.join("cmdline"))
+            .with_context(|| format!("reading {}/cmdline", dir.display()))?;
+        let verity = secllama_enclave::guest::param(&cmdline, secllama_enclave::guest::dm::VERITY_PARAM)
+            .map(secllama_enclave::guest::dm::VerityParams::from_param)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("{}/cmdline: expected {e}", dir.display()))?;
+        let disk = dir.join("model.img");
+        let model_disk = match verity {
+            Some(p) => {
+                ensure!(disk.is_file(), "expected the model disk {}", disk.display());
+                Some((disk, p))
+            }
+            None => None,
+        };
+        Ok(Self {
+            kernel_sha256: sha256_file(&kernel)?,
+            initrd_sha256: sha256_file(&initrd)?,
+            kernel,
+            initrd,
+            cmdline,
+            model_disk,
+        })
+    }
+}
+
 /// The guest's console.
 pub const CONSOLE: &str = "ttyS0";
 

@@ -60,18 +60,26 @@ impl Running for Enclave {
 }
 
 /// Starts the enclave `config` describes in its isolation mode. `tcti` is the host TPM (process
-/// mode only: a VM has its own per-launch vTPM); output lines go to `log`.
+/// mode only: a VM has its own per-launch vTPM); `image` a prebuilt guest image to boot instead of
+/// building one (VM mode only, `secllama image build`); output lines go to `log`.
 ///
 /// # Errors
 /// The config is unusable, or the mode's launch failed (its error names the step).
 pub fn start(
     config: &Path,
     tcti: Option<&str>,
+    image: Option<&Path>,
     log: impl Write + Send + 'static,
 ) -> anyhow::Result<Box<dyn Running>> {
     let (c, _) = secllama_enclave::config::Config::load(config)?;
     match c.launch.isolation {
         Isolation::Process => {
+            if let Some(i) = image {
+                anyhow::bail!(
+                    "--image {}: a process-mode launch has no guest image",
+                    i.display()
+                );
+            }
             let tcti = tcti.context(
                 "--tcti or SECLLAMA_TCTI: expected the TPM to measure the process-mode launch into",
             )?;
@@ -84,7 +92,7 @@ pub fn start(
                      --tcti / SECLLAMA_TCTI"
                 );
             }
-            Ok(Box::new(vm::start(config, log)?))
+            Ok(Box::new(vm::start(config, image, log)?))
         }
     }
 }

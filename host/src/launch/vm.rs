@@ -206,13 +206,20 @@ fn start_swtpm(state: &Path) -> anyhow::Result<(Child, PathBuf)> {
     Ok((child, ctrl))
 }
 
-/// Builds the image and boots the guest of the VM-mode config at `config`; returns once the agent
-/// listens. Progress and the guest's console lines go to `log`.
+/// Builds the image (or takes the prebuilt one in `image`: `vmlinuz`, `initrd.img`, `cmdline` and
+/// `model.img` when the launch has models, as `secllama image build` writes them) and boots the
+/// guest of the VM-mode config at `config`; returns once the agent listens. Progress and the
+/// guest's console lines go to `log`. A prebuilt image is not checked against the config here:
+/// what it holds is what the guest's PCRs 4 and 9 report.
 ///
 /// # Errors
 /// The config is not VM mode, a host tool is missing, or the guest did not reach its agent (the
 /// error names the last stage and quotes the console).
-pub fn start(config: &Path, mut log: impl Write + Send + 'static) -> anyhow::Result<Vm> {
+pub fn start(
+    config: &Path,
+    image: Option<&Path>,
+    mut log: impl Write + Send + 'static,
+) -> anyhow::Result<Vm> {
     let config_path = std::fs::canonicalize(config)
         .with_context(|| format!("the config {}", config.display()))?;
     let (c, base) = Config::load(&config_path)?;
@@ -256,8 +263,13 @@ pub fn start(config: &Path, mut log: impl Write + Send + 'static) -> anyhow::Res
         Accel::Tcg
     };
 
-    let mtime = crate::cli::image::build::source_date_epoch()?;
-    let image = crate::image::build::build(&config_path, &state.join("image"), mtime)?;
+    let image = match image {
+        Some(dir) => crate::image::build::Built::read(dir)?,
+        None => {
+            let mtime = crate::cli::image::build::source_date_epoch()?;
+            crate::image::build::build(&config_path, &state.join("image"), mtime)?
+        }
+    };
     let _ = writeln!(
         log,
         "vm: image kernel sha256:{} initrd sha256:{}",
