@@ -6,7 +6,9 @@
 #  3. a sealed round trip through bridge and enclave vs plaintext to the runner (small, 10 MiB);
 #  4. Ollama's API through the verifying proxy vs straight to the runner (first token, total);
 #  5. secllama-runner vs llama.cpp's own server (the xllamacpp wheel) in tokens/s, same GGUF;
-#  6. the real model (SmolLM2) through proxy, bridge and enclave vs plaintext to the same runner.
+#  6. the real model (SmolLM2) through proxy, bridge and enclave vs plaintext to the same runner;
+#  7. VM mode (TCG here): boot stages, first verified attestation, and sealed requests through
+#     vsock vs the same through process mode's unix socket.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v openssl >/dev/null || { echo "bench: openssl is required (scripts/setup.sh installs it)"; exit 1; }
@@ -147,3 +149,6 @@ fi
 echo
 echo "== the real model through proxy, bridge and enclave vs plaintext to the same runner (first token, total)"
 SECLLAMA_BENCH_GGUF="$gguf" cargo bench -q -p secllama-tests --bench proxy_roundtrip | grep -v '^$'
+
+echo "== VM mode: boot stages, first attestation, sealed requests through vsock vs process mode"
+cargo bench -q -p secllama-tests --bench vm_roundtrip | grep -v '^$'

@@ -15,17 +15,15 @@
 )]
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use rand_core::OsRng;
 use secllama_enclave::agent::{Agent, now_ms};
 use secllama_enclave::service::{ATTESTATION_HEADER, serve};
 use secllama_host::bridge::{EnclaveAddr, Limits};
-use secllama_protocol::attestation::open_document;
 use secllama_protocol::seal::{
     RequestContext, RequestPlaintext, ResponseKeys, StreamOpener, seal_request,
     seal_request_session,
 };
-use secllama_protocol::sha256;
 use secllama_tests::bench::KeptAlive;
 use secllama_tests::enclave::{Prepared, RunnerMode, policy_for, prepare};
 use std::sync::Arc;
@@ -71,7 +69,10 @@ async fn start_enclave(
     let prepared = prepare(runner_bin, mode, &policy_for(PROMPT)).unwrap();
     let sock = prepared.sock.clone();
     let agent = Arc::new(Agent::start(&prepared.config, &prepared.base).unwrap());
-    tokio::spawn(serve(agent, tokio::net::UnixListener::bind(&sock).unwrap()));
+    tokio::spawn(serve(
+        agent,
+        secllama_enclave::listener::Listener::Unix(tokio::net::UnixListener::bind(&sock).unwrap()),
+    ));
     let bridge = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let bridge_addr = bridge.local_addr().unwrap().to_string();
     tokio::spawn(secllama_host::bridge::serve(
@@ -79,28 +80,7 @@ async fn start_enclave(
         EnclaveAddr::Unix(sock),
         Limits::default(),
     ));
-    let stream = tokio::net::TcpStream::connect(&bridge_addr).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let req = hyper::Request::builder()
-        .uri(format!("/attestation?nonce={}", "ab".repeat(32)))
-        .header("host", "x")
-        .body(Full::new(Bytes::new()))
-        .unwrap();
-    let doc = sender
-        .send_request(req)
-        .await
-        .unwrap()
-        .into_body()
-        .collect()
-        .await
-        .unwrap()
-        .to_bytes();
-    let v = open_document(&doc).unwrap();
-    let doc_hex = hex::encode(sha256(&[&doc]).0);
+    let (v, doc_hex) = secllama_tests::bench::attestation(&bridge_addr).await.unwrap();
     (prepared, bridge_addr, v, doc_hex)
 }
 

@@ -48,6 +48,26 @@ impl KeptAlive {
         headers: &[(&str, &str)],
         body: Vec<u8>,
     ) -> Result<hyper::Response<hyper::body::Incoming>, String> {
+        self.send("POST", addr, path, headers, body).await
+    }
+
+    /// Sends `GET path` to `addr` on its kept-alive connection.
+    pub async fn get(
+        &mut self,
+        addr: &str,
+        path: &str,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, String> {
+        self.send("GET", addr, path, &[], Vec::new()).await
+    }
+
+    async fn send(
+        &mut self,
+        method: &str,
+        addr: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, String> {
         let reusable = match self.senders.get_mut(addr) {
             Some(s) => s.ready().await.is_ok(),
             None => false,
@@ -58,7 +78,7 @@ impl KeptAlive {
         }
         let sender = self.senders.get_mut(addr).ok_or("no connection")?;
         let mut req = hyper::Request::builder()
-            .method("POST")
+            .method(method)
             .uri(path)
             .header("host", "localhost")
             .header("content-type", "application/json");
@@ -109,4 +129,23 @@ pub fn p50_p90(mut v: Vec<Duration>) -> (f64, f64) {
     v.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     (ms(v[v.len() / 2]), ms(v[v.len() * 9 / 10]))
+}
+
+/// A fresh attestation document from the enclave API at `addr` (`HOST:PORT`), opened (its
+/// signature checked, not appraised), and its digest in hex for the sealed requests' header.
+pub async fn attestation(
+    addr: &str,
+) -> Result<(secllama_protocol::attestation::VerifiedDocument, String), String> {
+    let mut conns = KeptAlive::default();
+    let resp = conns
+        .get(addr, &format!("/attestation?nonce={}", "ab".repeat(32)))
+        .await?;
+    let doc = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    let v = secllama_protocol::attestation::open_document(&doc).map_err(|e| e.to_string())?;
+    Ok((v, hex::encode(secllama_protocol::sha256(&[&doc]).0)))
 }

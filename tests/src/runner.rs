@@ -174,7 +174,9 @@ async fn handle(req: Request<Incoming>, faults: Faults) -> Result<Response<Body>
                 v["prompt"].as_str().unwrap_or("").to_string()
             };
             let mut tokens = answer_tokens(&prompt);
-            if let Some(total) = faults.answer_bytes {
+            // A big answer for streamed requests only: non-streamed ones stay small (one runner
+            // serves a benchmark's small requests and its big streams).
+            if let Some(total) = faults.answer_bytes.filter(|_| v["stream"] != json!(false)) {
                 tokens = big_answer(&tokens, total);
             } else if let Some(n) = v["options"]["num_predict"].as_u64() {
                 tokens.truncate(usize::try_from(n).unwrap_or(usize::MAX).max(1));

@@ -369,7 +369,12 @@ impl Vm {
             let text = String::from_utf8_lossy(&text).into_owned();
             let complete = text.rfind('\n').map_or(0, |i| i + 1);
             for line in text[seen.min(complete)..complete].lines() {
+                // The firmware clears the screen before the kernel runs: escape sequences may
+                // precede the first line of the init.
                 let line = line.trim_end_matches('\r');
+                let line = line
+                    .find("secllama-init: ")
+                    .map_or(line, |i| line.get(i..).unwrap_or(line));
                 if let Some(h) = line.strip_prefix(secllama_enclave::guest::FIRMWARE_LOG_LINE) {
                     let bytes = hex::decode(h.trim())
                         .context("the guest's firmware log line is not hex")?;
@@ -396,6 +401,12 @@ impl Vm {
                 }
                 if line.trim() == listening {
                     self.stages.push(("agent ready".into(), start.elapsed()));
+                    let stages: Vec<String> = self
+                        .stages
+                        .iter()
+                        .map(|(s, t)| format!("{s} {:.1} s", t.as_secs_f64()))
+                        .collect();
+                    let _ = writeln!(log, "vm: boot stages: {}", stages.join(", "));
                     return Ok(());
                 }
             }
