@@ -207,6 +207,11 @@ pub struct VmSettings {
     pub state: PathBuf,
     /// The QEMU program.
     pub qemu: PathBuf,
+    /// SEV-SNP: the OVMF build with SEV metadata (`OVMF.amdsev.fd`, not in Debian) QEMU boots
+    /// with `-bios`, and whose pages the launch digest covers.
+    pub snp_ovmf: PathBuf,
+    /// SEV-SNP: the vCPU model (`-cpu`, and the VMSA's CPUID signature in the launch digest).
+    pub snp_vcpu_type: String,
     /// The vhost-user vsock backend program (`vhost-device-vsock`; setup puts it in
     /// `.cache/tools/bin`).
     pub vsock_backend: PathBuf,
@@ -239,6 +244,8 @@ impl Default for VmSettings {
             state: "/var/lib/secllama/vm".into(),
             qemu: "qemu-system-x86_64".into(),
             vsock_backend: "vhost-device-vsock".into(),
+            snp_ovmf: PathBuf::new(),
+            snp_vcpu_type: "EPYC-v4".into(),
         }
     }
 }

@@ -133,3 +133,65 @@ fn image_builds_are_reproducible_and_the_model_disk_verifies() {
     assert_eq!(p, m("m2.toml"));
     assert_eq!(p.len(), 2, "{p:?}");
 }
+
+/// `[vm] confidential = "sev-snp"`: `secllama measure vm` gives the SEV-SNP launch digest of
+/// exactly the built image, equal to `sev-snp-measure` 0.0.13 on the same kernel, initrd, command
+/// line, OVMF (the shared vectors' AmdSev build), vCPUs and type; and `secllama launch` on this
+/// host refuses, naming what SNP needs.
+#[test]
+fn snp_launch_digest_of_the_image_equals_sev_snp_measure_and_launch_refuses_here() {
+    let dir = secllama_tests::launch::artifact_dir().unwrap();
+    let config = config(dir.path());
+    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors");
+    let ovmf = std::fs::canonicalize(shared.join("snp-measure/inputs/ovmf_AmdSev_suffix.bin"))
+        .expect("the shared vectors (../shared/vectors)");
+    let text_cfg = std::fs::read_to_string(&config).unwrap().replace(
+        "[vm]\n",
+        &format!(
+            "[vm]\nconfidential = \"sev-snp\"\nsnp_ovmf = {:?}\nsnp_vcpu_type = \"EPYC-Milan\"\n",
+            ovmf.display().to_string()
+        ),
+    );
+    std::fs::write(&config, text_cfg).unwrap();
+    let m = dir.path().join("snp-manifest.toml");
+    let o = secllama_tests::vm::measure_vm(&config, None, &m, None).unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let ours = text(&o.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("snp launch digest: "))
+        .unwrap()
+        .to_string();
+    let manifest = std::fs::read_to_string(&m).unwrap();
+    assert!(manifest.contains(&ours) && manifest.contains("snp = true"), "{manifest}");
+
+    let image = dir.path().join("img");
+    build(&config, &image, None);
+    let venv = std::env::var_os("SECLLAMA_VENV")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv"));
+    let peer = Command::new(venv.join("bin/sev-snp-measure"))
+        .args(["--mode", "snp", "--vcpus", "1", "--vcpu-type", "EPYC-Milan", "--ovmf"])
+        .arg(&ovmf)
+        .arg("--kernel")
+        .arg(image.join("vmlinuz"))
+        .arg("--initrd")
+        .arg(image.join("initrd.img"))
+        .arg("--append")
+        .arg(std::fs::read_to_string(image.join("cmdline")).unwrap())
+        .output()
+        .expect("sev-snp-measure (scripts/setup.sh installs it into .venv)");
+    assert!(peer.status.success(), "{}", text(&peer.stderr));
+    assert_eq!(text(&peer.stdout).trim(), ours);
+
+    let l = Command::new(bin("secllama").unwrap())
+        .args(["launch", "--no-bridge", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!l.status.success());
+    let e = text(&l.stderr);
+    assert!(
+        e.contains("sev-snp") && e.contains("QEMU ≥ 9.1") && e.contains("/dev/sev"),
+        "{e}"
+    );
+}

@@ -24,6 +24,7 @@
 pub mod dm;
 pub mod kmod;
 pub mod net;
+pub mod report;
 pub mod seccomp;
 
 use crate::config::Config;

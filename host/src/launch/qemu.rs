@@ -43,6 +43,26 @@ pub struct VmSpec {
     pub serial_log: PathBuf,
     /// KVM or TCG.
     pub accel: Accel,
+    /// SEV-SNP (needs KVM, QEMU ≥ 9.1 and SNP firmware): the guest's memory is encrypted, QEMU
+    /// puts the kernel, initrd and command line hashes in the launch measurement
+    /// (`kernel-hashes=on`), OVMF is the SNP build given as `-bios`, and the host's swtpm, which
+    /// an SNP guest cannot trust, is not attached.
+    pub snp: Option<SnpSpec>,
+}
+
+/// The SEV-SNP part of a [`VmSpec`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnpSpec {
+    /// The SNP OVMF build (`-bios`).
+    pub ovmf: PathBuf,
+    /// The vCPU model (`-cpu`), e.g. `EPYC-v4`.
+    pub vcpu_type: String,
+    /// The guest policy (`0x30000`: SMT allowed, no debug, no migration agent).
+    pub policy: u64,
+    /// The C-bit position (51 on EPYC Milan/Genoa).
+    pub cbitpos: u32,
+    /// Physical address bits lost to encryption.
+    pub reduced_phys_bits: u32,
 }
 
 fn os(s: impl Into<OsString>) -> OsString {
@@ -62,9 +82,14 @@ pub fn qemu_args(spec: &VmSpec) -> Vec<OsString> {
         Accel::Kvm => "kvm",
         Accel::Tcg => "tcg",
     };
-    let cpu = match spec.accel {
-        Accel::Kvm => "host",
-        Accel::Tcg => "max",
+    let cpu = match (&spec.snp, spec.accel) {
+        (Some(snp), _) => snp.vcpu_type.as_str(),
+        (None, Accel::Kvm) => "host",
+        (None, Accel::Tcg) => "max",
+    };
+    let machine = match &spec.snp {
+        Some(_) => format!("q35,accel={accel},confidential-guest-support=sev0,memory-backend=mem"),
+        None => format!("q35,accel={accel}"),
     };
     let mut a = vec![
         os("-nodefaults"),
@@ -72,7 +97,7 @@ pub fn qemu_args(spec: &VmSpec) -> Vec<OsString> {
         os("-nic"),
         os("none"),
         os("-machine"),
-        os(format!("q35,accel={accel}")),
+        os(machine),
         os("-cpu"),
         os(cpu),
         os("-smp"),
@@ -85,33 +110,54 @@ pub fn qemu_args(spec: &VmSpec) -> Vec<OsString> {
             "memory-backend-memfd,id=mem,size={}M,share=on",
             spec.memory_mib
         )),
-        os("-numa"),
-        os("node,memdev=mem"),
-        os("-drive"),
-        path_arg(
-            "if=pflash,format=raw,unit=0,readonly=on,file=",
-            &spec.ovmf_code,
-            "",
-        ),
-        os("-drive"),
-        path_arg("if=pflash,format=raw,unit=1,file=", &spec.ovmf_vars, ""),
+    ];
+    match &spec.snp {
+        Some(snp) => a.extend([
+            os("-object"),
+            os(format!(
+                "sev-snp-guest,id=sev0,policy={:#x},cbitpos={},reduced-phys-bits={},kernel-hashes=on",
+                snp.policy, snp.cbitpos, snp.reduced_phys_bits
+            )),
+            os("-bios"),
+            os(snp.ovmf.as_os_str()),
+        ]),
+        None => a.extend([
+            os("-numa"),
+            os("node,memdev=mem"),
+            os("-drive"),
+            path_arg(
+                "if=pflash,format=raw,unit=0,readonly=on,file=",
+                &spec.ovmf_code,
+                "",
+            ),
+            os("-drive"),
+            path_arg("if=pflash,format=raw,unit=1,file=", &spec.ovmf_vars, ""),
+        ]),
+    }
+    a.extend([
         os("-kernel"),
         os(spec.kernel.as_os_str()),
         os("-initrd"),
         os(spec.initrd.as_os_str()),
         os("-append"),
         os(spec.cmdline.as_str()),
-        os("-chardev"),
-        path_arg("socket,id=chrtpm,path=", &spec.tpm_socket, ""),
-        os("-tpmdev"),
-        os("emulator,id=tpm0,chardev=chrtpm"),
-        os("-device"),
-        os("tpm-crb,tpmdev=tpm0"),
+    ]);
+    if spec.snp.is_none() {
+        a.extend([
+            os("-chardev"),
+            path_arg("socket,id=chrtpm,path=", &spec.tpm_socket, ""),
+            os("-tpmdev"),
+            os("emulator,id=tpm0,chardev=chrtpm"),
+            os("-device"),
+            os("tpm-crb,tpmdev=tpm0"),
+        ]);
+    }
+    a.extend([
         os("-chardev"),
         path_arg("socket,id=vsock0,path=", &spec.vsock_socket, ""),
         os("-device"),
         os("vhost-user-vsock-pci,chardev=vsock0"),
-    ];
+    ]);
     if let Some(disk) = &spec.model_disk {
         a.extend([
             os("-drive"),
@@ -135,6 +181,16 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    fn snp() -> SnpSpec {
+        SnpSpec {
+            ovmf: "/s/OVMF.amdsev.fd".into(),
+            vcpu_type: "EPYC-v4".into(),
+            policy: 0x30000,
+            cbitpos: 51,
+            reduced_phys_bits: 1,
+        }
+    }
+
     fn spec(accel: Accel, disk: bool) -> VmSpec {
         VmSpec {
             kernel: "/s/vmlinuz".into(),
@@ -149,6 +205,7 @@ mod tests {
             model_disk: disk.then(|| "/s/model.img".into()),
             serial_log: "/s/serial.log".into(),
             accel,
+            snp: None,
         }
     }
 
@@ -159,8 +216,10 @@ mod tests {
     #[test]
     fn no_mode_has_a_network_device() {
         for accel in [Accel::Kvm, Accel::Tcg] {
-            for disk in [false, true] {
-                let a = text(&qemu_args(&spec(accel, disk)));
+            for (disk, confidential) in [(false, false), (true, false), (true, true)] {
+                let mut s = spec(accel, disk);
+                s.snp = confidential.then(snp);
+                let a = text(&qemu_args(&s));
                 assert!(a.contains(&"-nodefaults".to_string()), "{a:?}");
                 let nic = a.iter().position(|x| x == "-nic").unwrap();
                 assert_eq!(a[nic + 1], "none");
@@ -205,5 +264,27 @@ mod tests {
                 .join(" ")
                 .contains("accel=kvm")
         );
+        assert!(!a.contains("sev-snp-guest") && !a.contains("-bios"), "{a}");
+    }
+
+    #[test]
+    fn snp_mode_has_the_snp_objects_and_no_host_tpm() {
+        let mut s = spec(Accel::Kvm, true);
+        s.snp = Some(snp());
+        let a = text(&qemu_args(&s)).join(" ");
+        for want in [
+            "-machine q35,accel=kvm,confidential-guest-support=sev0,memory-backend=mem",
+            "-object memory-backend-memfd,id=mem,size=512M,share=on",
+            "-object sev-snp-guest,id=sev0,policy=0x30000,cbitpos=51,reduced-phys-bits=1,kernel-hashes=on",
+            "-bios /s/OVMF.amdsev.fd",
+            "-cpu EPYC-v4",
+            "-kernel /s/vmlinuz -initrd /s/initrd -append",
+            "if=none,id=model,format=raw,readonly=on,file=/s/model.img",
+        ] {
+            assert!(a.contains(want), "{want} not in {a}");
+        }
+        for absent in ["tpm", "pflash", "-numa"] {
+            assert!(!a.contains(absent), "{absent} in {a}");
+        }
     }
 }

@@ -321,6 +321,7 @@ pub fn start(
         model_disk: image.model_disk.as_ref().map(|(d, _)| d.clone()),
         serial_log: serial_log.clone(),
         accel,
+        snp: None,
     };
     let qemu_child = spawn(
         Command::new(&qemu)

@@ -7,6 +7,12 @@
 //! memory size (`secllama launch` writes the guest's as `firmware.log` in `[vm] state`); without
 //! it the manifest pins PCR 4 and 9 only. The manifest has `isolation = "vm"` and the enclave
 //! digests.
+//!
+//! With `[vm] confidential = "sev-snp"` it prints instead the SEV-SNP launch digest of exactly
+//! this image (kernel, initrd and command line hashed by QEMU's `kernel-hashes=on`), `[vm]
+//! snp_ovmf`, `vcpus` and `snp_vcpu_type` (as `secllama measure snp` and `sev-snp-measure`
+//! compute it), and the manifest requires an SNP report with that digest rather than the host's
+//! vTPM, which an SNP guest cannot trust.
 
 use anyhow::{Context, ensure};
 use secllama_enclave::config::Config;
@@ -71,8 +77,76 @@ pub fn pcrs(config: &std::path::Path, golden: Option<&EventLog>) -> anyhow::Resu
     Ok(out)
 }
 
+/// The SEV-SNP launch digest (hex) of the image `config` builds, for `[vm] snp_ovmf`, `vcpus`
+/// and `snp_vcpu_type`.
+///
+/// # Errors
+/// No `snp_ovmf`, an unknown vCPU type, or the image or digest cannot be computed.
+pub fn snp_digest(config: &std::path::Path) -> anyhow::Result<String> {
+    let (c, base) = Config::load(config)?;
+    ensure!(
+        !c.vm.snp_ovmf.as_os_str().is_empty(),
+        "[vm] snp_ovmf: expected the SEV-SNP OVMF build (OVMF.amdsev.fd) the launch digest covers, \
+         found none"
+    );
+    let dir = tempfile::tempdir()?;
+    let mtime = crate::cli::image::build::source_date_epoch()?;
+    let built = crate::image::build::build(config, dir.path(), mtime)?;
+    let vcpu_type = c
+        .vm
+        .snp_vcpu_type
+        .parse()
+        .map_err(|e| anyhow::anyhow!("[vm] snp_vcpu_type: {e}"))?;
+    let ovmf = if c.vm.snp_ovmf.is_absolute() {
+        c.vm.snp_ovmf.clone()
+    } else {
+        base.join(&c.vm.snp_ovmf)
+    };
+    let out = super::snp::run(&super::snp::Args {
+        mode: super::snp::Mode::Snp,
+        ovmf,
+        kernel: Some(built.kernel.clone()),
+        initrd: Some(built.initrd.clone()),
+        append: Some(built.cmdline.clone()),
+        vcpus: Some(c.vm.vcpus),
+        vcpu_type: Some(vcpu_type),
+        vmm_type: secllama_measurements::snp::VmmType::Qemu,
+        guest_features: 0x1,
+        snp_ovmf_hash: None,
+        svsm: None,
+        vars_size: None,
+        vars_file: None,
+    })?;
+    Ok(out.trim().to_string())
+}
+
 /// Runs the subcommand.
 pub fn run(a: &Args) -> anyhow::Result<String> {
+    let (c, _) = Config::load(&a.config)?;
+    if c.vm.confidential == secllama_enclave::config::Confidential::SevSnp {
+        let digest = snp_digest(&a.config)?;
+        let mut out = format!("snp launch digest: {digest}\n");
+        if let Some(path) = &a.manifest {
+            let (c, base) = Config::load(&a.config)?;
+            let prediction = predict(&c.launch, &base)?;
+            let mut m = Manifest::for_launch(&prediction);
+            m.isolation = Isolation::Vm;
+            m.pcrs.clear();
+            m.required = secllama_measurements::manifest::Required {
+                tpm: false,
+                snp: true,
+            };
+            m.snp = Some(secllama_measurements::manifest::SnpReference {
+                launch_digest: digest,
+                min_tcb: Default::default(),
+                guest_policy: "0x30000".into(),
+            });
+            std::fs::write(path, m.to_toml()?)
+                .with_context(|| format!("writing {}", path.display()))?;
+            let _ = writeln!(out, "# reference manifest written to {}", path.display());
+        }
+        return Ok(out);
+    }
     let golden = match &a.golden_log {
         Some(p) => Some(
             EventLog::parse(&std::fs::read(p).with_context(|| format!("reading {}", p.display()))?)
