@@ -384,10 +384,7 @@ pub const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1
 
 /// Serves the API on a listener until it fails: at most [`MAX_CONNECTIONS`] at once, each
 /// request head within [`HEADER_TIMEOUT`], so slow or stalled peers cannot hold the enclave.
-pub async fn serve(
-    agent: Arc<Agent>,
-    listener: crate::listener::Listener,
-) -> std::io::Result<()> {
+pub async fn serve(agent: Arc<Agent>, listener: crate::listener::Listener) -> std::io::Result<()> {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     // The connections belong to this future: when serving stops, they end too (a kept-alive
     // connection must not outlive the server that accepted it).

@@ -197,7 +197,9 @@ async fn an_unreachable_enclave_closes_the_client_and_host_vsock_is_never_an_add
         assert!(bad.parse::<EnclaveAddr>().is_err(), "{bad}");
     }
     assert_eq!(
-        "vsock-uds:/run/x:y.sock:1024".parse::<EnclaveAddr>().unwrap(),
+        "vsock-uds:/run/x:y.sock:1024"
+            .parse::<EnclaveAddr>()
+            .unwrap(),
         EnclaveAddr::VsockUds {
             path: "/run/x:y.sock".into(),
             port: 1024

@@ -19,5 +19,5 @@ pub mod eventlog;
 pub mod launch;
 pub mod manifest;
 pub mod snp;
-pub mod vm;
 pub mod tree;
+pub mod vm;

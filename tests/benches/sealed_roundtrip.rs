@@ -80,7 +80,9 @@ async fn start_enclave(
         EnclaveAddr::Unix(sock),
         Limits::default(),
     ));
-    let (v, doc_hex) = secllama_tests::bench::attestation(&bridge_addr).await.unwrap();
+    let (v, doc_hex) = secllama_tests::bench::attestation(&bridge_addr)
+        .await
+        .unwrap();
     (prepared, bridge_addr, v, doc_hex)
 }
 

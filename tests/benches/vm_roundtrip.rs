@@ -37,7 +37,11 @@ const BIG_BYTES: &str = "10485760";
 async fn measure(addr: &str) -> (Vec<Duration>, Vec<Duration>) {
     let (v, doc_hex) = attestation(addr).await.unwrap();
     let path = "/v1/sealed/api/generate";
-    let ctx = RequestContext { method: "POST", path, attestation_digest: v.digest };
+    let ctx = RequestContext {
+        method: "POST",
+        path,
+        attestation_digest: v.digest,
+    };
     let mut conns = KeptAlive::default();
     let mut send = async |key: Option<&secllama_protocol::seal::ContentKey>, stream: bool| {
         let body = format!(
@@ -45,11 +49,19 @@ async fn measure(addr: &str) -> (Vec<Duration>, Vec<Duration>) {
         );
         let pt = RequestPlaintext::new(body.into_bytes(), now_ms(), &mut OsRng).unwrap();
         let (sealed, key) = match key {
-            Some(k) => (seal_request_session(k, &ctx, &pt, &mut OsRng).unwrap(), k.clone()),
+            Some(k) => (
+                seal_request_session(k, &ctx, &pt, &mut OsRng).unwrap(),
+                k.clone(),
+            ),
             None => seal_request(&v.payload.keys.encryption_spki, &ctx, &pt, &mut OsRng).unwrap(),
         };
         let resp = conns
-            .post(addr, path, &[(ATTESTATION_HEADER, doc_hex.as_str())], sealed)
+            .post(
+                addr,
+                path,
+                &[(ATTESTATION_HEADER, doc_hex.as_str())],
+                sealed,
+            )
             .await
             .unwrap();
         assert_eq!(resp.status(), 200);
@@ -111,7 +123,10 @@ fn main() {
         .lines()
         .find_map(|l| l.strip_prefix("vm: boot stages: "))
         .unwrap_or("(not reported)");
-    println!("\nVM launch (TCG here), `secllama launch` to bridge ready: {:.1} s", booted.as_secs_f64());
+    println!(
+        "\nVM launch (TCG here), `secllama launch` to bridge ready: {:.1} s",
+        booted.as_secs_f64()
+    );
     println!("  boot stages from QEMU's start: {stages}");
     let state = dir.path().join("state");
     let m = dir.path().join("manifest.toml");
@@ -166,14 +181,29 @@ fn main() {
         measure(&addr).await
     });
 
-    println!("\n{:56} {:>9} {:>9} {:>10}", "sealed requests via bridge", "p50 ms", "p90 ms", "VM/process");
+    println!(
+        "\n{:56} {:>9} {:>9} {:>10}",
+        "sealed requests via bridge", "p50 ms", "p90 ms", "VM/process"
+    );
     for (name, p, v) in [
-        (format!("small generate, {SMALL} requests"), p_small, vm_small),
+        (
+            format!("small generate, {SMALL} requests"),
+            p_small,
+            vm_small,
+        ),
         (format!("10 MiB stream, {BIG} requests"), p_big, vm_big),
     ] {
         let (pa, pb) = p50_p90(p);
         let (va, vb) = p50_p90(v);
-        println!("{:56} {pa:>9.1} {pb:>9.1} {:>10}", format!("{name}: process mode (unix socket)"), "1.00x");
-        println!("{:56} {va:>9.1} {vb:>9.1} {:>9.2}x", format!("{name}: VM mode (vsock, TCG)"), va / pa);
+        println!(
+            "{:56} {pa:>9.1} {pb:>9.1} {:>10}",
+            format!("{name}: process mode (unix socket)"),
+            "1.00x"
+        );
+        println!(
+            "{:56} {va:>9.1} {vb:>9.1} {:>9.2}x",
+            format!("{name}: VM mode (vsock, TCG)"),
+            va / pa
+        );
     }
 }

@@ -212,9 +212,8 @@ pub fn start_agent(
     let _guard = rt.enter();
     let agent = std::sync::Arc::new(secllama_enclave::agent::Agent::start(&p.config, &p.base)?);
     let _ = std::fs::remove_file(&p.sock);
-    let listener = secllama_enclave::listener::Listener::Unix(tokio::net::UnixListener::bind(
-        &p.sock,
-    )?);
+    let listener =
+        secllama_enclave::listener::Listener::Unix(tokio::net::UnixListener::bind(&p.sock)?);
     let serving = rt.spawn(secllama_enclave::service::serve(agent.clone(), listener));
     Ok((agent, serving))
 }

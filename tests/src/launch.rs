@@ -221,10 +221,7 @@ pub fn launch_with_args(
         }
         seen.push(line);
     };
-    if !seen
-        .iter()
-        .any(|l| l.starts_with("enclave listening on "))
-    {
+    if !seen.iter().any(|l| l.starts_with("enclave listening on ")) {
         return Err(format!("launcher did not report the enclave: {seen:?}").into());
     }
     // Keep draining stdout so the launcher never blocks on it.

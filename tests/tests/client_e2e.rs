@@ -42,7 +42,10 @@ fn fixture() -> Fixture {
     let _guard = rt.enter();
     let agent = Arc::new(Agent::start(config, base).unwrap());
     let listener = tokio::net::UnixListener::bind(&p.sock).unwrap();
-    rt.spawn(serve(agent, secllama_enclave::listener::Listener::Unix(listener)));
+    rt.spawn(serve(
+        agent,
+        secllama_enclave::listener::Listener::Unix(listener),
+    ));
     drop(_guard);
     Fixture {
         rt,

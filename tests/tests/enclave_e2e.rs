@@ -91,7 +91,9 @@ fn fixture_with(supervised: bool) -> Fixture {
     };
     let p = prepare(runner, mode, &policy_for(PROMPT)).unwrap();
     let agent = Arc::new(Agent::start(&p.config, &p.base).unwrap());
-    let listener = secllama_enclave::listener::Listener::Unix(tokio::net::UnixListener::bind(&p.sock).unwrap());
+    let listener = secllama_enclave::listener::Listener::Unix(
+        tokio::net::UnixListener::bind(&p.sock).unwrap(),
+    );
     if supervised {
         let (tx, rx) = std::sync::mpsc::channel();
         tokio::spawn(run(
@@ -334,7 +336,9 @@ async fn an_abandoned_request_ends_the_runner_request() {
             .count()
     };
     let agent = Arc::new(Agent::start(&p.config, &p.base).unwrap());
-    let listener = secllama_enclave::listener::Listener::Unix(tokio::net::UnixListener::bind(&p.sock).unwrap());
+    let listener = secllama_enclave::listener::Listener::Unix(
+        tokio::net::UnixListener::bind(&p.sock).unwrap(),
+    );
     tokio::spawn(serve(agent, listener));
     let f = Fixture {
         sock: p.sock.clone(),

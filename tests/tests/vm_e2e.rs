@@ -10,6 +10,7 @@
 //! - `vm_model_disk_tampering_fails_closed`: a flipped byte in the model disk makes the guest's
 //!   reads fail (the agent cannot hash the model; no enclave starts);
 //! - `vm_real_model_answers`: `secllama-runner` with the SmolLM2 GGUF answers one dataset prompt.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test crate: a failed unwrap is a failed test
 
 use secllama_tests::enclave::{Reaped, policy_for};
 use secllama_tests::launch::{Lines, bin, free_port, launch_with_args, verify_generate};
@@ -139,7 +140,10 @@ fn vm_attest_seal_refuse_and_tamper() {
     let m = dir.path().join("manifest.toml");
     let predicted = manifest_for(&config, &state, &m);
     let manifest_text = std::fs::read_to_string(&m).unwrap();
-    assert!(manifest_text.contains("isolation = \"vm\""), "{manifest_text}");
+    assert!(
+        manifest_text.contains("isolation = \"vm\""),
+        "{manifest_text}"
+    );
     let a = attest(&url, &m);
     let report = text(&a.stdout);
     assert!(a.status.success(), "{report}{}", text(&a.stderr));
@@ -162,7 +166,11 @@ fn vm_attest_seal_refuse_and_tamper() {
         let g = verify_generate(&url, "tiny:latest", PROMPT, &m, extra).unwrap();
         assert!(g.status.success(), "{}", text(&g.stderr));
         assert_eq!(text(&g.stdout).trim(), want);
-        assert!(text(&g.stderr).contains("receipt: verified"), "{}", text(&g.stderr));
+        assert!(
+            text(&g.stderr).contains("receipt: verified"),
+            "{}",
+            text(&g.stderr)
+        );
     }
     let msgs = dir.path().join("messages.json");
     std::fs::write(
@@ -172,16 +180,27 @@ fn vm_attest_seal_refuse_and_tamper() {
     .unwrap();
     for stream in [false, true] {
         let mut c = Command::new(bin("secllama-verify").unwrap());
-        c.args(["generate", "--url", &url, "--model", "tiny:latest", "--manifest"])
-            .arg(&m)
-            .arg("--messages")
-            .arg(&msgs);
+        c.args([
+            "generate",
+            "--url",
+            &url,
+            "--model",
+            "tiny:latest",
+            "--manifest",
+        ])
+        .arg(&m)
+        .arg("--messages")
+        .arg(&msgs);
         if stream {
             c.arg("--stream");
         }
         let g = c.output().unwrap();
         assert!(g.status.success(), "{}", text(&g.stderr));
-        assert!(text(&g.stderr).contains("receipt: verified"), "{}", text(&g.stderr));
+        assert!(
+            text(&g.stderr).contains("receipt: verified"),
+            "{}",
+            text(&g.stderr)
+        );
     }
 
     // A prompt outside the dataset: refused by the policy, nothing answered.
@@ -206,7 +225,11 @@ fn vm_attest_seal_refuse_and_tamper() {
     assert_ne!(pcr_line(&p, 9), pcr_line(&predicted, 9));
     let a = attest(&url, &cm);
     assert!(!a.status.success());
-    assert!(text(&a.stdout).contains("PCR sha256:9: expected"), "{}", text(&a.stdout));
+    assert!(
+        text(&a.stdout).contains("PCR sha256:9: expected"),
+        "{}",
+        text(&a.stdout)
+    );
 
     let policy = changed.join("policy.json");
     let mut bytes = std::fs::read(&policy).unwrap();
@@ -217,7 +240,10 @@ fn vm_attest_seal_refuse_and_tamper() {
     let a = attest(&url, &cm);
     let r = text(&a.stdout);
     assert!(!a.status.success());
-    assert!(r.contains("PCR sha256:9: expected") && r.contains("policy: expected"), "{r}");
+    assert!(
+        r.contains("PCR sha256:9: expected") && r.contains("policy: expected"),
+        "{r}"
+    );
 
     std::fs::write(changed.join("model.gguf"), b"other weights").unwrap();
     let p3 = manifest_for(&changed_config, &state, &cm);
@@ -226,24 +252,30 @@ fn vm_attest_seal_refuse_and_tamper() {
     let kdir = dir.path().join("kernel");
     std::fs::create_dir_all(kdir.join("boot")).unwrap();
     let release = secllama_tests::vm::KERNEL_RELEASE;
-    let mut k = std::fs::read(kernel_dir().unwrap().join(format!("boot/vmlinuz-{release}"))).unwrap();
+    let mut k = std::fs::read(
+        kernel_dir()
+            .unwrap()
+            .join(format!("boot/vmlinuz-{release}")),
+    )
+    .unwrap();
     let n = k.len();
     k[n / 2] ^= 1;
     std::fs::write(kdir.join(format!("boot/vmlinuz-{release}")), k).unwrap();
     std::os::unix::fs::symlink(kernel_dir().unwrap().join("lib"), kdir.join("lib")).unwrap();
-    let c = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace(
-            &format!("kernel = {:?}", kernel_dir().unwrap().display().to_string()),
-            &format!("kernel = {:?}", kdir.display().to_string()),
-        );
+    let c = std::fs::read_to_string(&config).unwrap().replace(
+        &format!("kernel = {:?}", kernel_dir().unwrap().display().to_string()),
+        &format!("kernel = {:?}", kdir.display().to_string()),
+    );
     let kconfig = dir.path().join("art").join("kernel-config.toml");
     std::fs::write(&kconfig, c).unwrap();
     let km = dir.path().join("kernel.toml");
     let out = measure_vm(&kconfig, None, &km, None).unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_ne!(pcr_line(&text(&out.stdout), 4), pcr_line(&predicted, 4));
-    assert_eq!(pcr_line(&text(&out.stdout), 9).len(), pcr_line(&predicted, 9).len());
+    assert_eq!(
+        pcr_line(&text(&out.stdout), 9).len(),
+        pcr_line(&predicted, 9).len()
+    );
 
     // Hostile clients on the vsock path: stalled, truncated and garbage connections through the
     // bridge are dropped, and the enclave still attests afterwards.
@@ -286,7 +318,11 @@ fn vm_attest_seal_refuse_and_tamper() {
     while !left().trim().is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(left().trim().is_empty(), "left running after launcher {pid}: {}", left());
+    assert!(
+        left().trim().is_empty(),
+        "left running after launcher {pid}: {}",
+        left()
+    );
 }
 
 #[test]
@@ -317,13 +353,15 @@ fn vm_model_disk_tampering_fails_closed() {
         Ok((_l, out, _)) => panic!("a tampered model disk launched: {}", lines(&out)),
         Err(e) => e.to_string(),
     };
-    let serial =
-        std::fs::read_to_string(dir.path().join("state/serial.log")).unwrap_or_default();
+    let serial = std::fs::read_to_string(dir.path().join("state/serial.log")).unwrap_or_default();
     assert!(
         err.contains("the agent exited") || serial.contains("the agent exited"),
         "{err}\n{serial}"
     );
-    assert!(serial.contains("verity") && serial.contains("is corrupted"), "{serial}");
+    assert!(
+        serial.contains("verity") && serial.contains("is corrupted"),
+        "{serial}"
+    );
     assert!(serial.contains("Input/output error"), "{serial}");
     assert!(!serial.contains("listening on vsock"), "{serial}");
 }

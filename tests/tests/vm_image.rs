@@ -2,6 +2,7 @@
 //! reproducible (two builds in different folders, at different times, give the same bytes), its
 //! model disk verifies with `veritysetup verify` (a peer reading our parameters) and a flipped
 //! byte makes it fail, and `secllama measure vm` predicts from the same bytes.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test crate: a failed unwrap is a failed test
 
 use secllama_tests::launch::{bin, free_port};
 use secllama_tests::vm::VmEnclave;
@@ -14,7 +15,10 @@ fn text(b: &[u8]) -> String {
 
 fn build(config: &Path, out: &Path, epoch: Option<&str>) -> String {
     let mut c = Command::new(bin("secllama").unwrap());
-    c.args(["image", "build", "--config"]).arg(config).arg("--out").arg(out);
+    c.args(["image", "build", "--config"])
+        .arg(config)
+        .arg("--out")
+        .arg(out);
     match epoch {
         Some(e) => c.env("SOURCE_DATE_EPOCH", e),
         None => c.env_remove("SOURCE_DATE_EPOCH"),
@@ -65,12 +69,23 @@ fn image_builds_are_reproducible_and_the_model_disk_verifies() {
             "{f}"
         );
     }
-    for want in ["kernel ", "initrd ", "model ", "verity root ", "secllama.verity="] {
+    for want in [
+        "kernel ",
+        "initrd ",
+        "model ",
+        "verity root ",
+        "secllama.verity=",
+    ] {
         assert!(a.contains(want), "{want} not in {a}");
     }
     // SOURCE_DATE_EPOCH is every mtime: another epoch, another initramfs.
     let c = build(&config, &dir.path().join("c"), Some("1700000000"));
-    let initrd = |s: &str| s.lines().find(|l| l.starts_with("initrd")).unwrap().to_string();
+    let initrd = |s: &str| {
+        s.lines()
+            .find(|l| l.starts_with("initrd"))
+            .unwrap()
+            .to_string()
+    };
     assert_ne!(initrd(&a), initrd(&c));
     // GNU cpio reads the archive: owners root, every mtime the epoch.
     let list = Command::new("sh")
@@ -82,8 +97,14 @@ fn image_builds_are_reproducible_and_the_model_disk_verifies() {
         .output()
         .unwrap();
     let l = text(&list.stdout);
-    assert!(l.contains(" init\n") || l.lines().any(|x| x.ends_with(" init")), "{l}");
-    assert!(l.lines().all(|x| x.contains("root") && x.contains("2023")), "{l}");
+    assert!(
+        l.contains(" init\n") || l.lines().any(|x| x.ends_with(" init")),
+        "{l}"
+    );
+    assert!(
+        l.lines().all(|x| x.contains("root") && x.contains("2023")),
+        "{l}"
+    );
 
     // veritysetup verifies the disk with the parameters on the command line; a flipped byte fails.
     let cmdline = std::fs::read_to_string(dir.path().join("a/cmdline")).unwrap();
@@ -162,7 +183,10 @@ fn snp_launch_digest_of_the_image_equals_sev_snp_measure_and_launch_refuses_here
         .unwrap()
         .to_string();
     let manifest = std::fs::read_to_string(&m).unwrap();
-    assert!(manifest.contains(&ours) && manifest.contains("snp = true"), "{manifest}");
+    assert!(
+        manifest.contains(&ours) && manifest.contains("snp = true"),
+        "{manifest}"
+    );
 
     let image = dir.path().join("img");
     build(&config, &image, None);
@@ -170,7 +194,15 @@ fn snp_launch_digest_of_the_image_equals_sev_snp_measure_and_launch_refuses_here
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv"));
     let peer = Command::new(venv.join("bin/sev-snp-measure"))
-        .args(["--mode", "snp", "--vcpus", "1", "--vcpu-type", "EPYC-Milan", "--ovmf"])
+        .args([
+            "--mode",
+            "snp",
+            "--vcpus",
+            "1",
+            "--vcpu-type",
+            "EPYC-Milan",
+            "--ovmf",
+        ])
         .arg(&ovmf)
         .arg("--kernel")
         .arg(image.join("vmlinuz"))

@@ -149,7 +149,11 @@ fn header(name: &str, data_size: usize) -> std::io::Result<DmIoctl> {
 
 /// Runs one ioctl on `/dev/mapper/control` with `buf` (a `DmIoctl` header then its data);
 /// returns the header the kernel wrote back.
-fn dm_ioctl(control: &std::fs::File, cmd: libc::c_ulong, buf: &mut [u8]) -> std::io::Result<DmIoctl> {
+fn dm_ioctl(
+    control: &std::fs::File,
+    cmd: libc::c_ulong,
+    buf: &mut [u8],
+) -> std::io::Result<DmIoctl> {
     if buf.len() < HEADER {
         return Err(std::io::Error::other("device-mapper buffer too short"));
     }
@@ -182,10 +186,7 @@ pub fn open_verity(name: &str, device: &str, p: &VerityParams) -> std::io::Resul
     let created = dm_ioctl(&control, DM_DEV_CREATE, &mut buf)?;
 
     let params = p.table(device);
-    let params = params
-        .strip_prefix("verity ")
-        .unwrap_or(&params)
-        .as_bytes();
+    let params = params.strip_prefix("verity ").unwrap_or(&params).as_bytes();
     let mut target = DmTargetSpec {
         sector_start: 0,
         length: p.data_blocks * (BLOCK / 512),
@@ -195,7 +196,8 @@ pub fn open_verity(name: &str, device: &str, p: &VerityParams) -> std::io::Resul
     };
     target.target_type[..6].copy_from_slice(b"verity");
     // Header, target spec, parameters with their NUL, padded to 8 bytes.
-    let total = (HEADER + std::mem::size_of::<DmTargetSpec>() + params.len() + 1).next_multiple_of(8);
+    let total =
+        (HEADER + std::mem::size_of::<DmTargetSpec>() + params.len() + 1).next_multiple_of(8);
     let mut h = header(name, total)?;
     h.target_count = 1;
     h.flags = DM_READONLY_FLAG;

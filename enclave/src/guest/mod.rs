@@ -156,7 +156,10 @@ pub fn run() -> anyhow::Result<()> {
     })?);
     let (config, _base) = Config::load(&config_path)?;
     let s = &config.sandbox;
-    let (agent_ids, runner_ids) = ((s.host_uid, s.host_gid), (s.runner_host_uid, s.runner_host_gid));
+    let (agent_ids, runner_ids) = (
+        (s.host_uid, s.host_gid),
+        (s.runner_host_uid, s.runner_host_gid),
+    );
     give(Path::new("/tmp"), runner_ids.0, runner_ids.1, 0o711)?;
 
     stage("modules");
@@ -241,10 +244,7 @@ pub fn run() -> anyhow::Result<()> {
         .arg("--config")
         .arg(&config_path)
         .env_clear()
-        .env(
-            crate::handoff::RUNNER_DIR_FD,
-            tmp.as_raw_fd().to_string(),
-        )
+        .env(crate::handoff::RUNNER_DIR_FD, tmp.as_raw_fd().to_string())
         .uid(agent_ids.0)
         .gid(agent_ids.1)
         .current_dir("/")

@@ -51,7 +51,11 @@ pub fn interfaces() -> std::io::Result<Vec<String>> {
 /// The route lookup for `addr`: `Err` with the error (`ENETUNREACH` when there is no route), `Ok`
 /// with the local address the kernel would use. Sends no packet.
 pub fn route_to(addr: std::net::SocketAddr) -> std::io::Result<std::net::SocketAddr> {
-    let local = if addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
+    let local = if addr.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
+    };
     let s = std::net::UdpSocket::bind(local)?;
     s.connect(addr)?;
     s.local_addr()

@@ -20,7 +20,9 @@ pub const REPORT_DATA_LEN: usize = 64;
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
     /// No such interface in this guest.
-    #[error("attestation report: expected {expected}, found none (not a confidential guest, or a kernel without it)")]
+    #[error(
+        "attestation report: expected {expected}, found none (not a confidential guest, or a kernel without it)"
+    )]
     Unavailable {
         /// What was looked for.
         expected: String,
@@ -104,16 +106,18 @@ impl PlatformReport for ConfigfsTsm {
         };
         let mut nonce = [0u8; 8];
         getrandom_bytes(&mut nonce);
-        let dir = self
-            .root
-            .join(format!("secllama-{}-{}", std::process::id(), hex::encode(nonce)));
+        let dir = self.root.join(format!(
+            "secllama-{}-{}",
+            std::process::id(),
+            hex::encode(nonce)
+        ));
         std::fs::create_dir(&dir).map_err(io("creating", &dir))?;
         let result = (|| {
             let inblob = dir.join("inblob");
             std::fs::write(&inblob, report_data).map_err(io("writing", &inblob))?;
             let provider_file = dir.join("provider");
-            let provider = std::fs::read_to_string(&provider_file)
-                .map_err(io("reading", &provider_file))?;
+            let provider =
+                std::fs::read_to_string(&provider_file).map_err(io("reading", &provider_file))?;
             if provider.trim() != self.provider {
                 return Err(ReportError::Provider {
                     expected: self.provider.clone(),

@@ -112,6 +112,10 @@ mod tests {
             libc::waitpid(pid, &mut status, 0)
         };
         assert!(libc::WIFEXITED(status));
-        assert_eq!(libc::WEXITSTATUS(status), 0, "a denied family allowed, or loopback refused");
+        assert_eq!(
+            libc::WEXITSTATUS(status),
+            0,
+            "a denied family allowed, or loopback refused"
+        );
     }
 }

@@ -53,10 +53,11 @@ impl Built {
         let initrd = dir.join("initrd.img");
         let cmdline = std::fs::read_to_string(dir.join("cmdline"))
             .with_context(|| format!("reading {}/cmdline", dir.display()))?;
-        let verity = secllama_enclave::guest::param(&cmdline, secllama_enclave::guest::dm::VERITY_PARAM)
-            .map(secllama_enclave::guest::dm::VerityParams::from_param)
-            .transpose()
-            .map_err(|e| anyhow::anyhow!("{}/cmdline: expected {e}", dir.display()))?;
+        let verity =
+            secllama_enclave::guest::param(&cmdline, secllama_enclave::guest::dm::VERITY_PARAM)
+                .map(secllama_enclave::guest::dm::VerityParams::from_param)
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("{}/cmdline: expected {e}", dir.display()))?;
         let disk = dir.join("model.img");
         let model_disk = match verity {
             Some(p) => {
@@ -130,8 +131,8 @@ impl Tree {
         let mut hops = 0;
         for comp in path.components().skip(1) {
             let next = cur.join(comp);
-            let md = std::fs::symlink_metadata(&next)
-                .with_context(|| format!("{}", next.display()))?;
+            let md =
+                std::fs::symlink_metadata(&next).with_context(|| format!("{}", next.display()))?;
             if md.file_type().is_symlink() {
                 hops += 1;
                 ensure!(hops < 40, "{}: too many symlinks", path.display());
@@ -186,7 +187,10 @@ fn sha256_file(p: &Path) -> anyhow::Result<[u8; 32]> {
 }
 
 /// The kernel command line for `config_path` (absolute, as in the image) and the model disk.
-pub fn cmdline(config_path: &Path, verity: Option<&secllama_enclave::guest::dm::VerityParams>) -> String {
+pub fn cmdline(
+    config_path: &Path,
+    verity: Option<&secllama_enclave::guest::dm::VerityParams>,
+) -> String {
     let mut c = format!(
         "console={CONSOLE} panic=-1 quiet {}={}",
         secllama_enclave::guest::CONFIG_PARAM,
@@ -231,7 +235,9 @@ pub fn build(config_arg: &Path, out: &Path, mtime: u32) -> anyhow::Result<Built>
          (scripts/setup.sh fetches linux-image-6.1.0-57-amd64), found none"
     );
     let kdir = abs(&vm.kernel);
-    let vmlinuz = kdir.join("boot").join(format!("vmlinuz-{}", vm.kernel_version));
+    let vmlinuz = kdir
+        .join("boot")
+        .join(format!("vmlinuz-{}", vm.kernel_version));
     let modules_dir = kdir.join("lib/modules").join(&vm.kernel_version);
     ensure!(
         vmlinuz.is_file() && modules_dir.is_dir(),

@@ -40,9 +40,12 @@ pub fn index(dir: &Path) -> anyhow::Result<BTreeMap<String, PathBuf>> {
 /// Not an ELF object, no `.modinfo` section, or no `depends=` entry.
 pub fn depends(ko: &[u8], what: &Path) -> anyhow::Result<Vec<String>> {
     let file = object::File::parse(ko).with_context(|| format!("{}: not ELF", what.display()))?;
-    let section = file
-        .section_by_name(".modinfo")
-        .with_context(|| format!("{}: expected a .modinfo section, found none", what.display()))?;
+    let section = file.section_by_name(".modinfo").with_context(|| {
+        format!(
+            "{}: expected a .modinfo section, found none",
+            what.display()
+        )
+    })?;
     let data = section.data()?;
     for entry in data.split(|b| *b == 0) {
         if let Some(list) = entry.strip_prefix(b"depends=") {

@@ -38,8 +38,15 @@ fn run(cmd: &mut Command, what: &str) -> anyhow::Result<String> {
 ///
 /// # Errors
 /// Two models with one name, a tool missing or failing, or an unexpected `veritysetup` output.
-pub fn build_model_disk(models: &[PathBuf], out: &Path, mtime: u32) -> anyhow::Result<VerityParams> {
-    ensure!(!models.is_empty(), "the model disk needs at least one model file");
+pub fn build_model_disk(
+    models: &[PathBuf],
+    out: &Path,
+    mtime: u32,
+) -> anyhow::Result<VerityParams> {
+    ensure!(
+        !models.is_empty(),
+        "the model disk needs at least one model file"
+    );
     let mut names = BTreeSet::new();
     for m in models {
         let name = m
@@ -62,8 +69,17 @@ pub fn build_model_disk(models: &[PathBuf], out: &Path, mtime: u32) -> anyhow::R
     cmd.args(models)
         .arg(out)
         .args([
-            "-noappend", "-no-xattrs", "-all-root", "-noI", "-noD", "-noF", "-noX",
-            "-no-fragments", "-no-exports", "-quiet", "-no-progress",
+            "-noappend",
+            "-no-xattrs",
+            "-all-root",
+            "-noI",
+            "-noD",
+            "-noF",
+            "-noX",
+            "-no-fragments",
+            "-no-exports",
+            "-quiet",
+            "-no-progress",
         ])
         .args(["-mkfs-time", &t, "-all-time", &t])
         .env_remove("SOURCE_DATE_EPOCH");
@@ -99,7 +115,9 @@ pub fn build_model_disk(models: &[PathBuf], out: &Path, mtime: u32) -> anyhow::R
     let root: [u8; 32] = hex::decode(root)
         .ok()
         .and_then(|r| r.try_into().ok())
-        .with_context(|| format!("veritysetup format: root hash {root:?} is not 32 bytes of hex"))?;
+        .with_context(|| {
+            format!("veritysetup format: root hash {root:?} is not 32 bytes of hex")
+        })?;
     Ok(VerityParams {
         data_blocks,
         hash_start_block: hash_offset / BLOCK,

@@ -78,8 +78,20 @@ pub fn kvm_usable(qemu: &Path) -> bool {
     }
     let Ok(mut probe) = Command::new(qemu)
         .args([
-            "-machine", "q35,accel=kvm", "-cpu", "host", "-nodefaults", "-display", "none", "-S",
-            "-monitor", "none", "-serial", "none", "-nic", "none",
+            "-machine",
+            "q35,accel=kvm",
+            "-cpu",
+            "host",
+            "-nodefaults",
+            "-display",
+            "none",
+            "-S",
+            "-monitor",
+            "none",
+            "-serial",
+            "none",
+            "-nic",
+            "none",
         ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -198,7 +210,10 @@ fn start_swtpm(state: &Path) -> anyhow::Result<(Child, PathBuf)> {
             .arg("--ctrl")
             .arg(format!("type=unixio,path={},mode=0600", ctrl.display()))
             .arg("--log")
-            .arg(format!("file={},level=1", state.join("swtpm.log").display()))
+            .arg(format!(
+                "file={},level=1",
+                state.join("swtpm.log").display()
+            ))
             .stdin(Stdio::null()),
         "swtpm",
     )?;
@@ -443,7 +458,9 @@ impl Vm {
     /// The last boot stage seen ("qemu" until the firmware and kernel hand over to the init).
     pub fn stage(&self) -> String {
         match self.stages.last() {
-            Some((s, _)) if s == "qemu" => "firmware/kernel (no output from secllama-init yet)".into(),
+            Some((s, _)) if s == "qemu" => {
+                "firmware/kernel (no output from secllama-init yet)".into()
+            }
             Some((s, _)) => s.clone(),
             None => "qemu".into(),
         }
@@ -477,7 +494,10 @@ impl super::Running for Vm {
                 self.serial_log.display()
             )));
         }
-        for (child, what) in [(&mut self.vsock, "vsock backend"), (&mut self.swtpm, "swtpm")] {
+        for (child, what) in [
+            (&mut self.vsock, "vsock backend"),
+            (&mut self.swtpm, "swtpm"),
+        ] {
             if let Some(s) = child.try_wait()? {
                 return Ok(Some(format!("the {what} exited ({s})")));
             }

@@ -26,8 +26,12 @@ fn u32_at(b: &[u8], at: usize) -> Result<u32, PeError> {
 }
 
 fn range(b: &[u8], from: usize, to: usize) -> Result<&[u8], PeError> {
-    b.get(from..to)
-        .ok_or_else(|| PeError(format!("bytes {from}..{to} are outside the {}-byte file", b.len())))
+    b.get(from..to).ok_or_else(|| {
+        PeError(format!(
+            "bytes {from}..{to} are outside the {}-byte file",
+            b.len()
+        ))
+    })
 }
 
 /// The Authenticode digest of `image` in `bank`.

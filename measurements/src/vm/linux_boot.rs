@@ -51,14 +51,14 @@ pub fn patch_setup_header(
         )));
     }
     const XLF_CAN_BE_LOADED_ABOVE_4G: u16 = 1 << 1;
-    let mut initrd_max: u64 = if protocol >= 0x20c && u16_at(&k, 0x236) & XLF_CAN_BE_LOADED_ABOVE_4G != 0
-    {
-        u64::from(u32::MAX)
-    } else if protocol >= 0x203 {
-        u64::from(u32_at(&k, 0x22c))
-    } else {
-        0x37ff_ffff
-    };
+    let mut initrd_max: u64 =
+        if protocol >= 0x20c && u16_at(&k, 0x236) & XLF_CAN_BE_LOADED_ABOVE_4G != 0 {
+            u64::from(u32::MAX)
+        } else if protocol >= 0x203 {
+            u64::from(u32_at(&k, 0x22c))
+        } else {
+            0x37ff_ffff
+        };
     let below_4g = q35_below_4g(memory_mib << 20);
     if initrd_max >= below_4g - ACPI_DATA_SIZE {
         initrd_max = below_4g - ACPI_DATA_SIZE - 1;

@@ -53,11 +53,8 @@ pub enum VmError {
 /// # Errors
 /// The kernel is not a bzImage with a PE header.
 pub fn events(boot: &Boot<'_>, bank: Bank) -> Result<Vec<(u32, Vec<u8>)>, VmError> {
-    let patched = linux_boot::patch_setup_header(
-        boot.kernel,
-        boot.memory_mib,
-        boot.initrd.len() as u64,
-    )?;
+    let patched =
+        linux_boot::patch_setup_header(boot.kernel, boot.memory_mib, boot.initrd.len() as u64)?;
     let load_options: Vec<u8> = format!("{}{INITRD_SUFFIX}\0", boot.cmdline)
         .encode_utf16()
         .flat_map(u16::to_le_bytes)
@@ -80,9 +77,7 @@ pub fn predict(boot: &Boot<'_>, banks: &[Bank]) -> Result<PcrValues, VmError> {
     for bank in banks {
         let values = out.entry(*bank).or_default();
         for (pcr, digest) in events(boot, *bank)? {
-            let v = values
-                .entry(pcr)
-                .or_insert_with(|| vec![0u8; bank.size()]);
+            let v = values.entry(pcr).or_insert_with(|| vec![0u8; bank.size()]);
             *v = bank.hash(&[v, &digest]);
         }
     }
@@ -99,9 +94,7 @@ pub fn firmware_pcrs(golden: &EventLog, banks: &[Bank]) -> PcrValues {
         .map(|(b, m)| {
             (
                 b,
-                m.into_iter()
-                    .filter(|(i, _)| *i <= 7 && *i != 4)
-                    .collect(),
+                m.into_iter().filter(|(i, _)| *i <= 7 && *i != 4).collect(),
             )
         })
         .collect()

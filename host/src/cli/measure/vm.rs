@@ -92,11 +92,10 @@ pub fn snp_digest(config: &std::path::Path) -> anyhow::Result<String> {
     let dir = tempfile::tempdir()?;
     let mtime = crate::cli::image::build::source_date_epoch()?;
     let built = crate::image::build::build(config, dir.path(), mtime)?;
-    let vcpu_type = c
-        .vm
-        .snp_vcpu_type
-        .parse()
-        .map_err(|e| anyhow::anyhow!("[vm] snp_vcpu_type: {e}"))?;
+    let vcpu_type =
+        c.vm.snp_vcpu_type
+            .parse()
+            .map_err(|e| anyhow::anyhow!("[vm] snp_vcpu_type: {e}"))?;
     let ovmf = if c.vm.snp_ovmf.is_absolute() {
         c.vm.snp_ovmf.clone()
     } else {
