@@ -380,6 +380,14 @@ impl Vm {
         let start = Instant::now();
         let mut seen = 0usize;
         let listening = format!("listening on vsock:{}", self.port);
+        // On a terminal, a spinner line with the stage and the time (cleared before each line).
+        let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let mut frame = 0usize;
+        let clear = |log: &mut dyn Write| {
+            if tty {
+                let _ = write!(log, "\r\x1b[2K");
+            }
+        };
         loop {
             let text = std::fs::read(&self.serial_log).unwrap_or_default();
             let text = String::from_utf8_lossy(&text).into_owned();
@@ -391,6 +399,7 @@ impl Vm {
                 let line = line
                     .find("secllama-init: ")
                     .map_or(line, |i| line.get(i..).unwrap_or(line));
+                clear(log);
                 if let Some(h) = line.strip_prefix(secllama_enclave::guest::FIRMWARE_LOG_LINE) {
                     let bytes = hex::decode(h.trim())
                         .context("the guest's firmware log line is not hex")?;
@@ -427,7 +436,20 @@ impl Vm {
                 }
             }
             seen = complete;
+            if tty {
+                const FRAMES: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
+                frame = (frame + 1) % FRAMES.len();
+                let _ = write!(
+                    log,
+                    "\r\x1b[2K{} booting the VM: {} ({:.0} s)",
+                    FRAMES[frame],
+                    self.stage(),
+                    start.elapsed().as_secs_f64()
+                );
+                let _ = log.flush();
+            }
             if let Some(st) = self.qemu.try_wait()? {
+                clear(log);
                 let mut err = String::new();
                 if let Some(mut e) = self.qemu.stderr.take() {
                     use std::io::Read;
@@ -442,6 +464,7 @@ impl Vm {
                 );
             }
             if start.elapsed() > timeout {
+                clear(log);
                 bail!(
                     "the guest did not start its agent within {} s ([vm] boot_timeout_secs); it \
                      reached stage {}\n--- console ({}) ---\n{}",
