@@ -240,13 +240,13 @@ banks = ["sha256"]
 TOML
 "$secllama" measure libraries --config "$work/vm/config.toml" >> "$work/vm/config.toml"
 "$secllama" launch --config "$work/vm/config.toml" --listen 127.0.0.1:0 > "$work/vm-launch.out" \
-  2> >(grep --line-buffered -E "^(vm:|guest: secllama-init: stage|guest: listening)" >&2) &
+  2> >(tee "$work/vm-launch.err" | grep --line-buffered -E "^(vm:|guest: secllama-init: stage|guest: listening)" >&2) &
 launcher_pid=$!
 bridge=""
 for _ in $(seq 6000); do
   bridge=$(sed -n 's/^bridge listening on //p' "$work/vm-launch.out")
   [ -n "$bridge" ] && break
-  kill -0 "$launcher_pid" 2>/dev/null || { cat "$work/vm-launch.out"; echo "demo: the VM launch failed"; exit 1; }
+  kill -0 "$launcher_pid" 2>/dev/null || { cat "$work/vm-launch.out"; grep -v "firmware log" "$work/vm-launch.err" | tail -n 30; echo "demo: the VM launch failed"; exit 1; }
   sleep 0.1
 done
 [ -n "$bridge" ] || { echo "demo: the VM did not become ready"; exit 1; }

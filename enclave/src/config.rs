@@ -301,12 +301,40 @@ impl Config {
                 ),
             ));
         }
-        if c.launch.isolation == secllama_measurements::launch::Isolation::Vm
-            && ![4, 9, KEYS_PCR].iter().all(|p| c.quote_pcrs.contains(p))
+        let vm = c.launch.isolation == secllama_measurements::launch::Isolation::Vm;
+        if vm && !(0..=9).chain([KEYS_PCR]).all(|p| c.quote_pcrs.contains(&p)) {
+            return Err(err(
+                "quote_pcrs with 0-9 and 23 in VM mode (firmware, kernel, command line and \
+                 initramfs, the key binding: docs/vm.md)",
+                format!("{:?}", c.quote_pcrs),
+            ));
+        }
+        let vsock = c.listener.starts_with("vsock:");
+        if vsock != vm {
+            return Err(err(
+                "listener vsock:PORT exactly when [launch] isolation = \"vm\" (AF_VSOCK is \
+                 opened only inside a guest; process mode listens on unix:PATH)",
+                format!(
+                    "{} with isolation {}",
+                    c.listener,
+                    c.launch.isolation.as_str()
+                ),
+            ));
+        }
+        let v = &c.vm;
+        if !(256..=1 << 20).contains(&v.memory_mib)
+            || !(1..=64).contains(&v.vcpus)
+            || v.cid < 3
+            || v.cid == u32::MAX
+            || v.boot_timeout_secs == 0
         {
             return Err(err(
-                "quote_pcrs with 4, 9 and 23 in VM mode (the kernel, the command line and                  initramfs, the key binding; docs/vm.md suggests 0-9 and 23)",
-                format!("{:?}", c.quote_pcrs),
+                "[vm] memory_mib 256..=1048576, vcpus 1..=64, cid 3..=4294967294 and \
+                 boot_timeout_secs > 0",
+                format!(
+                    "memory_mib {}, vcpus {}, cid {}, boot_timeout_secs {}",
+                    v.memory_mib, v.vcpus, v.cid, v.boot_timeout_secs
+                ),
             ));
         }
         if let Err(expected) = crate::listener::ListenerAddr::parse(&c.listener) {

@@ -26,9 +26,18 @@ use std::time::Duration;
 /// The folder of the relay socket inside the runner's sandbox (its private tmpfs).
 pub const SOCKET_DIR: &str = "/tmp";
 
-/// The relay socket's path inside the runner's sandbox.
+/// Environment variable naming another folder for the relay socket (absolute path): inside a
+/// VM guest the init gives the runner its own tmpfs at `/run/secllama-runner` rather than `/tmp`.
+pub const SOCKET_DIR_ENV: &str = "SECLLAMA_RUNNER_SOCKET_DIR";
+
+/// The relay socket's path: in [`SOCKET_DIR_ENV`]'s folder when that is an absolute path, else in
+/// [`SOCKET_DIR`].
 pub fn socket_path() -> PathBuf {
-    Path::new(SOCKET_DIR).join(RUNNER_SOCKET)
+    let dir = std::env::var_os(SOCKET_DIR_ENV)
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .unwrap_or_else(|| PathBuf::from(SOCKET_DIR));
+    dir.join(RUNNER_SOCKET)
 }
 
 /// Accept errors that pass once connections in flight end.

@@ -114,8 +114,8 @@ impl VmEnclave {
     }
 }
 
-/// `secllama measure vm --config C [--golden-log G] --manifest OUT [--ak-public AK]`; returns
-/// its output.
+/// `secllama measure vm --config C (--golden-log G | --unpinned-firmware) --manifest OUT
+/// [--ak-public AK]`; returns its output.
 pub fn measure_vm(
     config: &Path,
     golden: Option<&Path>,
@@ -124,9 +124,10 @@ pub fn measure_vm(
 ) -> Result<std::process::Output, PrepareError> {
     let mut c = Command::new(bin("secllama")?);
     c.args(["measure", "vm", "--config"]).arg(config);
-    if let Some(g) = golden {
-        c.arg("--golden-log").arg(g);
-    }
+    match golden {
+        Some(g) => c.arg("--golden-log").arg(g),
+        None => c.arg("--unpinned-firmware"),
+    };
     c.arg("--manifest").arg(manifest);
     if let Some(a) = ak {
         c.arg("--ak-public").arg(a);

@@ -153,6 +153,20 @@ fn image_builds_are_reproducible_and_the_model_disk_verifies() {
     let p = m("m1.toml");
     assert_eq!(p, m("m2.toml"));
     assert_eq!(p.len(), 2, "{p:?}");
+    // A manifest without the firmware's PCRs only when asked for.
+    let o = Command::new(bin("secllama").unwrap())
+        .args(["measure", "vm", "--config"])
+        .arg(&config)
+        .arg("--manifest")
+        .arg(dir.path().join("m3.toml"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("--golden-log"),
+        "{}",
+        text(&o.stderr)
+    );
 }
 
 /// `[vm] confidential = "sev-snp"`: `secllama measure vm` gives the SEV-SNP launch digest of

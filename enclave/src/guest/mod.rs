@@ -7,7 +7,7 @@
 //! Stages, each announced on the console as `secllama-init: stage <name>` (the launcher's
 //! progress display and boot-timeout message read them from the serial log):
 //! 1. `mounts`: `/proc`, `/sys`, `/dev` (devtmpfs), `/sys/kernel/security`, `/run` and the
-//!    runner's `/tmp` (tmpfs, mode 0711, owned by the runner);
+//!    runner's [`RUNNER_DIR`] (tmpfs, mode 0711, owned by the runner);
 //! 2. `modules`: [`kmod::MODULE_DIR`] in order;
 //! 3. `network`: `lo` up; the isolation probe ([`net::probe`]) is printed as
 //!    `secllama-init: isolation …` and a guest with any other interface or route stops here;
@@ -21,6 +21,7 @@
 //! The config is named on the kernel command line (`secllama.config=PATH`), so it is measured
 //! twice over: in the initramfs and in the command line.
 
+pub mod console;
 pub mod dm;
 pub mod kmod;
 pub mod net;
@@ -43,6 +44,14 @@ pub const FIRMWARE_LOG_LINE: &str = "secllama-init: firmware log ";
 
 /// The TPM device the agent uses (the kernel's resource manager).
 pub const TPM_DEVICE: &str = "/dev/tpmrm0";
+
+/// The runner's own folder (tmpfs, 0711, the runner's): its relay socket, which the agent
+/// reaches through a descriptor. Not `/tmp`: the image keeps artifacts at their host paths, which
+/// may be under `/tmp`.
+pub const RUNNER_DIR: &str = "/run/secllama-runner";
+
+/// Folders the init mounts over: artifacts cannot live there.
+pub const MOUNT_POINTS: [&str; 5] = ["/proc", "/sys", "/dev", "/run", "/secllama"];
 
 /// Where the model disk is mounted in the guest.
 pub const MODEL_MOUNT: &str = "/secllama/model";
@@ -128,7 +137,7 @@ fn mounts(runner: (u32, u32)) -> anyhow::Result<()> {
         "mode=0711,size=64m,uid={},gid={}",
         runner.0, runner.1
     ))?;
-    mount("tmpfs", "/tmp", "tmpfs", Some(&tmp))?;
+    mount("tmpfs", RUNNER_DIR, "tmpfs", Some(&tmp))?;
     Ok(())
 }
 
@@ -147,8 +156,8 @@ fn give(path: &Path, uid: u32, gid: u32, mode: u32) -> anyhow::Result<()> {
 /// The stage that failed and why.
 pub fn run() -> anyhow::Result<()> {
     stage("mounts");
-    // The ids come from the config, named on the command line, read once /proc is mounted: /tmp
-    // is mounted root-owned and given to the runner then.
+    // The ids come from the config, named on the command line, read once /proc is mounted: the
+    // runner's folder is mounted root-owned and given to the runner then.
     mounts((0, 0))?;
     let cmdline = std::fs::read_to_string("/proc/cmdline").context("reading /proc/cmdline")?;
     let config_path = PathBuf::from(param(&cmdline, CONFIG_PARAM).with_context(|| {
@@ -160,10 +169,12 @@ pub fn run() -> anyhow::Result<()> {
         (s.host_uid, s.host_gid),
         (s.runner_host_uid, s.runner_host_gid),
     );
-    give(Path::new("/tmp"), runner_ids.0, runner_ids.1, 0o711)?;
+    give(Path::new(RUNNER_DIR), runner_ids.0, runner_ids.1, 0o711)?;
 
     stage("modules");
-    for m in kmod::in_order(Path::new(kmod::MODULE_DIR)).unwrap_or_default() {
+    let modules = kmod::in_order(Path::new(kmod::MODULE_DIR))
+        .with_context(|| format!("reading the modules folder {}", kmod::MODULE_DIR))?;
+    for m in modules {
         kmod::load(&m)?;
     }
 
@@ -210,6 +221,9 @@ pub fn run() -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", config.event_log.display()))?;
     give(&config.event_log, agent_ids.0, agent_ids.1, 0o600)?;
 
+    // The policy (its evaluation dataset) is the agent's alone, as in process mode.
+    give(&config.policy, agent_ids.0, agent_ids.1, 0o400)?;
+
     let agent_bin = std::fs::canonicalize(&config.launch.agent)
         .with_context(|| format!("[launch] agent {}", config.launch.agent.display()))?;
     stage("runner");
@@ -221,24 +235,47 @@ pub fn run() -> anyhow::Result<()> {
     unsafe {
         runner.pre_exec(move || seccomp::install(&filter));
     }
+    // Never the console: the runner's output is relayed, prefixed and escaped (console.rs), or
+    // dropped in SEV-SNP mode where the host must not read it.
+    let snp = config.vm.confidential == crate::config::Confidential::SevSnp;
+    let out = if snp {
+        std::process::Stdio::null()
+    } else {
+        std::process::Stdio::piped()
+    };
+    let err = if snp {
+        std::process::Stdio::null()
+    } else {
+        std::process::Stdio::piped()
+    };
     let mut runner = runner
         .arg("runner-init")
         .arg("--config")
         .arg(&config_path)
         .env_clear()
+        .env(crate::runner_init::SOCKET_DIR_ENV, RUNNER_DIR)
         .uid(runner_ids.0)
         .gid(runner_ids.1)
         .current_dir("/")
+        .stdin(std::process::Stdio::null())
+        .stdout(out)
+        .stderr(err)
         .spawn()
         .context("starting secllama-enclave runner-init")?;
+    if let Some(o) = runner.stdout.take() {
+        std::thread::spawn(move || console::relay(o, std::io::stdout()));
+    }
+    if let Some(e) = runner.stderr.take() {
+        std::thread::spawn(move || console::relay(e, std::io::stdout()));
+    }
 
     stage("agent");
     let tmp = rustix::fs::open(
-        "/tmp",
+        RUNNER_DIR,
         rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY,
         rustix::fs::Mode::empty(),
     )
-    .context("opening /tmp for the agent")?;
+    .context("opening the runner's folder for the agent")?;
     use std::os::fd::AsRawFd;
     let mut agent = std::process::Command::new(&agent_bin)
         .arg("--config")

@@ -6,7 +6,8 @@
 //! - `socket()` and `socketpair()` for `AF_VSOCK`, `AF_PACKET` and `AF_NETLINK`;
 //! - `io_uring_setup` (its `IORING_OP_SOCKET` would bypass the `socket()` rule);
 //!
-//! and kills the process on a foreign system-call ABI (i386 `socketcall`, x32). The agent, which
+//! (also by their x32 numbers) and kills the process on a foreign architecture (i386
+//! `socketcall`). The agent, which
 //! must listen on vsock, is not filtered. Process mode has the full allow-list of the host's
 //! sandbox; this is the guest's narrower rule for the one channel the guest adds.
 
@@ -41,13 +42,15 @@ pub fn runner_filter() -> Result<BpfProgram, String> {
             })
             .collect()
     };
-    let rules = [
-        (libc::SYS_socket, family_rules(0)?),
-        (libc::SYS_socketpair, family_rules(0)?),
-        (libc::SYS_io_uring_setup, vec![]),
-    ]
-    .into_iter()
-    .collect();
+    // x32 system calls carry the x86_64 audit architecture with bit 30 set in the number: the
+    // same rules for those numbers (a kernel with x32 enabled would otherwise let them through).
+    const X32: i64 = 0x4000_0000;
+    let mut rules = std::collections::BTreeMap::new();
+    for base in [0, X32] {
+        rules.insert(base + libc::SYS_socket, family_rules(0)?);
+        rules.insert(base + libc::SYS_socketpair, family_rules(0)?);
+        rules.insert(base + libc::SYS_io_uring_setup, vec![]);
+    }
     let filter = SeccompFilter::new(
         rules,
         SeccompAction::Allow,

@@ -112,6 +112,14 @@ impl Tree {
     }
 
     fn file(&mut self, host: &Path, at: &Path) -> anyhow::Result<()> {
+        for m in secllama_enclave::guest::MOUNT_POINTS {
+            ensure!(
+                !at.starts_with(m),
+                "{}: the guest's init mounts over {m}, which would hide this artifact; keep the \
+                 launch's files elsewhere",
+                at.display()
+            );
+        }
         let bytes = std::fs::read(host).with_context(|| format!("reading {}", host.display()))?;
         let mode = std::fs::metadata(host)?.permissions().mode();
         // Executables stay executable; nothing is writable or set-id in the image.
@@ -250,6 +258,41 @@ pub fn build(config_arg: &Path, out: &Path, mtime: u32) -> anyhow::Result<Built>
             "no kernel"
         }
     );
+    // What the guest runs must be what the document's digests describe (as in process mode).
+    let canon = |p: &Path, what: &str| {
+        std::fs::canonicalize(abs(p)).with_context(|| format!("{what} {}", p.display()))
+    };
+    let measured_config = canon(&l.config, "[launch] config")?;
+    ensure!(
+        measured_config == config_path,
+        "[launch] config: expected the file being built ({}), found {}",
+        config_path.display(),
+        measured_config.display()
+    );
+    let runner = canon(&l.runner, "[launch] runner")?;
+    let first = config
+        .runner_command
+        .as_ref()
+        .and_then(|c| c.first())
+        .context("runner_command: expected the runner's command line, found none")?;
+    let started = canon(Path::new(first), "runner_command[0]")?;
+    ensure!(
+        started == runner,
+        "runner_command[0]: expected the measured runner {}, found {}",
+        runner.display(),
+        started.display()
+    );
+    let policy = canon(&l.policy, "[launch] policy")?;
+    for tree in &l.trees {
+        let tree = canon(tree, "[launch] trees")?;
+        ensure!(
+            !policy.starts_with(&tree),
+            "[launch] policy: {} is inside the measured tree {}: the runner sees every tree, \
+             and the policy's dataset is the agent's alone",
+            policy.display(),
+            tree.display()
+        );
+    }
     let init = std::fs::canonicalize(abs(&vm.init))
         .with_context(|| format!("[vm] init {}", vm.init.display()))?;
 
@@ -295,7 +338,7 @@ pub fn build(config_arg: &Path, out: &Path, mtime: u32) -> anyhow::Result<Built>
     let index = kmod::index(&modules_dir)?;
     for (n, (name, path)) in kmod::load_order(&index, &vm.modules)?.iter().enumerate() {
         let at = Path::new(secllama_enclave::guest::kmod::MODULE_DIR)
-            .join(format!("{:02}-{name}.ko", n + 1));
+            .join(format!("{:03}-{name}.ko", n + 1));
         t.file(path, &at)?;
     }
 

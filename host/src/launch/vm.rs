@@ -76,28 +76,29 @@ pub fn kvm_usable(qemu: &Path) -> bool {
     {
         return false;
     }
-    let Ok(mut probe) = Command::new(qemu)
-        .args([
-            "-machine",
-            "q35,accel=kvm",
-            "-cpu",
-            "host",
-            "-nodefaults",
-            "-display",
-            "none",
-            "-S",
-            "-monitor",
-            "none",
-            "-serial",
-            "none",
-            "-nic",
-            "none",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-    else {
+    let Ok(mut probe) = spawn(
+        Command::new(qemu)
+            .args([
+                "-machine",
+                "q35,accel=kvm",
+                "-cpu",
+                "host",
+                "-nodefaults",
+                "-display",
+                "none",
+                "-S",
+                "-monitor",
+                "none",
+                "-serial",
+                "none",
+                "-nic",
+                "none",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+        "the KVM probe",
+    ) else {
         return false;
     };
     let start = Instant::now();
@@ -143,6 +144,29 @@ fn qemu_version(qemu: &Path) -> Option<(u32, u32)> {
     Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
 }
 
+/// A child killed and reaped when dropped (a launch that fails half-way leaves nothing running).
+#[derive(Debug)]
+struct Killed(Option<Child>);
+
+impl Killed {
+    fn child(&mut self) -> anyhow::Result<&mut Child> {
+        self.0.as_mut().context("child already handed over")
+    }
+    /// Hands the child over: no longer killed on drop.
+    fn keep(mut self) -> anyhow::Result<Child> {
+        self.0.take().context("child already handed over")
+    }
+}
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 /// A child that dies with the launcher.
 fn spawn(cmd: &mut Command, what: &str) -> anyhow::Result<Child> {
     // SAFETY: the closure runs between fork and exec and only makes the prctl system call, which
@@ -183,7 +207,7 @@ fn abs(base: &Path, p: &Path) -> PathBuf {
 }
 
 /// The swtpm for this launch; provisions its state folder once (EK and certificate, SHA-256).
-fn start_swtpm(state: &Path) -> anyhow::Result<(Child, PathBuf)> {
+fn start_swtpm(state: &Path) -> anyhow::Result<(Killed, PathBuf)> {
     let dir = state.join("tpm");
     std::fs::create_dir_all(&dir)?;
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
@@ -203,7 +227,7 @@ fn start_swtpm(state: &Path) -> anyhow::Result<(Child, PathBuf)> {
     }
     let ctrl = state.join("swtpm.sock");
     let _ = std::fs::remove_file(&ctrl);
-    let mut child = spawn(
+    let child = spawn(
         Command::new("swtpm")
             .args(["socket", "--tpm2", "--terminate", "--tpmstate"])
             .arg(format!("dir={}", dir.display()))
@@ -217,7 +241,8 @@ fn start_swtpm(state: &Path) -> anyhow::Result<(Child, PathBuf)> {
             .stdin(Stdio::null()),
         "swtpm",
     )?;
-    wait_for_socket(&ctrl, &mut child, "swtpm")?;
+    let mut child = Killed(Some(child));
+    wait_for_socket(&ctrl, child.child()?, "swtpm")?;
     Ok((child, ctrl))
 }
 
@@ -303,7 +328,7 @@ pub fn start(
     } else {
         abs(&base, &vm.vsock_backend)
     };
-    let mut vsock = spawn(
+    let vsock = spawn(
         Command::new(&backend)
             .arg("--vm")
             .arg(format!(
@@ -316,7 +341,8 @@ pub fn start(
             .stdout(Stdio::null()),
         "the vsock backend",
     )?;
-    wait_for_socket(&vhost, &mut vsock, "the vsock backend")?;
+    let mut vsock = Killed(Some(vsock));
+    wait_for_socket(&vhost, vsock.child()?, "the vsock backend")?;
 
     let vars = state.join("OVMF_VARS.fd");
     std::fs::copy(abs(&base, &vm.ovmf_vars), &vars)
@@ -348,8 +374,8 @@ pub fn start(
     )?;
     let mut running = Vm {
         qemu: qemu_child,
-        vsock,
-        swtpm,
+        vsock: vsock.keep()?,
+        swtpm: swtpm.keep()?,
         state: state.clone(),
         vsock_socket,
         port,
@@ -368,6 +394,19 @@ pub fn start(
     }
 }
 
+/// `line` without the terminal escape sequences (`ESC [ … letter`, `ESC =…`) at its start.
+fn skip_escapes(mut line: &str) -> &str {
+    while let Some(rest) = line.strip_prefix('\x1b') {
+        let end = rest
+            .char_indices()
+            .skip(1)
+            .find(|(_, c)| c.is_ascii_alphabetic())
+            .map_or(rest.len(), |(i, c)| i + c.len_utf8());
+        line = rest.get(end..).unwrap_or("");
+    }
+    line
+}
+
 /// The last `n` lines of `text`.
 fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
@@ -382,6 +421,7 @@ impl Vm {
         let listening = format!("listening on vsock:{}", self.port);
         // On a terminal, a spinner line with the stage and the time (cleared before each line).
         let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let mut ak_seen = false;
         let mut frame = 0usize;
         let clear = |log: &mut dyn Write| {
             if tty {
@@ -394,11 +434,9 @@ impl Vm {
             let complete = text.rfind('\n').map_or(0, |i| i + 1);
             for line in text[seen.min(complete)..complete].lines() {
                 // The firmware clears the screen before the kernel runs: escape sequences may
-                // precede the first line of the init.
-                let line = line.trim_end_matches('\r');
-                let line = line
-                    .find("secllama-init: ")
-                    .map_or(line, |i| line.get(i..).unwrap_or(line));
+                // precede the first line of the init. Only those are skipped; the runner's lines
+                // arrive as `runner: …` (escaped by the init) and can match nothing below.
+                let line = skip_escapes(line.trim_end_matches('\r'));
                 clear(log);
                 if let Some(h) = line.strip_prefix(secllama_enclave::guest::FIRMWARE_LOG_LINE) {
                     let bytes = hex::decode(h.trim())
@@ -412,6 +450,11 @@ impl Vm {
                     self.stages.push((stage.to_string(), start.elapsed()));
                 }
                 if let Some(hex_ak) = line.strip_prefix("ak public: ") {
+                    ensure!(
+                        !ak_seen,
+                        "the guest printed a second `ak public:` line; expected one from the agent"
+                    );
+                    ak_seen = true;
                     let ak = hex::decode(hex_ak.trim())
                         .context("the guest's `ak public:` line is not hex")?;
                     std::fs::write(self.state.join(super::AK_PUBLIC), ak)?;
@@ -532,7 +575,15 @@ impl super::Running for Vm {
             return Ok(());
         }
         self.stopped = true;
-        for c in [&mut self.qemu, &mut self.vsock, &mut self.swtpm] {
+        let _ = self.qemu.kill();
+        let _ = self.qemu.wait();
+        // swtpm (--terminate) ends when QEMU's connection does, after writing its state (which
+        // holds the AK): give it a moment before killing it.
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline && matches!(self.swtpm.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        for c in [&mut self.vsock, &mut self.swtpm] {
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -543,5 +594,25 @@ impl super::Running for Vm {
 impl Drop for Vm {
     fn drop(&mut self) {
         let _ = super::Running::stop(self);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn only_leading_escape_sequences_are_skipped() {
+        assert_eq!(
+            skip_escapes("\x1b[2J\x1b[01;01H\x1b[=3hsecllama-init: stage mounts"),
+            "secllama-init: stage mounts"
+        );
+        assert_eq!(
+            skip_escapes("runner: secllama-init: stage x"),
+            "runner: secllama-init: stage x"
+        );
+        assert_eq!(skip_escapes("\x1b"), "");
+        assert_eq!(skip_escapes("ak public: 00"), "ak public: 00");
     }
 }

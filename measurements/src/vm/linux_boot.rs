@@ -59,9 +59,12 @@ pub fn patch_setup_header(
         } else {
             0x37ff_ffff
         };
-    let below_4g = q35_below_4g(memory_mib << 20);
-    if initrd_max >= below_4g - ACPI_DATA_SIZE {
-        initrd_max = below_4g - ACPI_DATA_SIZE - 1;
+    let below_4g = q35_below_4g(memory_mib.saturating_mul(1 << 20));
+    let top = below_4g
+        .checked_sub(ACPI_DATA_SIZE + 1)
+        .ok_or_else(|| BootError(format!("{memory_mib} MiB of RAM is too little to boot")))?;
+    if initrd_max > top {
+        initrd_max = top;
     }
     let (real_addr, cmdline_addr) = (0x10000u32, 0x20000u32);
     k[0x228..0x22c].copy_from_slice(&cmdline_addr.to_le_bytes());

@@ -85,17 +85,21 @@ pub fn predict(boot: &Boot<'_>, banks: &[Bank]) -> Result<PcrValues, VmError> {
 }
 
 /// The firmware's PCRs (0–3 and 5–7) replayed from a golden event log of the same QEMU, OVMF and
-/// memory size, in the banks of `banks` the log records.
+/// memory size, and PCR 8 (which nothing in this boot extends: its reset value unless the golden
+/// log says otherwise), in the banks of `banks` the log records.
 pub fn firmware_pcrs(golden: &EventLog, banks: &[Bank]) -> PcrValues {
-    golden
-        .replay()
-        .into_iter()
-        .filter(|(b, _)| banks.contains(b))
-        .map(|(b, m)| {
-            (
-                b,
-                m.into_iter().filter(|(i, _)| *i <= 7 && *i != 4).collect(),
-            )
-        })
-        .collect()
+    let replayed = golden.replay();
+    let mut out = PcrValues::new();
+    for bank in banks.iter().filter(|b| golden.banks.contains(b)) {
+        let values = out.entry(*bank).or_default();
+        for i in (0..=8).filter(|i| *i != 4) {
+            let v = replayed
+                .get(bank)
+                .and_then(|m| m.get(&i))
+                .cloned()
+                .unwrap_or_else(|| vec![0u8; bank.size()]);
+            values.insert(i, v);
+        }
+    }
+    out
 }

@@ -32,9 +32,13 @@ pub struct Args {
     /// A golden TCG event log of the same QEMU/OVMF/memory, for the firmware's PCRs.
     #[arg(long)]
     pub golden_log: Option<PathBuf>,
-    /// Write a reference manifest here.
+    /// Write a reference manifest here (needs --golden-log, or --unpinned-firmware).
     #[arg(long)]
     pub manifest: Option<PathBuf>,
+    /// Write the manifest without firmware PCRs (0-3, 5-8): any firmware that measures the same
+    /// kernel, command line and initramfs is then accepted. For development only.
+    #[arg(long, conflicts_with = "golden_log")]
+    pub unpinned_firmware: bool,
     /// Pin this AK (TPM2B_PUBLIC file; `secllama launch` writes `ak.pub` in `[vm] state`).
     #[arg(long, requires = "manifest")]
     pub ak_public: Vec<PathBuf>,
@@ -167,6 +171,13 @@ pub fn run(a: &Args) -> anyhow::Result<String> {
         );
     }
     if let Some(path) = &a.manifest {
+        ensure!(
+            golden.is_some() || a.unpinned_firmware,
+            "--manifest: expected --golden-log (the firmware's PCRs 0-3 and 5-8 from a boot of \
+             the same QEMU, OVMF and memory: `secllama launch` saves it as firmware.log in [vm] \
+             state), found none; without them any firmware measuring the same kernel would be \
+             accepted (pass --unpinned-firmware to write such a manifest anyway)"
+        );
         let (c, base) = Config::load(&a.config)?;
         let prediction = predict(&c.launch, &base)?;
         let mut m = Manifest::for_launch(&prediction);
