@@ -6,10 +6,10 @@
 //! configfs-tsm ABI (Linux ≥ 6.7, `Documentation/ABI/testing/configfs-tsm`): make a folder under
 //! `/sys/kernel/config/tsm/report/`, write the 64 bytes of report data to `inblob`, read the
 //! report from `outblob` and the provider (`sev_guest`) from `provider`, remove the folder.
-//! (`/dev/sev-guest`'s `SNP_GET_REPORT` ioctl is the older path for kernels without it.) The
-//! Debian 6.1 guest kernel here has neither the SNP guest driver nor configfs-tsm, and this QEMU
-//! cannot run SNP guests: the hardware test is `#[ignore]`d and runs with `--ignored` inside an
-//! SNP guest.
+//! (`/dev/sev-guest`'s `SNP_GET_REPORT` ioctl is the older path, not implemented here.) The
+//! Debian 6.1 guest kernel has `sev-guest` as a module but no configfs-tsm (Linux 6.7), and this
+//! QEMU cannot run SNP guests: the hardware test is `#[ignore]`d and runs with `--ignored` inside
+//! an SNP guest with a newer kernel.
 
 use std::path::{Path, PathBuf};
 
