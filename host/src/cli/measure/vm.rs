@@ -3,10 +3,10 @@
 //! `secllama launch` does (reproducible: same bytes), then predicts PCR 4 (the kernel as OVMF
 //! measures it) and PCR 9 (command line with the model disk's verity root hash, and the
 //! initramfs) in every bank of `[launch] banks` ([`secllama_measurements::vm`]). The firmware's
-//! PCRs 0–3 and 5–8 come from `--golden-log`: a TCG log of a boot with the same QEMU, OVMF, vCPUs and
-//! memory size (`secllama launch` writes the guest's as `firmware.log` in `[vm] state`); without
-//! it the manifest pins PCR 4 and 9 only. The manifest has `isolation = "vm"` and the enclave
-//! digests.
+//! PCRs 0–3 and 5–8 come from `--golden-log`: a TCG log of a boot with the same QEMU, OVMF,
+//! vCPUs and memory size (`secllama launch` writes the guest's as `firmware.log` in `[vm]
+//! state`); `--manifest` needs it, unless `--unpinned-firmware` asks for a manifest pinning PCR 4
+//! and 9 only. The manifest has `isolation = "vm"` and the enclave digests.
 //!
 //! With `[vm] confidential = "sev-snp"` it prints instead the SEV-SNP launch digest of exactly
 //! this image (kernel, initrd and command line hashed by QEMU's `kernel-hashes=on`), `[vm]
