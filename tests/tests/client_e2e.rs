@@ -527,14 +527,14 @@ impl Fixture {
 fn a_hostile_bridge_never_gets_a_forged_answer_printed() {
     let f = fixture();
     let good = f.write_manifest("good.toml", &f.manifest);
-    let run = |url: String| {
+    let run_with = |url: String, stream: bool| {
         let args = generate::Args {
             url,
             manifest: good.clone(),
             model: "tiny:latest".into(),
             prompt: Some("why is the sky blue".into()),
             messages: None,
-            stream: true,
+            stream,
             num_predict: Some(16),
             options: vec![],
         };
@@ -548,6 +548,7 @@ fn a_hostile_bridge_never_gets_a_forged_answer_printed() {
             String::from_utf8(err).unwrap(),
         )
     };
+    let run = |url: String| run_with(url, true);
     let (valid, honest, _) = run(f.tcp_relay());
     assert!(
         valid && !honest.is_empty(),
@@ -577,8 +578,20 @@ fn a_hostile_bridge_never_gets_a_forged_answer_printed() {
             honest.starts_with(out.trim_end()), /* a trailing newline is formatting */
             "{attack:?}: printed text that is not the authentic answer: {out:?}"
         );
+        // Not streamed, nothing at all is printed before the receipt verified.
+        let (url, hit) = f.hostile_relay(attack);
+        let (valid, out, err) = run_with(url, false);
+        if hit.load(std::sync::atomic::Ordering::SeqCst) {
+            assert!(!valid, "{attack:?} (not streamed): accepted; stderr {err}");
+            assert!(
+                out.is_empty(),
+                "{attack:?}: printed before the receipt: {out:?}"
+            );
+        }
     }
     assert!(attacked >= 6, "only {attacked} attacks reached the answer");
+    let (valid, whole, _) = run_with(f.tcp_relay(), false);
+    assert!(valid && !whole.is_empty());
 
     // Chunk-level attacks and a replayed request: the first run through each relay is honest (it
     // records the sealed request), the second is attacked.

@@ -1,8 +1,10 @@
 //! `secllama-verify generate`: attests the enclave against the reference manifest and refuses to
 //! send anything unless the result is affirming; then seals an Ollama `/api/generate` (`--prompt`) or
 //! `/api/chat` (`--messages`) request for the attested encryption key, POSTs it, opens the sealed
-//! answer chunk by chunk and prints the answer text as it arrives (the `response` / `message.content`
-//! fields of the runner's NDJSON, or of its single JSON object) — only ever authenticated bytes.
+//! answer chunk by chunk and prints the answer text (the `response` / `message.content` fields of
+//! the runner's NDJSON, or of its single JSON object) — only ever authenticated bytes. Without
+//! `--stream` nothing is printed before the receipt has verified (the whole answer, then); with
+//! `--stream` the text appears as it arrives and only the exit status says it was complete.
 //! The final receipt must verify under the attested signing key and carry the salted digests of the
 //! request sent and the bytes received; a summary goes to stderr.
 //!
@@ -200,14 +202,26 @@ pub fn run_with(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow
         attestation.result.attestation_digest
     )?;
     let mut printer = AnswerPrinter::default();
+    // Not streamed: the answer is held until its receipt verified (nothing that looks complete
+    // is printed before the evidence for it).
+    let mut held: Vec<u8> = Vec::new();
+    let stream = args.stream;
     let answer: anyhow::Result<SealedAnswer> = rt.block_on(async {
-        let mut on_data = |d: &[u8]| printer.feed(d, out);
+        let mut on_data = |d: &[u8]| {
+            if stream {
+                printer.feed(d, out)
+            } else {
+                printer.feed(d, &mut held)
+            }
+        };
         sealed::request(&endpoint, doc, api_path, body, &mut on_data).await
     });
     let answer = match answer {
         Ok(a) => a,
         Err(e) => {
-            let _ = writeln!(out);
+            if stream {
+                let _ = writeln!(out);
+            }
             return fail(err, &format!("{e:#}"));
         }
     };
@@ -227,7 +241,12 @@ pub fn run_with(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow
             receipt,
             receipt_bytes,
         } => {
-            if let Err(e) = printer.finish(out) {
+            let finished = if stream {
+                printer.finish(out)
+            } else {
+                printer.finish(&mut held)
+            };
+            if let Err(e) = finished {
                 return fail(err, &format!("{e:#}"));
             }
             writeln!(
@@ -258,6 +277,8 @@ pub fn run_with(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow
             if !(200..300).contains(&status) {
                 return fail(err, &format!("the runner answered HTTP {status}"));
             }
+            out.write_all(&held)?;
+            out.flush()?;
             Ok(Outcome {
                 report: String::new(),
                 valid: true,
