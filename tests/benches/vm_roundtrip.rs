@@ -23,8 +23,7 @@ use secllama_protocol::seal::{
 };
 use secllama_tests::bench::{KeptAlive, attestation, p50_p90};
 use secllama_tests::enclave::{RunnerMode, policy_for, prepare};
-use secllama_tests::launch::{free_port, launch_with_args};
-use secllama_tests::vm::VmEnclave;
+use secllama_tests::launch::launch_with_args;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -90,29 +89,14 @@ async fn measure(addr: &str) -> (Vec<Duration>, Vec<Duration>) {
 
 fn main() {
     let dir = secllama_tests::launch::artifact_dir().unwrap();
-    let art = dir.path().join("art");
-    std::fs::create_dir_all(&art).unwrap();
-    std::fs::write(art.join("model.gguf"), b"tiny weights").unwrap();
     let runner = std::path::PathBuf::from(env!("CARGO_BIN_EXE_secllama-test-runner"));
-    let port = free_port().unwrap();
-    let config = VmEnclave {
-        art: art.clone(),
-        state: dir.path().join("state"),
-        runner: runner.clone(),
-        runner_command: vec![
-            runner.display().to_string(),
-            "--listen".into(),
-            format!("127.0.0.1:{port}"),
-            "--answer-bytes".into(),
-            BIG_BYTES.into(),
-        ],
-        runner_port: port,
-        runner_ready_secs: 120,
-        models: vec![art.join("model.gguf")],
-        policy: policy_for(PROMPT),
-        memory_mib: 1024,
-    }
-    .write()
+    let config = secllama_tests::vm::test_runner_config(
+        dir.path(),
+        &runner,
+        &["--answer-bytes", BIG_BYTES],
+        b"tiny weights",
+        &policy_for(PROMPT),
+    )
     .unwrap();
 
     let t = Instant::now();

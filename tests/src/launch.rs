@@ -138,25 +138,30 @@ impl EnclaveSpec {
             trees = list(&self.trees),
             banks = self.banks,
         );
-        let config = self.art.join("config.toml");
-        std::fs::write(&config, &body)?;
-        let libs = Command::new(bin("secllama")?)
-            .args(["measure", "libraries", "--config"])
-            .arg(&config)
-            .output()?;
-        if !libs.status.success() {
-            return Err(format!(
-                "secllama measure libraries: {}",
-                String::from_utf8_lossy(&libs.stderr)
-            )
-            .into());
-        }
-        std::fs::write(
-            &config,
-            format!("{body}{}", String::from_utf8_lossy(&libs.stdout)),
-        )?;
-        Ok(config)
+        write_config(&self.art.join("config.toml"), &body)
     }
+}
+
+/// Writes the config `body` to `config` followed by the `libraries = [...]` line `secllama measure
+/// libraries` prints for it; returns the config's path.
+pub fn write_config(config: &Path, body: &str) -> Result<PathBuf, PrepareError> {
+    std::fs::write(config, body)?;
+    let libs = Command::new(bin("secllama")?)
+        .args(["measure", "libraries", "--config"])
+        .arg(config)
+        .output()?;
+    if !libs.status.success() {
+        return Err(format!(
+            "secllama measure libraries: {}",
+            String::from_utf8_lossy(&libs.stderr)
+        )
+        .into());
+    }
+    std::fs::write(
+        config,
+        format!("{body}{}", String::from_utf8_lossy(&libs.stdout)),
+    )?;
+    Ok(config.to_path_buf())
 }
 
 /// Starts `secllama launch` (bridge on a free loopback port); returns it and the bridge address

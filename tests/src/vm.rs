@@ -93,25 +93,42 @@ impl VmEnclave {
             runner = q(&self.runner),
             models = list(&self.models),
         );
-        let config = self.art.join("config.toml");
-        std::fs::write(&config, &body)?;
-        let libs = Command::new(bin("secllama")?)
-            .args(["measure", "libraries", "--config"])
-            .arg(&config)
-            .output()?;
-        if !libs.status.success() {
-            return Err(format!(
-                "secllama measure libraries: {}",
-                String::from_utf8_lossy(&libs.stderr)
-            )
-            .into());
-        }
-        std::fs::write(
-            &config,
-            format!("{body}{}", String::from_utf8_lossy(&libs.stdout)),
-        )?;
-        Ok(config)
+        crate::launch::write_config(&self.art.join("config.toml"), &body)
     }
+}
+
+/// A VM-mode config in `dir` (`art/`, `state/`) for `runner` (the test runner's path, whose
+/// binary a test or bench gets from `CARGO_BIN_EXE_…`) listening on a free port with `extra`
+/// arguments, `model` as its one model file and `policy` (JSON); returns the config's path.
+pub fn test_runner_config(
+    dir: &Path,
+    runner: &Path,
+    extra: &[&str],
+    model: &[u8],
+    policy: &str,
+) -> Result<PathBuf, PrepareError> {
+    let art = dir.join("art");
+    std::fs::create_dir_all(&art)?;
+    std::fs::write(art.join("model.gguf"), model)?;
+    let port = crate::launch::free_port()?;
+    let mut runner_command = vec![
+        runner.display().to_string(),
+        "--listen".into(),
+        format!("127.0.0.1:{port}"),
+    ];
+    runner_command.extend(extra.iter().map(|a| a.to_string()));
+    VmEnclave {
+        art: art.clone(),
+        state: dir.join("state"),
+        runner: runner.to_path_buf(),
+        runner_command,
+        runner_port: port,
+        runner_ready_secs: 120,
+        models: vec![art.join("model.gguf")],
+        policy: policy.to_string(),
+        memory_mib: 1024,
+    }
+    .write()
 }
 
 /// `secllama measure vm --config C (--golden-log G | --unpinned-firmware) --manifest OUT

@@ -33,28 +33,8 @@ fn artifact_dir() -> tempfile::TempDir {
 /// A VM-mode config with the test runner (answers with the prompt's words reversed) and
 /// `model` as its model file.
 fn test_runner_vm(dir: &Path, model: &[u8]) -> PathBuf {
-    let art = dir.join("art");
-    std::fs::create_dir_all(&art).unwrap();
-    std::fs::write(art.join("model.gguf"), model).unwrap();
-    let runner = PathBuf::from(env!("CARGO_BIN_EXE_secllama-test-runner"));
-    let port = free_port().unwrap();
-    VmEnclave {
-        art: art.clone(),
-        state: dir.join("state"),
-        runner: runner.clone(),
-        runner_command: vec![
-            runner.display().to_string(),
-            "--listen".into(),
-            format!("127.0.0.1:{port}"),
-        ],
-        runner_port: port,
-        runner_ready_secs: 120,
-        models: vec![art.join("model.gguf")],
-        policy: policy_for(PROMPT),
-        memory_mib: 1024,
-    }
-    .write()
-    .unwrap()
+    let runner = Path::new(env!("CARGO_BIN_EXE_secllama-test-runner"));
+    secllama_tests::vm::test_runner_config(dir, runner, &[], model, &policy_for(PROMPT)).unwrap()
 }
 
 fn attest(url: &str, manifest: &Path) -> std::process::Output {
