@@ -91,7 +91,7 @@ nonce=5eca11a5eca11a5eca11a5eca11a0001
   printf '%s' "$list" > list; printf '%s' "$nonce" > nonce
 )
 unset TPM2TOOLS_TCTI
-cargo build -q --release -p secllama-verifier
+cargo build -q --release -p secllama-client
 release="$(bash scripts/target-dir.sh)/release"
 verify="$release/secllama-verify"
 calls=200

@@ -11,11 +11,18 @@ for crate in secllama-protocol secllama-verifier secllama-measurements; do
     echo "check-deps: $crate depends on a TPM library"; fail=1
   fi
 done
+# The appraisal library is pure: no async runtime, no HTTP, no sockets in its dependency tree, so
+# others can embed it (the client crate holds those).
+pure=$(cargo tree -p secllama-verifier -e normal --prefix none 2>/dev/null \
+  | grep -oE '^(tokio|hyper|hyper-util|mio|socket2|reqwest|tokio-vsock) ' | sort -u || true)
+if [ -n "$pure" ]; then
+  echo "check-deps: secllama-verifier (the appraisal library) depends on I/O crates: $pure"; fail=1
+fi
 # The rsa crate may only see public keys: no private-key type may appear outside test code.
 hits=$(git ls-files '*.rs' | grep -vE '(^|/)(tests|benches)/' \
   | xargs grep -nE 'RsaPrivateKey|rsa::pkcs1::DecodeRsaPrivateKey|rsa::pkcs8::DecodePrivateKey|rsa::Pkcs1v15Sign::.*sign|BlindedSigningKey' || true)
 if [ -n "$hits" ]; then
   echo "check-deps: the rsa crate is used with a private key:"; echo "$hits"; fail=1
 fi
-[ $fail -eq 0 ] && echo "check-deps: ok (no serde_cbor; no TPM library in protocol/verifier/measurements; rsa public-key only)"
+[ $fail -eq 0 ] && echo "check-deps: ok (no serde_cbor; no TPM library in protocol/verifier/measurements; verifier without I/O crates; rsa public-key only)"
 exit $fail

@@ -24,7 +24,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 bash scripts/setup.sh
 echo "demo: building (llama.cpp included: about 15 minutes the first time on 2 cores)"
-cargo build -q --release -p secllama-verifier -p secllama-host -p secllama-enclave -p secllama-tests \
+cargo build -q --release -p secllama-client -p secllama-host -p secllama-enclave -p secllama-tests \
   -p secllama-runner
 gguf=$(bash scripts/fetch-model.sh)
 bin="$(bash scripts/target-dir.sh)/release"

@@ -92,6 +92,9 @@ pub struct TpmTrust {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MinTcb {
+    /// FMC SVN (Turin and later).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub fmc: u8,
     /// Boot loader SVN.
     pub bootloader: u8,
     /// TEE (PSP OS) SVN.
@@ -111,8 +114,30 @@ pub struct SnpReference {
     /// Minimum reported TCB.
     #[serde(default)]
     pub min_tcb: MinTcb,
-    /// The guest policy the report must carry, hex (e.g. "0x30000").
+    /// The guest policy (AMD SEV-SNP ABI Table 9), hex (e.g. "0x30000"): the report's policy may
+    /// grant nothing this one does not (SMT, migration agent, debug, CXL), must impose every
+    /// restriction this one does (single socket, AES-256-XTS, RAPL disabled, ciphertext hiding,
+    /// page swap disabled), and its minimum ABI version must be at least this one's.
     pub guest_policy: String,
+    /// The VMPL the report must have been requested at.
+    #[serde(default)]
+    pub vmpl: u32,
+    /// The product line the chain must end in (`Milan`, `Genoa`, `Turin`), when pinned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub product: Option<String>,
+    /// HOST_DATA (32 bytes, hex), when pinned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_data: Option<String>,
+    /// ID_KEY_DIGEST (48 bytes, hex), when pinned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_key_digest: Option<String>,
+    /// AUTHOR_KEY_DIGEST (48 bytes, hex), when pinned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author_key_digest: Option<String>,
+}
+
+fn is_zero(v: &u8) -> bool {
+    *v == 0
 }
 
 /// The reference manifest.
@@ -250,6 +275,24 @@ impl Manifest {
         }
         if let Some(s) = &self.snp {
             check_hex("snp.launch_digest", &s.launch_digest, 48)?;
+            for (key, value, len) in [
+                ("snp.host_data", &s.host_data, 32),
+                ("snp.id_key_digest", &s.id_key_digest, 48),
+                ("snp.author_key_digest", &s.author_key_digest, 48),
+            ] {
+                if let Some(v) = value {
+                    check_hex(key, v, len)?;
+                }
+            }
+            if let Some(p) = &s.product {
+                if !["milan", "genoa", "turin"].contains(&p.to_ascii_lowercase().as_str()) {
+                    return Err(ManifestError::Invalid {
+                        key: "snp.product".into(),
+                        expected: "Milan, Genoa or Turin".into(),
+                        found: p.clone(),
+                    });
+                }
+            }
             let p = s.guest_policy.trim_start_matches("0x");
             if u64::from_str_radix(p, 16).is_err() {
                 return Err(ManifestError::Invalid {

@@ -82,7 +82,7 @@ fn main() {
             EnclaveAddr::Unix(p.sock.clone()),
             Limits::default(),
         ));
-        let proxy = secllama_verifier::proxy::Proxy::start(
+        let proxy = secllama_client::proxy::Proxy::start(
             &format!("http://{bridge_addr}"),
             manifest,
             None,
@@ -91,10 +91,10 @@ fn main() {
         .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let proxy_addr = listener.local_addr().unwrap().to_string();
-        tokio::spawn(secllama_verifier::proxy::serve(
+        tokio::spawn(secllama_client::proxy::serve(
             proxy,
             listener,
-            secllama_verifier::proxy::ServeOptions::new(true, ""),
+            secllama_client::proxy::ServeOptions::new(true, ""),
         ));
         let runner_addr = p
             .config

@@ -8,12 +8,12 @@
 //! exits 1 with the policy's detail.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test crate: a failed unwrap is a failed test
 
+use secllama_client::cli::{Format, attest, generate};
 use secllama_enclave::agent::Agent;
 use secllama_enclave::service::serve;
 use secllama_measurements::manifest::Manifest;
 use secllama_tests::enclave::{RunnerMode, policy_for, prepare, read_request};
 use secllama_tests::runner::{answer_tokens, stream_lines};
-use secllama_verifier::cli::{Format, attest, generate};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

@@ -127,7 +127,7 @@ fn launch_attest_generate_refuse_and_stop() {
     )
     .unwrap();
     let fresh = secllama_protocol::Nonce::new(vec![7; 32]).unwrap();
-    let stale = secllama_verifier::client::appraise(doc, &fresh, &manifest_value);
+    let stale = secllama_client::attest::appraise(doc, &fresh, &manifest_value);
     assert!(
         !stale.result.affirming(),
         "a replayed document was accepted"

@@ -169,7 +169,7 @@ fn our_make_credential_activates_in_the_tpm_crate_and_in_tpm2_activatecredential
 /// tpm2-tools: `tpm2_createek`, `tpm2_createak`, `tpm2_quote`, `tpm2_pcrread -o`.
 #[test]
 fn a_tpm2_quote_passes_secllama_verify_quote() {
-    use secllama_verifier::cli::{Format, quote};
+    use secllama_client::cli::{Format, quote};
     let sw = Swtpm::start().unwrap();
     let run = |tool: &str, args: &[&str]| {
         let out = sw

@@ -1,12 +1,28 @@
-//! # secllama-verifier — the remote user's verifier
+//! # secllama-verifier — the appraisal library
 //!
-//! Pure Rust: never links a TPM library (no libtss2, no tss-esapi) and needs no network to verify.
-//! This crate appraises TPM quotes ([`tpm`]) and COSE attestation documents, and will appraise event
-//! logs and SEV-SNP reports against a reference manifest. Its inputs are bytes the user was handed:
-//! marshalled TPM structures, certificates, keys and COSE objects. It also holds the
-//! `secllama-verify` command-line interface ([`cli`]).
+//! Pure Rust: never links a TPM library (no libtss2, no tss-esapi), opens no socket and needs no
+//! async runtime, so others can embed it. It appraises evidence against a reference manifest and
+//! emits an EAT attestation result ([`ear`]), one folder per evidence kind behind one trait
+//! ([`appraise::Appraiser`]):
+//!
+//! | module | evidence | specification |
+//! |---|---|---|
+//! | [`tpm`] | TPM 2.0 quotes, AK certificates, credential activation | TPM 2.0 Library Part 1–3 |
+//! | [`snp`] | AMD SEV-SNP attestation reports, VCEK/VLEK → ASK/ASVK → ARK | AMD SEV-SNP ABI (56860), VCEK spec (57230) |
+//! | [`nitro`] | AWS Nitro Enclaves attestation documents | AWS Nitro Enclaves attestation process, RFC 9052 |
+//! | [`azure`] | Azure confidential-VM vTPM evidence (HCL report + quote) | Azure CVM guest attestation |
+//! | [`enclave`] | secllama's COSE attestation document | DESIGN.md "Attestation document" |
+//!
+//! [`x509`] validates certificate paths for all of them; [`bundle`] stores an appraisal's inputs so
+//! it can be replayed offline. The client (sealing, the proxy, the `secllama-verify` CLI) is the
+//! `secllama-client` crate.
 
-pub mod cli;
-pub mod client;
-pub mod proxy;
+pub mod appraise;
+pub mod ear;
+pub mod enclave;
+pub mod snp;
 pub mod tpm;
+pub mod x509;
+
+pub use appraise::{Appraiser, Collateral, Context};
+pub use ear::{AttestationResult, Status, Submod};

@@ -9,6 +9,7 @@
 //! | [`signature`] | Part 2 §11.3 `TPMT_SIGNATURE` | RSASSA, RSAPSS, ECDSA signatures and their verification |
 //! | [`public`] | Part 2 §12.2 `TPMT_PUBLIC`, Part 1 §16 | keys, attributes, Names and qualified names |
 //! | [`appraise`] | Part 3 §18.4 TPM2_Quote | every check of a quote against a nonce and PCR values |
+//! | [`submod`] | DESIGN.md "Attestation document" | the `tpm` submod: quote, AK trust, event-log replay, reference PCRs |
 //! | [`trust`] | — | an AK pinned by the reference manifest |
 //! | [`cert`] | RFC 5280 | an AK certificate chained to a trusted root |
 //! | [`credential`] | Part 1 §24, §11.4.10.2 | TPM2_MakeCredential for an RSA EK, KDFa, the tpm2-tools file |
@@ -28,6 +29,7 @@ mod marshal;
 pub mod pcr;
 pub mod public;
 pub mod signature;
+pub mod submod;
 pub mod trust;
 
 pub use alg::HashAlg;
@@ -38,3 +40,4 @@ pub use error::{Result, TpmError};
 pub use pcr::{PcrIndex, PcrSelection, PcrValues};
 pub use public::{ObjectAttributes, TPM_RH_ENDORSEMENT, TpmPublic, qualified_name};
 pub use signature::{SigScheme, TpmSignature};
+pub use submod::Quote;

@@ -143,6 +143,11 @@ pub fn run(a: &Args) -> anyhow::Result<String> {
                 launch_digest: digest,
                 min_tcb: Default::default(),
                 guest_policy: "0x30000".into(),
+                vmpl: 0,
+                product: None,
+                host_data: None,
+                id_key_digest: None,
+                author_key_digest: None,
             });
             std::fs::write(path, m.to_toml()?)
                 .with_context(|| format!("writing {}", path.display()))?;

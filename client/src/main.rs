@@ -1,10 +1,10 @@
 //! `secllama-verify`: the remote user's verifier. `main` only parses arguments and dispatches; each
-//! subcommand lives in `secllama_verifier::cli::<name>`. Exit codes: 0 valid, 1 invalid, 2 usage or
+//! subcommand lives in `secllama_client::cli::<name>`. Exit codes: 0 valid, 1 invalid, 2 usage or
 //! input error.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use clap::{Parser, Subcommand};
-use secllama_verifier::cli;
+use secllama_client::cli;
 use std::process::ExitCode;
 
 #[derive(Parser)]

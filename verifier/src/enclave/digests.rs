@@ -4,7 +4,7 @@
 //! values. Trustworthiness claims: `executables` (agent, runner, trees), `file-system` (model),
 //! `configuration` (policy, config).
 
-use super::result::{Status, Submod, tier};
+use crate::ear::{Status, Submod, tier};
 use secllama_measurements::manifest::{self, Manifest};
 use secllama_protocol::attestation::{EnclaveDigests, VerifiedDocument};
 

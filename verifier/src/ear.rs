@@ -93,18 +93,6 @@ impl Submod {
             policy_id: String::new(),
         }
     }
-
-    /// A submod this verifier cannot appraise (status `none`).
-    pub fn unsupported(required: bool) -> Self {
-        Self {
-            status: Status::None,
-            required,
-            reasons: vec!["SEV-SNP evidence is not appraised by this client".into()],
-            passed: Vec::new(),
-            trust_vector: BTreeMap::new(),
-            policy_id: String::new(),
-        }
-    }
 }
 
 /// Who produced the result.
@@ -178,15 +166,16 @@ impl AttestationResult {
         self.submods.get(name).map(|s| s.status)
     }
 
-    /// True only when every required submod is affirming, the `enclave` and `tpm` submods are
-    /// present, and a hardware submod (`tpm`) is affirming — without one, nothing binds the
-    /// enclave's keys and digests to a TEE.
+    /// True only when every required submod is affirming, the `enclave` submod is present and
+    /// affirming, and a hardware submod (`tpm` or `snp`) is affirming — without one, nothing binds
+    /// the enclave's keys and digests to a TEE.
     pub fn affirming(&self) -> bool {
         let required_ok = self
             .submods
             .values()
             .all(|s| !s.required || s.status == Status::Affirming);
-        let tee_ok = self.status("tpm") == Some(Status::Affirming);
+        let tee_ok = self.status("tpm") == Some(Status::Affirming)
+            || self.status("snp") == Some(Status::Affirming);
         let enclave_ok = self.status("enclave") == Some(Status::Affirming);
         required_ok && tee_ok && enclave_ok
     }

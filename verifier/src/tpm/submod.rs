@@ -1,21 +1,23 @@
-//! The `tpm` submod. The document's COSE signature under its own key and the nonce are checked
-//! before this runs ([`super::appraise`]); here, failing closed:
+//! The `tpm` submod ([`Quote`], the [`Appraiser`] of TPM evidence: a quote, its AK, the quoted
+//! PCR values and the event log). Failing closed:
 //!
-//! - the quote: every check of [`crate::tpm::appraise`], with qualifying data = the DESIGN binding
-//!   for the verifier's nonce and the document's keys, over the PCR values the document reports;
-//! - the AK: trusted by the manifest — equal to a pinned `tpm.ak_publics` entry. `tpm.ak_roots`
-//!   needs an AK certificate, which the document does not carry, and `tpm.ek_cas` needs credential
-//!   activation, which this client does not perform: both are reported, never affirming. Without any
+//! - the quote: every check of [`crate::tpm::appraise`], with qualifying data = the context's
+//!   report data (the DESIGN binding for the verifier's nonce and the document's keys), over the
+//!   PCR values the evidence reports;
+//! - the AK: trusted by the manifest — equal to a pinned `tpm.ak_publics` entry, or certified by a
+//!   certificate in the collateral that chains to a `tpm.ak_roots` root (`tpm.ek_cas` needs
+//!   credential activation, which the caller performs before: it then pins the AK). Without any
 //!   trust anchor the submod is `warning`, never affirming, and says so;
 //! - the event log replays to every quoted PCR value;
 //! - every manifest PCR equals the quoted value (a manifest PCR the quote lacks is a failure).
 
-use super::result::{Status, Submod, tier};
+use crate::appraise::{Appraiser, Context};
+use crate::ear::{Status, Submod, tier};
 use crate::tpm::trust::check_pinned_ak;
 use crate::tpm::{AkPublic, HashAlg, PcrValues, QuotePolicy, appraise_quote_bytes};
 use secllama_measurements::eventlog::{Bank, EventLog};
 use secllama_measurements::manifest::Manifest;
-use secllama_protocol::attestation::{TpmEvidence, VerifiedDocument};
+use secllama_protocol::attestation::TpmEvidence;
 
 /// Decodes one `tpm.ak_publics` entry: PEM as is, else hex.
 fn pinned_bytes(entry: &str) -> Result<Vec<u8>, String> {
@@ -25,35 +27,52 @@ fn pinned_bytes(entry: &str) -> Result<Vec<u8>, String> {
     hex::decode(entry.trim()).map_err(|e| format!("not hex: {e}"))
 }
 
-/// Appraises the document's TPM evidence against the manifest.
-pub fn appraise(doc: &VerifiedDocument, manifest: &Manifest) -> Submod {
-    let required = manifest.required.tpm;
-    let Some(tpm) = doc.payload.tpm.as_ref() else {
-        return Submod {
-            status: if required {
-                Status::Contraindicated
-            } else {
-                Status::None
-            },
-            required,
-            reasons: vec!["the attestation document carries no TPM evidence".into()],
-            passed: Vec::new(),
-            trust_vector: Default::default(),
-            policy_id: String::new(),
-        };
+/// The appraiser of TPM evidence (submod `tpm`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Quote;
+
+impl Appraiser for Quote {
+    const KIND: &'static str = "tpm";
+    type Evidence = TpmEvidence;
+
+    fn appraise(&self, tpm: &TpmEvidence, ctx: &Context<'_>) -> Submod {
+        appraise(tpm, ctx)
+    }
+}
+
+/// No TPM evidence where the manifest may require some.
+pub fn missing(required: bool) -> Submod {
+    Submod {
+        status: if required {
+            Status::Contraindicated
+        } else {
+            Status::None
+        },
+        required,
+        reasons: vec!["the attestation document carries no TPM evidence".into()],
+        passed: Vec::new(),
+        trust_vector: Default::default(),
+        policy_id: String::new(),
+    }
+}
+
+fn appraise(tpm: &TpmEvidence, ctx: &Context<'_>) -> Submod {
+    let Some(manifest) = ctx.manifest else {
+        return Submod::failed(
+            true,
+            vec!["no reference manifest: TPM evidence cannot be appraised without one".into()],
+        );
     };
+    let required = manifest.required.tpm;
     let mut reasons = Vec::new();
-    let mut passed = vec![
-        "document signature under its own signing key".to_string(),
-        "eat_nonce equals the verifier's nonce".to_string(),
-    ];
+    let mut passed = Vec::new();
     let mut vector = std::collections::BTreeMap::new();
     let n = reasons.len();
-    quote(doc, tpm, manifest, &mut reasons, &mut passed);
+    quote(ctx.report_data, tpm, manifest, &mut reasons, &mut passed);
     // The quote's structure and signature verified under the AK: evidence from a TPM.
     vector.insert("hardware".to_string(), tier::of(reasons.len() == n));
     let n = reasons.len();
-    let anchored = ak_trust(tpm, manifest, &mut reasons, &mut passed);
+    let anchored = ak_trust(tpm, ctx, manifest, &mut reasons, &mut passed);
     vector.insert(
         "instance-identity".to_string(),
         match (anchored, reasons.len() == n) {
@@ -90,18 +109,15 @@ pub fn appraise(doc: &VerifiedDocument, manifest: &Manifest) -> Submod {
 }
 
 fn quote(
-    doc: &VerifiedDocument,
+    binding: Option<&[u8]>,
     tpm: &TpmEvidence,
     manifest: &Manifest,
     reasons: &mut Vec<String>,
     passed: &mut Vec<String>,
 ) {
-    let binding = match doc.payload.binding() {
-        Ok(b) => b,
-        Err(e) => {
-            reasons.push(format!("binding: {e}"));
-            return;
-        }
+    let Some(binding) = binding else {
+        reasons.push("quote: no expected qualifying data (key binding) to compare".into());
+        return;
     };
     let mut pcrs = PcrValues::new();
     for (bank, values) in &tpm.pcrs {
@@ -117,7 +133,7 @@ fn quote(
         }
     }
     let policy = QuotePolicy {
-        nonce: &binding.0,
+        nonce: binding,
         pcrs: &pcrs,
         allow_sha1: manifest.tpm.allow_sha1,
         qualified_signer: None,
@@ -127,7 +143,7 @@ fn quote(
         passed.push(format!(
             "quote: {} checks, qualifying data = key binding {}",
             a.checks.len(),
-            binding.to_hex()
+            hex::encode(binding)
         ));
     } else {
         reasons.extend(a.reasons().into_iter().map(|r| format!("quote: {r}")));
@@ -137,6 +153,7 @@ fn quote(
 /// Checks AK trust; returns whether the manifest had an anchor that could be applied.
 fn ak_trust(
     tpm: &TpmEvidence,
+    ctx: &Context<'_>,
     manifest: &Manifest,
     reasons: &mut Vec<String>,
     passed: &mut Vec<String>,
@@ -172,15 +189,45 @@ fn ak_trust(
         }
     }
     if !t.ak_roots.is_empty() {
-        misses.push(
-            "tpm.ak_roots: the attestation document carries no AK certificate to chain".into(),
-        );
+        match ak_certificate(&ak, ctx, &t.ak_roots) {
+            Ok(path) => {
+                passed.push(format!("AK certificate chains to tpm.ak_roots: {path}"));
+                return true;
+            }
+            Err(e) => misses.push(format!("tpm.ak_roots: {e}")),
+        }
     }
     reasons.push(format!(
         "AK not trusted by the manifest: {}",
         misses.join("; ")
     ));
     true
+}
+
+/// A certificate of the collateral certifying `ak` and chaining to one of `roots` (PEM text or
+/// hex DER, as the manifest holds them); the path, or why none.
+fn ak_certificate(ak: &AkPublic, ctx: &Context<'_>, roots: &[String]) -> Result<String, String> {
+    let key = ak.verifying_key().map_err(|e| e.to_string())?;
+    let mut anchors = Vec::new();
+    for (i, r) in roots.iter().enumerate() {
+        let bytes = pinned_bytes(r).map_err(|e| format!("[{i}]: {e}"))?;
+        anchors.extend(
+            crate::tpm::cert::load_certificates(&bytes).map_err(|e| format!("[{i}]: {e}"))?,
+        );
+    }
+    let certs = &ctx.collateral.certificates;
+    if certs.is_empty() {
+        return Err("no AK certificate was given to chain".into());
+    }
+    let mut why = Vec::new();
+    for (i, c) in certs.iter().enumerate() {
+        let a = crate::tpm::cert::verify_ak_certificate(c, &key, certs, &anchors, ctx.at);
+        if a.valid() {
+            return Ok(a.path.join(" <- "));
+        }
+        why.push(format!("certificate #{i}: {}", a.reasons.join("; ")));
+    }
+    Err(why.join("; "))
 }
 
 fn replay(tpm: &TpmEvidence, reasons: &mut Vec<String>, passed: &mut Vec<String>) {

@@ -13,8 +13,9 @@
 
 use super::Outcome;
 use super::attest::{load_manifest, runtime};
-use crate::client::sealed::{self, SealedAnswer, SealedEnd};
-use crate::client::{self, Endpoint};
+use crate::attest as client;
+use crate::sealed::{self, SealedAnswer, SealedEnd};
+use crate::transport::Endpoint;
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use std::io::Write;

@@ -195,14 +195,14 @@ fn library_and_cli_agree_and_the_signature_is_what_is_checked() {
             .as_deref()
             .map(|h| hex::decode(h).unwrap())
             .unwrap_or_default();
-        let report = secllama_verifier::cli::cose::check(&key, &bytes, &aad);
+        let report = secllama_client::cli::cose::check(&key, &bytes, &aad);
         if !report.valid {
             continue;
         }
         let last = bytes.len() - 1;
         bytes[last] ^= 1;
         assert!(
-            !secllama_verifier::cli::cose::check(&key, &bytes, &aad).valid,
+            !secllama_client::cli::cose::check(&key, &bytes, &aad).valid,
             "{}",
             v.file
         );

@@ -26,8 +26,9 @@
 //! - `GET /api/version` answers locally; `GET /secllama/attestation` returns the last attestation
 //!   result (EAR); anything else is `404` in Ollama's error shape (`{"error": …}`).
 
-use crate::client::sealed::{SealedEnd, request_with};
-use crate::client::{Attestation, Endpoint, attest};
+use crate::attest::{Attestation, attest};
+use crate::sealed::{SealedEnd, request_with};
+use crate::transport::Endpoint;
 use anyhow::Context;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited, combinators::BoxBody};
@@ -459,14 +460,11 @@ impl Proxy {
                 }
                 Err(e) => {
                     let unknown_document = e
-                        .downcast_ref::<crate::client::sealed::PlainRefusal>()
+                        .downcast_ref::<crate::sealed::PlainRefusal>()
                         .is_some_and(|r| r.status == 409);
                     if unknown_document {
                         End::UnknownDocument(format!("{e:#}"))
-                    } else if e
-                        .downcast_ref::<crate::client::transport::Unreachable>()
-                        .is_some()
-                    {
+                    } else if e.downcast_ref::<crate::transport::Unreachable>().is_some() {
                         End::Unreachable(format!("{e:#}"))
                     } else {
                         End::Failed(format!("{e:#}"))

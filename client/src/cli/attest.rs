@@ -1,11 +1,11 @@
 //! `secllama-verify attest`: fetches a fresh attestation document from the enclave (with a random
-//! 32-byte nonce) and appraises it against the reference manifest ([`crate::client`]). Prints the
+//! 32-byte nonce) and appraises it against the reference manifest ([`crate::attest`]). Prints the
 //! EAR-style attestation result, JSON by default. Valid (exit 0) only when every required submod is
 //! affirming; an unreadable manifest or an unreachable enclave is an error (exit 2). `--save` writes
 //! the document as received, for later offline receipt checks.
 
 use super::{Format, Outcome};
-use crate::client::{self, Attestation};
+use crate::attest::{self as client, Attestation};
 use anyhow::Context;
 use secllama_measurements::manifest::Manifest;
 use std::path::{Path, PathBuf};

@@ -4,18 +4,18 @@
 //! RSASSA signature exactly as long as the RSA AK's modulus (the report says so). PCR values come
 //! either raw and concatenated in `--pcr-list` order (`tpm2_pcrread -o`) or as JSON.
 //!
-//! Valid (exit 0) only when every check of [`crate::tpm::appraise`] passes. Unreadable files and a
+//! Valid (exit 0) only when every check of [`secllama_verifier::tpm::appraise`] passes. Unreadable files and a
 //! malformed AK, nonce or PCR input are usage errors (exit 2); a quote or signature that does not
 //! parse is evidence that fails its checks (exit 1).
 
 use super::{Format, Outcome, read_bytes_or_hex};
-use crate::tpm::{
-    AkPublic, Appraisal, PcrSelection, PcrValues, QuotePolicy, TpmSignature, appraise_quote,
-    appraise_quote_bytes,
-};
 use anyhow::Context;
 use rsa::traits::PublicKeyParts;
 use secllama_protocol::cose::VerifyingKey;
+use secllama_verifier::tpm::{
+    AkPublic, Appraisal, PcrSelection, PcrValues, QuotePolicy, TpmSignature, appraise_quote,
+    appraise_quote_bytes,
+};
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -225,8 +225,8 @@ fn raw_rsassa(
         return None;
     }
     let (hash, source) = match ak.tpm_public().and_then(|p| p.signing_scheme()) {
-        Some((crate::tpm::SigScheme::RsaSsa, h)) => (h, "the AK's scheme"),
-        _ => (crate::tpm::HashAlg::Sha256, "assumed"),
+        Some((secllama_verifier::tpm::SigScheme::RsaSsa, h)) => (h, "the AK's scheme"),
+        _ => (secllama_verifier::tpm::HashAlg::Sha256, "assumed"),
     };
     Some((
         TpmSignature::raw_rsassa(signature, hash),

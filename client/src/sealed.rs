@@ -5,7 +5,7 @@
 //! the envelope, and its receipt must verify under the attested signing key and carry the salted
 //! digests of exactly the request sent and the bytes received.
 
-use super::transport::{ATTESTATION_HEADER, Endpoint, plain_error};
+use crate::transport::{ATTESTATION_HEADER, Endpoint, plain_error};
 use anyhow::{Context, anyhow, bail};
 use http_body_util::BodyExt;
 use rand_core::OsRng;
@@ -142,7 +142,7 @@ pub async fn request_with<F: FnMut(&[u8]) -> anyhow::Result<()>>(
         let Some(frame) = frame else { break };
         // The connection broke (reset, closed mid-body): the enclave became unreachable; what
         // arrived so far stays unverified.
-        let frame = frame.map_err(|e| super::transport::Unreachable {
+        let frame = frame.map_err(|e| crate::transport::Unreachable {
             addr: format!("{:?}", endpoint.addr()),
             reason: format!("the sealed stream ended abnormally: {e}"),
         })?;
