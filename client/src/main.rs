@@ -34,6 +34,8 @@ enum Command {
     Proxy(cli::proxy::Args),
     /// Verify stored receipts offline against a saved attestation document.
     Receipt(cli::receipt::Args),
+    /// Appraise an AMD SEV-SNP attestation report (VCEK/VLEK → ASK/ASVK → AMD ARK, TCB, policy).
+    Snp(cli::snp::Args),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +48,7 @@ fn main() -> ExitCode {
         Command::Generate(args) => cli::generate::run(args),
         Command::Proxy(args) => cli::proxy::run(args),
         Command::Receipt(args) => cli::receipt::run(args),
+        Command::Snp(args) => cli::snp::run(args),
     };
     match result {
         Ok(outcome) => {

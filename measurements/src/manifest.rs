@@ -122,7 +122,8 @@ pub struct SnpReference {
     /// The VMPL the report must have been requested at.
     #[serde(default)]
     pub vmpl: u32,
-    /// The product line the chain must end in (`Milan`, `Genoa`, `Turin`), when pinned.
+    /// The product line the chain must end in (`Milan`, `Genoa`, `Turin`), or with its stepping
+    /// the VEK's productName must be (`Milan-B0`), when pinned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub product: Option<String>,
     /// HOST_DATA (32 bytes, hex), when pinned.
@@ -285,10 +286,12 @@ impl Manifest {
                 }
             }
             if let Some(p) = &s.product {
-                if !["milan", "genoa", "turin"].contains(&p.to_ascii_lowercase().as_str()) {
+                let line = p.split('-').next().unwrap_or_default().to_ascii_lowercase();
+                if !["milan", "genoa", "turin"].contains(&line.as_str()) {
                     return Err(ManifestError::Invalid {
                         key: "snp.product".into(),
-                        expected: "Milan, Genoa or Turin".into(),
+                        expected: "Milan, Genoa or Turin, optionally with a stepping (Milan-B0)"
+                            .into(),
                         found: p.clone(),
                     });
                 }

@@ -180,9 +180,21 @@ impl AttestationResult {
         required_ok && tee_ok && enclave_ok
     }
 
-    /// One line per submod and reason, for people.
+    /// One line per submod and reason, for people, ending with the verdict of [`Self::affirming`].
     pub fn to_text(&self) -> String {
         let mut out = format!("attestation document sha256:{}\n", self.attestation_digest);
+        out.push_str(&self.to_text_body());
+        out.push_str(if self.affirming() {
+            "result: affirming"
+        } else {
+            "result: NOT affirming"
+        });
+        out
+    }
+
+    /// The submods of [`Self::to_text`], without its first and last lines.
+    pub fn to_text_body(&self) -> String {
+        let mut out = String::new();
         for (name, s) in &self.submods {
             out.push_str(&format!(
                 "{name}: {}{}\n",
@@ -201,14 +213,14 @@ impl AttestationResult {
                 out.push_str(&format!("  trustworthiness: {}\n", v.join(" ")));
             }
             for r in &s.reasons {
-                out.push_str(&format!("  FAIL {r}\n"));
+                let tag = if s.status == Status::Contraindicated {
+                    "FAIL"
+                } else {
+                    "note"
+                };
+                out.push_str(&format!("  {tag} {r}\n"));
             }
         }
-        out.push_str(if self.affirming() {
-            "result: affirming"
-        } else {
-            "result: NOT affirming"
-        });
         out
     }
 }

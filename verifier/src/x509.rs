@@ -316,6 +316,15 @@ pub fn verify_path(
             check_issuer(c, i - 1, &mut out.reasons);
         }
     }
+    // A self-signed anchor's own signature too: a damaged anchor is refused rather than trusted.
+    if let Some(root) = chain.last() {
+        if root.subject == root.issuer && chain.len() > 1 {
+            if let Err(e) = check_signature(root, root) {
+                out.reasons
+                    .push(format!("trust anchor self-signature: {e}"));
+            }
+        }
+    }
     check_crls(&chain, policy, &mut out.reasons);
     out.path = chain.iter().map(|c| c.label.clone()).collect();
     out.certificates = chain.iter().map(|c| c.der.to_vec()).collect();

@@ -8,6 +8,7 @@ pub mod generate;
 pub mod proxy;
 pub mod quote;
 pub mod receipt;
+pub mod snp;
 
 use std::path::Path;
 
@@ -42,4 +43,153 @@ pub fn read_bytes_or_hex(path: &Path) -> anyhow::Result<Vec<u8>> {
         return hex::decode(&text).with_context(|| format!("decoding hex in {}", path.display()));
     }
     Ok(raw)
+}
+
+/// Parses an RFC 3339 time (`2023-03-22T14:28:27.405Z`, `2024-09-07T14:38:06+00:00`); fractions of
+/// a second are kept.
+pub fn parse_time(text: &str) -> anyhow::Result<std::time::SystemTime> {
+    use anyhow::{anyhow, bail};
+    let bad =
+        || anyhow!("--at: expected an RFC 3339 time such as 2024-09-07T14:38:06Z, found {text:?}");
+    let t = text.trim();
+    if t.len() < 20 || !t.is_char_boundary(19) {
+        return Err(bad());
+    }
+    let (main, rest) = t.split_at(19);
+    let num = |r: std::ops::Range<usize>| -> anyhow::Result<u32> {
+        main.get(r).and_then(|s| s.parse().ok()).ok_or_else(bad)
+    };
+    let b = main.as_bytes();
+    if b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return Err(bad());
+    }
+    let (y, mo, d, h, mi, s) = (
+        num(0..4)?,
+        num(5..7)?,
+        num(8..10)?,
+        num(11..13)?,
+        num(14..16)?,
+        num(17..19)?,
+    );
+    let dt = der::DateTime::new(
+        u16::try_from(y).map_err(|_| bad())?,
+        u8::try_from(mo).map_err(|_| bad())?,
+        u8::try_from(d).map_err(|_| bad())?,
+        u8::try_from(h).map_err(|_| bad())?,
+        u8::try_from(mi).map_err(|_| bad())?,
+        u8::try_from(s).map_err(|_| bad())?,
+    )
+    .map_err(|_| bad())?;
+    let mut when = dt.unix_duration();
+    let mut rest = rest;
+    if let Some(frac) = rest.strip_prefix('.') {
+        let digits: String = frac.chars().take_while(char::is_ascii_digit).collect();
+        if digits.is_empty() || digits.len() > 9 {
+            return Err(bad());
+        }
+        let nanos: u32 = format!("{digits:0<9}").parse().map_err(|_| bad())?;
+        when += std::time::Duration::from_nanos(nanos.into());
+        rest = &frac[digits.len()..];
+    }
+    let offset_secs: i64 = match rest {
+        "Z" | "z" => 0,
+        o if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) && &o[3..4] == ":" => {
+            let hh: i64 = o[1..3].parse().map_err(|_| bad())?;
+            let mm: i64 = o[4..6].parse().map_err(|_| bad())?;
+            let v = hh * 3600 + mm * 60;
+            if o.starts_with('-') { -v } else { v }
+        }
+        _ => bail!("--at: expected Z or an offset ±HH:MM after the time, found {rest:?}"),
+    };
+    let secs = i64::try_from(when.as_secs()).map_err(|_| bad())? - offset_secs;
+    let secs = u64::try_from(secs).map_err(|_| bad())?;
+    Ok(std::time::UNIX_EPOCH + std::time::Duration::new(secs, when.subsec_nanos()))
+}
+
+/// Reads certificates (DER or PEM, one or many) from a file, or from every `.pem`, `.der`,
+/// `.crt`, `.cer` or `.cert` file of a folder (as `snpguest fetch` writes them: `vcek.der`/`vcek.pem`, `ask.pem`, `ark.pem`, or one
+/// `cert_chain.pem`), in name order.
+pub fn load_certificates(path: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
+    use anyhow::Context;
+    let files: Vec<std::path::PathBuf> = if path.is_dir() {
+        let mut v: Vec<_> = std::fs::read_dir(path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.is_file()
+                    && p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+                        ["pem", "der", "crt", "cer", "cert"]
+                            .contains(&e.to_ascii_lowercase().as_str())
+                    })
+            })
+            .collect();
+        v.sort();
+        v
+    } else {
+        vec![path.to_path_buf()]
+    };
+    let mut out = Vec::new();
+    for f in &files {
+        let bytes = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
+        out.extend(
+            secllama_verifier::x509::load_certificates(&bytes)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?,
+        );
+    }
+    if out.is_empty() {
+        anyhow::bail!("{}: expected certificates, found none", path.display());
+    }
+    Ok(out)
+}
+
+/// Reads a CRL, DER or PEM (`X509 CRL`).
+pub fn load_crl(path: &Path) -> anyhow::Result<Vec<u8>> {
+    use anyhow::Context;
+    use der::Decode;
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let der = if bytes.trim_ascii_start().starts_with(b"-----BEGIN") {
+        let (label, der) = der::pem::decode_vec(&bytes)
+            .map_err(|e| anyhow::anyhow!("{}: expected a PEM CRL, found {e}", path.display()))?;
+        if label != "X509 CRL" {
+            anyhow::bail!(
+                "{}: expected PEM label X509 CRL, found {label}",
+                path.display()
+            );
+        }
+        der
+    } else {
+        bytes
+    };
+    x509_cert::crl::CertificateList::from_der(&der)
+        .map_err(|e| anyhow::anyhow!("{}: expected a DER CRL, found {e}", path.display()))?;
+    Ok(der)
+}
+
+/// Renders a standalone appraisal (one evidence kind, no enclave document) and its verdict: valid
+/// when no check failed (a `warning` submod is valid and says what was not compared).
+pub fn standalone(
+    kind: &str,
+    evidence: &[u8],
+    submod: secllama_verifier::Submod,
+    format: Format,
+) -> anyhow::Result<Outcome> {
+    use secllama_verifier::{AttestationResult, Status};
+    let valid = matches!(submod.status, Status::Affirming | Status::Warning);
+    let mut result = AttestationResult::new(secllama_protocol::sha256(&[evidence]));
+    result.insert(kind, submod);
+    let report = match format {
+        Format::Json => serde_json::to_string_pretty(&result)?,
+        Format::Text => format!(
+            "{kind} evidence sha256:{}\n{}result: {}",
+            result.attestation_digest,
+            result.to_text_body(),
+            if valid { "valid" } else { "INVALID" }
+        ),
+    };
+    Ok(Outcome { report, valid })
 }

@@ -67,6 +67,8 @@ struct Appraisal {
     passed: Vec<String>,
     vector: BTreeMap<String, i8>,
     warnings: Vec<String>,
+    /// The VEK's productName extension (`Milan-B0`), when it has one.
+    product_name: Option<String>,
 }
 
 impl Appraisal {
@@ -123,9 +125,11 @@ impl Appraisal {
                 return None;
             }
         };
-        // The VEK: the collateral certificate whose key verifies the signature.
+        // The VEK: the collateral certificate whose key verifies the signature; failing that, the
+        // first one named like a VEK, whose chain is still checked so every failure is reported.
         let mut tried = Vec::new();
         let mut vek = None;
+        let mut named = None;
         for (i, der) in ctx.collateral.certificates.iter().enumerate() {
             let cert = match x509::Cert::parse(der, &format!("certificate #{i}")) {
                 Ok(c) => c,
@@ -139,10 +143,17 @@ impl Appraisal {
                     vek = Some(cert);
                     break;
                 }
-                Err(e) => tried.push(format!("{}: {e}", cert.label)),
+                Err(e) => {
+                    tried.push(format!("{}: {e}", cert.label));
+                    let cn = vcek::common_name(&cert).unwrap_or_default();
+                    if named.is_none() && cn.starts_with("SEV-V") {
+                        named = Some(cert);
+                    }
+                }
             }
         }
-        let Some(vek) = vek else {
+        let signed = vek.is_some();
+        let Some(vek) = vek.or(named) else {
             self.claim("hardware", false);
             self.reasons.push(format!(
                 "report signature: expected it to verify under the {role} (ECDSA P-384, SHA-384 over bytes 0x000-0x29F), found {}",
@@ -154,10 +165,18 @@ impl Appraisal {
             ));
             return None;
         };
-        self.passed.push(format!(
-            "report signature (ECDSA P-384) under {}",
-            vek.label
-        ));
+        if signed {
+            self.passed.push(format!(
+                "report signature (ECDSA P-384) under {}",
+                vek.label
+            ));
+        } else {
+            self.claim("hardware", false);
+            self.reasons.push(format!(
+                "report signature: expected it to verify under the {role} (ECDSA P-384, SHA-384 over bytes 0x000-0x29F), found {}",
+                tried.join("; ")
+            ));
+        }
         let cn = vcek::common_name(&vek).unwrap_or_default();
         self.check(
             "hardware",
@@ -194,6 +213,9 @@ impl Appraisal {
             self.claim("hardware", false);
             self.reasons
                 .extend(path.reasons.iter().map(|r| format!("chain: {r}")));
+            return None;
+        }
+        if !signed {
             return None;
         }
         let Some(product) = product else {
@@ -263,6 +285,7 @@ impl Appraisal {
                 return;
             }
         };
+        self.product_name.clone_from(&ext.product_name);
         let reported = Tcb::decode(report.reported_tcb, product);
         self.check(
             "instance-identity",
@@ -386,11 +409,21 @@ impl Appraisal {
             }
         }
         if let Some(p) = &r.product {
+            // `Milan` pins the product line (the chain's ARK); `Milan-B0` also the stepping (the
+            // VEK's productName).
+            let (found, what) = if p.contains('-') {
+                (
+                    self.product_name.clone().unwrap_or_default(),
+                    "the VEK's productName",
+                )
+            } else {
+                (product.name().to_string(), "the chain's ARK")
+            };
             self.check(
                 "hardware",
-                p.eq_ignore_ascii_case(product.name()),
-                format!("product {}", product.name()),
-                format!("product: expected {p}, found {}", product.name()),
+                p.eq_ignore_ascii_case(&found),
+                format!("product {found}"),
+                format!("product: expected {p}, found {found:?} ({what})"),
             );
         }
     }
