@@ -36,6 +36,8 @@ enum Command {
     Receipt(cli::receipt::Args),
     /// Appraise an AMD SEV-SNP attestation report (VCEK/VLEK → ASK/ASVK → AMD ARK, TCB, policy).
     Snp(cli::snp::Args),
+    /// Appraise an AWS Nitro Enclaves attestation document (COSE ES384, chain to the AWS root, PCRs).
+    Nitro(cli::nitro::Args),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +51,7 @@ fn main() -> ExitCode {
         Command::Proxy(args) => cli::proxy::run(args),
         Command::Receipt(args) => cli::receipt::run(args),
         Command::Snp(args) => cli::snp::run(args),
+        Command::Nitro(args) => cli::nitro::run(args),
     };
     match result {
         Ok(outcome) => {

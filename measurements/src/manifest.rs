@@ -50,7 +50,7 @@ impl Default for Required {
 }
 
 /// Expected SHA-256 digests of the enclave's components (lower-case hex).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EnclaveDigests {
     /// The agent binary.
@@ -157,7 +157,9 @@ pub struct Manifest {
     /// Expected PCR values: bank name → PCR index (as a string key) → hex.
     #[serde(default)]
     pub pcrs: BTreeMap<String, BTreeMap<String, String>>,
-    /// Expected enclave digests.
+    /// Expected enclave digests (may be left out only by a manifest for a foreign enclave, one
+    /// with a `[nitro]` section; a secllama enclave appraised against it then fails every digest).
+    #[serde(default)]
     pub enclave: EnclaveDigests,
     /// AK trust.
     #[serde(default)]
@@ -165,6 +167,24 @@ pub struct Manifest {
     /// SEV-SNP reference values.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snp: Option<SnpReference>,
+    /// AWS Nitro Enclaves reference values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nitro: Option<NitroReference>,
+}
+
+/// AWS Nitro Enclaves reference values.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NitroReference {
+    /// Expected PCR values: index (0–31, as a string key) → 48-byte SHA-384 hex. PCR0 is the
+    /// enclave image, PCR1 the kernel and boot ramdisk, PCR2 the application, PCR3 the parent's
+    /// IAM role, PCR4 the parent instance, PCR8 the image's signing certificate.
+    #[serde(default)]
+    pub pcrs: BTreeMap<String, String>,
+    /// Accept a debug-mode enclave (PCR0–2 all zero). Off by default: a debug enclave's memory is
+    /// readable by its parent.
+    #[serde(default)]
+    pub allow_debug: bool,
 }
 
 fn check_hex(key: &str, value: &str, len: usize) -> Result<Vec<u8>, ManifestError> {
@@ -207,6 +227,7 @@ impl Manifest {
             },
             tpm: TpmTrust::default(),
             snp: None,
+            nitro: None,
         };
         m.set_pcrs(&p.pcrs);
         m
@@ -236,6 +257,7 @@ impl Manifest {
         }
         self.expected_pcrs()?;
         let e = &self.enclave;
+        let foreign = self.nitro.is_some() && e == &EnclaveDigests::default();
         for (k, v) in [
             ("agent", &e.agent),
             ("runner", &e.runner),
@@ -243,7 +265,21 @@ impl Manifest {
             ("policy", &e.policy),
             ("config", &e.config),
         ] {
-            check_hex(&format!("enclave.{k}"), v, 32)?;
+            if !foreign {
+                check_hex(&format!("enclave.{k}"), v, 32)?;
+            }
+        }
+        if let Some(n) = &self.nitro {
+            for (i, v) in &n.pcrs {
+                if !i.parse::<u8>().is_ok_and(|i| i < 32) {
+                    return Err(ManifestError::Invalid {
+                        key: format!("nitro.pcrs.{i:?}"),
+                        expected: "a PCR index 0-31".into(),
+                        found: i.clone(),
+                    });
+                }
+                check_hex(&format!("nitro.pcrs.{i}"), v, 48)?;
+            }
         }
         for (name, v) in &e.trees {
             check_hex(&format!("enclave.trees.{name:?}"), v, 32)?;

@@ -58,6 +58,10 @@ pub struct Submod {
         skip_serializing_if = "BTreeMap::is_empty"
     )]
     pub trust_vector: BTreeMap<String, i8>,
+    /// What the evidence says that a caller may bind to or display (hex or text): an SNP report's
+    /// measurement and report data, a Nitro document's nonce, user data and public key, …
+    #[serde(rename = "secllama.claims", skip_serializing_if = "BTreeMap::is_empty")]
+    pub claims: BTreeMap<String, String>,
     /// The reference manifest appraised against: `sha256:<hex>` of its canonical TOML.
     #[serde(
         rename = "ear.appraisal-policy-id",
@@ -90,6 +94,7 @@ impl Submod {
             reasons,
             passed: Vec::new(),
             trust_vector: BTreeMap::new(),
+            claims: BTreeMap::new(),
             policy_id: String::new(),
         }
     }

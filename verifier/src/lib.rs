@@ -20,6 +20,7 @@
 pub mod appraise;
 pub mod ear;
 pub mod enclave;
+pub mod nitro;
 pub mod snp;
 pub mod tpm;
 pub mod x509;

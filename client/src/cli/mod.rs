@@ -5,6 +5,7 @@ pub mod attest;
 pub mod cose;
 pub mod eventlog;
 pub mod generate;
+pub mod nitro;
 pub mod proxy;
 pub mod quote;
 pub mod receipt;

@@ -92,6 +92,7 @@ fn appraise_digests(d: &EnclaveDigests, m: &manifest::EnclaveDigests) -> Submod 
         reasons,
         passed,
         trust_vector: vector,
+        claims: Default::default(),
         policy_id: String::new(),
     }
 }

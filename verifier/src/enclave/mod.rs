@@ -190,6 +190,7 @@ mod tests {
             },
             tpm: TpmTrust::default(),
             snp: None,
+            nitro: None,
         };
         let nonce = Nonce::new(vec![7; 32]).unwrap();
         let a = appraise_document(

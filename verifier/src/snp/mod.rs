@@ -69,6 +69,7 @@ struct Appraisal {
     warnings: Vec<String>,
     /// The VEK's productName extension (`Milan-B0`), when it has one.
     product_name: Option<String>,
+    claims: BTreeMap<String, String>,
 }
 
 impl Appraisal {
@@ -98,9 +99,22 @@ impl Appraisal {
                 return;
             }
         };
+        for (k, v) in [
+            ("version", report.version.to_string()),
+            ("measurement", hex::encode(report.measurement)),
+            ("report_data", hex::encode(report.report_data)),
+            ("policy", format!("{:#x}", report.policy)),
+            ("vmpl", report.vmpl.to_string()),
+            ("host_data", hex::encode(report.host_data)),
+            ("chip_id", hex::encode(report.chip_id)),
+            ("reported_tcb", format!("{:#018x}", report.reported_tcb)),
+        ] {
+            self.claims.insert(k.to_string(), v);
+        }
         let Some(product) = self.endorsement(&report, ctx) else {
             return;
         };
+        self.claims.insert("product".into(), product.name().into());
         self.report_data(&report, ctx.report_data);
         match ctx.manifest.and_then(|m| m.snp.as_ref()) {
             Some(reference) => self.reference(&report, product, reference),
@@ -492,6 +506,7 @@ impl Appraisal {
             reasons,
             passed: self.passed,
             trust_vector: self.vector,
+            claims: self.claims,
             policy_id: String::new(),
         }
     }

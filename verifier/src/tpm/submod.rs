@@ -52,6 +52,7 @@ pub fn missing(required: bool) -> Submod {
         reasons: vec!["the attestation document carries no TPM evidence".into()],
         passed: Vec::new(),
         trust_vector: Default::default(),
+        claims: Default::default(),
         policy_id: String::new(),
     }
 }
@@ -104,6 +105,7 @@ fn appraise(tpm: &TpmEvidence, ctx: &Context<'_>) -> Submod {
         reasons,
         passed,
         trust_vector: vector,
+        claims: Default::default(),
         policy_id: String::new(),
     }
 }
