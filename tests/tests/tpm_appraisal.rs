@@ -228,6 +228,8 @@ fn a_tpm2_quote_passes_secllama_verify_quote() {
         pcr_values: None,
         allow_sha1: false,
         qualified_signer: None,
+        signature_format: None,
+        hash: None,
         format,
     };
     let good = quote::run(&args("c0ffee00c0ffee00c0ffee00c0ffee00", Format::Json)).unwrap();
@@ -260,4 +262,123 @@ fn a_tpm2_quote_passes_secllama_verify_quote() {
             .unwrap()
             .valid
     );
+}
+
+/// The formats tpm2-tools writes besides its defaults, made here by tpm2-tools itself and checked
+/// by the `secllama-verify quote` binary as `tpm2_checkquote` would take them: the PCR file
+/// `tpm2_quote -o` writes by default (serialized, selection included) and `tpm2_quote -f plain`
+/// signatures (a bare RSASSA signature, a DER ECDSA signature) with `--signature-format plain` and
+/// `--hash`. tpm2_checkquote is run on the same files as the peer: both must accept them, and both
+/// must refuse the same quote against a wrong nonce.
+#[test]
+fn tpm2_quote_plain_signatures_and_its_pcr_file_pass_secllama_verify_quote() {
+    let sw = Swtpm::start().unwrap();
+    let run = |tool: &str, args: &[&str]| {
+        let out = sw
+            .tool(tool)
+            .args(args)
+            .current_dir(sw.state_dir())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "tpm2_{tool} {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let verify = |args: &[&str]| {
+        std::process::Command::new(secllama_tests::workspace_bin("secllama-verify"))
+            .arg("quote")
+            .args(args)
+            .current_dir(sw.state_dir())
+            .output()
+            .unwrap()
+    };
+    run(
+        "pcrextend",
+        &["16:sha256=ab00000000000000000000000000000000000000000000000000000000000001"],
+    );
+    run("createek", &["-c", "ek.ctx", "-G", "rsa", "-u", "ek.pub"]);
+    run("flushcontext", &["-t"]);
+    let list = "sha256:0,1,16+sha1:16";
+    for (kind, scheme, hash) in [("rsa", "rsassa", "sha256"), ("ecc", "ecdsa", "sha384")] {
+        run(
+            "createak",
+            &[
+                "-C", "ek.ctx", "-c", "ak.ctx", "-G", kind, "-g", hash, "-s", scheme, "-u",
+                "ak.pub", "-f", "pem", "-n", "ak.name",
+            ],
+        );
+        run("flushcontext", &["-t"]);
+        run("flushcontext", &["-s"]);
+        for (format, sig) in [("tss", "q.sig"), ("plain", "q.plain")] {
+            run(
+                "quote",
+                &[
+                    "-c", "ak.ctx", "-l", list, "-q", "abcdef01", "-m", "q.msg", "-s", sig, "-f",
+                    format, "-o", "q.pcrs", "-g", hash,
+                ],
+            );
+            run("flushcontext", &["-t"]);
+            // The peer accepts the same files.
+            if format == "tss" {
+                run(
+                    "checkquote",
+                    &[
+                        "-u", "ak.pub", "-m", "q.msg", "-s", sig, "-f", "q.pcrs", "-g", hash, "-q",
+                        "abcdef01",
+                    ],
+                );
+            }
+            let mut args = vec![
+                "--ak",
+                "ak.pub",
+                "--message",
+                "q.msg",
+                "--signature",
+                sig,
+                "--pcrs",
+                "q.pcrs",
+                "--nonce",
+                "abcdef01",
+                "--format",
+                "json",
+            ];
+            if format == "plain" {
+                args.extend(["--signature-format", "plain", "--hash", hash]);
+            }
+            let out = verify(&args);
+            let report: serde_json::Value =
+                serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+                    panic!(
+                        "{kind} {format}: {e}: {}",
+                        String::from_utf8_lossy(&out.stderr)
+                    )
+                });
+            assert_eq!(out.status.code(), Some(0), "{kind} {format}: {report:#}");
+            assert_eq!(report["signature"]["hash"], hash, "{kind} {format}");
+            // The same quote against another nonce: exit 1 naming the nonce.
+            let mut wrong = args.clone();
+            wrong[9] = "abcdef02";
+            let out = verify(&wrong);
+            assert_eq!(out.status.code(), Some(1), "{kind} {format}");
+            assert!(String::from_utf8_lossy(&out.stdout).contains("abcdef02"));
+            if format == "plain" {
+                // Without --signature-format plain the ECDSA DER or bare RSA bytes are refused or
+                // (RSA) taken as a bare RSASSA signature with the AK's hash; a wrong --hash fails.
+                let mut bad_hash = args.clone();
+                let n = bad_hash.len();
+                bad_hash[n - 1] = if hash == "sha256" { "sha384" } else { "sha256" };
+                assert_eq!(
+                    verify(&bad_hash).status.code(),
+                    Some(1),
+                    "{kind} wrong --hash"
+                );
+                if kind == "ecc" {
+                    let out = verify(&args[..args.len() - 4]);
+                    assert_ne!(out.status.code(), Some(0), "{kind}: DER ECDSA read as TPMT");
+                }
+            }
+        }
+    }
 }

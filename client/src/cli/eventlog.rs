@@ -1,7 +1,10 @@
 //! `secllama-verify eventlog FILE [--format json|text]`: parses a TCG event log (legacy SHA-1 or
 //! crypto-agile) and prints its events (type, PCR, digests, decoded summary), the replayed PCRs
 //! and the warnings (unknown algorithms skipped, digests that do not match their data).
-//! JSON: `{"pcrs": {"sha256": {"0": "<hex>", ...}, ...}, "events": [...], "warnings": [...]}`.
+//! JSON: `{"pcrs": {"sha256": {"0": "<hex>", ...}, ...}, "events": [...], "warnings": [...],
+//! "padding": null | {"offset", "len", "fill"}}` — `padding` says where the records ended when an
+//! all-0xFF or all-zero record header (the fill of a fixed-size area such as TDX's CCEL) stopped
+//! them.
 
 use super::{Format, Outcome};
 use anyhow::Context;
@@ -47,7 +50,10 @@ pub fn report(log: &EventLog) -> Value {
         LogFormat::LegacySha1 => "legacy-sha1",
         LogFormat::CryptoAgile => "crypto-agile",
     };
-    json!({"format": format, "pcrs": pcrs, "events": events, "warnings": log.warnings})
+    let padding = log
+        .padding
+        .map(|p| json!({"offset": p.offset, "len": p.len, "fill": p.fill}));
+    json!({"format": format, "pcrs": pcrs, "events": events, "warnings": log.warnings, "padding": padding})
 }
 
 fn text(v: &Value) -> String {

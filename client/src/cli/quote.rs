@@ -1,8 +1,11 @@
 //! `secllama-verify quote`: checks a TPM2_Quote with the inputs `tpm2_checkquote` takes. The AK
 //! (`--ak`) is PEM or DER SubjectPublicKeyInfo, a JWK, a `TPM2B_PUBLIC` or a `TPMT_PUBLIC`; the quote
 //! (`--message`) a `TPMS_ATTEST` or `TPM2B_ATTEST`; the signature a `TPMT_SIGNATURE`, or a bare
-//! RSASSA signature exactly as long as the RSA AK's modulus (the report says so). PCR values come
-//! either raw and concatenated in `--pcr-list` order (`tpm2_pcrread -o`) or as JSON.
+//! RSASSA signature exactly as long as the RSA AK's modulus (the report says so), or with
+//! `--signature-format plain` what `tpm2_quote -f plain` writes (a bare RSA signature, a DER ECDSA
+//! signature) with its hash from `--hash` (tpm2_checkquote's names). PCR values come as the file
+//! `tpm2_quote -o` writes by default (`--pcrs` alone), raw and concatenated in `--pcr-list` order
+//! (`tpm2_pcrread -o`, `-F values`), or as JSON.
 //!
 //! Valid (exit 0) only when every check of [`secllama_verifier::tpm::appraise`] passes. Unreadable files and a
 //! malformed AK, nonce or PCR input are usage errors (exit 2); a quote or signature that does not
@@ -13,8 +16,8 @@ use anyhow::Context;
 use rsa::traits::PublicKeyParts;
 use secllama_protocol::cose::VerifyingKey;
 use secllama_verifier::tpm::{
-    AkPublic, Appraisal, PcrSelection, PcrValues, QuotePolicy, TpmSignature, appraise_quote,
-    appraise_quote_bytes,
+    AkPublic, Appraisal, HashAlg, PcrSelection, PcrValues, QuotePolicy, SigScheme, TpmSignature,
+    appraise_quote, appraise_quote_bytes,
 };
 use serde::Serialize;
 use std::path::PathBuf;
@@ -31,11 +34,21 @@ pub struct Args {
     /// The signature: TPMT_SIGNATURE, or a bare RSASSA signature as long as the AK's modulus.
     #[arg(long)]
     pub signature: PathBuf,
+    /// How --signature is encoded: tpmt (TPMT_SIGNATURE) or plain (`tpm2_quote -f plain`: a bare
+    /// RSA signature, a DER ECDSA signature). Default: TPMT_SIGNATURE, or a bare RSASSA signature
+    /// when it is exactly as long as the RSA AK's modulus.
+    #[arg(long, value_enum)]
+    pub signature_format: Option<SignatureFormat>,
+    /// The hash of a plain signature: sha1, sha256, sha384 or sha512 (default: the AK's scheme
+    /// hash, else sha256). With a TPMT_SIGNATURE it must be the one the signature names.
+    #[arg(long)]
+    pub hash: Option<String>,
     /// The qualifying data the quote must carry (extraData), in hex; may be empty.
     #[arg(long)]
     pub nonce: String,
-    /// PCR values, raw and concatenated in --pcr-list order (as `tpm2_pcrread -o` writes them).
-    #[arg(long, requires = "pcr_list", conflicts_with = "pcr_values")]
+    /// PCR values: the file `tpm2_quote -o` writes (its default serialized form, selection
+    /// included), or with --pcr-list raw values concatenated in that order (`tpm2_pcrread -o`).
+    #[arg(long, conflicts_with = "pcr_values")]
     pub pcrs: Option<PathBuf>,
     /// The selection of --pcrs, in tpm2-tools syntax, e.g. sha1:0,1+sha256:0,1,16.
     #[arg(long = "pcr-list", requires = "pcrs")]
@@ -52,6 +65,15 @@ pub struct Args {
     /// Output format.
     #[arg(long, value_enum, default_value = "json")]
     pub format: Format,
+}
+
+/// How a signature file is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SignatureFormat {
+    /// A `TPMT_SIGNATURE` (tpm2-tools' default).
+    Tpmt,
+    /// No header: a bare RSA signature, or a DER ECDSA signature (`tpm2_quote -f plain`).
+    Plain,
 }
 
 /// The report `quote` prints.
@@ -171,6 +193,18 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
         .transpose()
         .context("--qualified-signer: expected hex")?;
     let pcrs = match (&args.pcrs, &args.pcr_list, &args.pcr_values) {
+        (Some(file), None, None) => {
+            let raw = std::fs::read(file)
+                .with_context(|| format!("reading PCR values {}", file.display()))?;
+            PcrValues::from_tpm2_tools_serialized(&raw)
+                .with_context(|| {
+                    format!(
+                        "PCR values {} (without --pcr-list: the file tpm2_quote -o writes)",
+                        file.display()
+                    )
+                })?
+                .1
+        }
         (Some(file), Some(list), None) => {
             let selection = PcrSelection::parse_tpm2_tools(list).context("--pcr-list")?;
             let raw = std::fs::read(file)
@@ -184,7 +218,9 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
             PcrValues::from_json(&text).with_context(|| format!("PCR values {}", file.display()))?
         }
         _ => {
-            anyhow::bail!("give the PCR values with either --pcrs and --pcr-list, or --pcr-values")
+            anyhow::bail!(
+                "give the PCR values with --pcrs (tpm2_quote -o), --pcrs and --pcr-list, or --pcr-values"
+            )
         }
     };
     let policy = QuotePolicy {
@@ -193,12 +229,54 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
         allow_sha1: args.allow_sha1,
         qualified_signer: qualified_signer.as_deref(),
     };
-    let (appraisal, encoding) = match raw_rsassa(&signature, &ak, &ak_key) {
-        Some((sig, why)) => (appraise_quote(&message, &sig, &ak, &policy), why),
-        None => (
-            appraise_quote_bytes(&message, &signature, &ak_bytes, &policy),
-            "TPMT_SIGNATURE".to_string(),
-        ),
+    let hash = args
+        .hash
+        .as_deref()
+        .map(|h| {
+            HashAlg::from_name(h).ok_or_else(|| {
+                anyhow::anyhow!("--hash: expected sha1, sha256, sha384 or sha512, found {h:?}")
+            })
+        })
+        .transpose()?;
+    let (appraisal, encoding) = match args.signature_format {
+        Some(SignatureFormat::Plain) => {
+            let (scheme, ak_hash) = ak
+                .tpm_public()
+                .and_then(|p| p.signing_scheme())
+                .map_or((SigScheme::RsaSsa, None), |(s, h)| (s, Some(h)));
+            let (h, source) = match (hash, ak_hash) {
+                (Some(h), _) => (h, "--hash"),
+                (None, Some(h)) => (h, "the AK's scheme"),
+                (None, None) => (HashAlg::Sha256, "assumed"),
+            };
+            let sig = TpmSignature::plain(&signature, &ak_key, scheme, h)
+                .context("--signature (plain)")?;
+            let why = format!(
+                "plain {} signature ({} bytes, no TPMT_SIGNATURE header); hash {h} ({source})",
+                sig.scheme.name(),
+                signature.len()
+            );
+            (appraise_quote(&message, &sig, &ak, &policy), why)
+        }
+        Some(SignatureFormat::Tpmt) | None => {
+            if let (Some(h), Ok(t)) = (hash, TpmSignature::parse(&signature)) {
+                if t.hash != h {
+                    anyhow::bail!(
+                        "--hash {h}: the TPMT_SIGNATURE names {}; drop --hash or give that one",
+                        t.hash
+                    );
+                }
+            }
+            match raw_rsassa(&signature, &ak, &ak_key, hash)
+                .filter(|_| args.signature_format.is_none())
+            {
+                Some((sig, why)) => (appraise_quote(&message, &sig, &ak, &policy), why),
+                None => (
+                    appraise_quote_bytes(&message, &signature, &ak_bytes, &policy),
+                    "TPMT_SIGNATURE".to_string(),
+                ),
+            }
+        }
     };
     let report = report(&appraisal, &ak, &ak_key, encoding);
     let rendered = match args.format {
@@ -217,6 +295,7 @@ fn raw_rsassa(
     signature: &[u8],
     ak: &AkPublic,
     key: &VerifyingKey,
+    hash: Option<HashAlg>,
 ) -> Option<(TpmSignature, String)> {
     let VerifyingKey::Rsa(k) = key else {
         return None;
@@ -224,9 +303,10 @@ fn raw_rsassa(
     if signature.len() != k.size() || TpmSignature::parse(signature).is_ok() {
         return None;
     }
-    let (hash, source) = match ak.tpm_public().and_then(|p| p.signing_scheme()) {
-        Some((secllama_verifier::tpm::SigScheme::RsaSsa, h)) => (h, "the AK's scheme"),
-        _ => (secllama_verifier::tpm::HashAlg::Sha256, "assumed"),
+    let (hash, source) = match (hash, ak.tpm_public().and_then(|p| p.signing_scheme())) {
+        (Some(h), _) => (h, "--hash"),
+        (None, Some((SigScheme::RsaSsa, h))) => (h, "the AK's scheme"),
+        _ => (HashAlg::Sha256, "assumed"),
     };
     Some((
         TpmSignature::raw_rsassa(signature, hash),

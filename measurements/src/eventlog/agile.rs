@@ -10,12 +10,12 @@ use super::{Bank, Event, EventLog, EventLogError, Format, Reader, legacy};
 /// Signature of the crypto-agile Spec ID event.
 pub const SPEC_ID_EVENT03: &[u8; 16] = b"Spec ID Event03\0";
 
-/// Whether the log starts with a Spec ID Event03 header.
+/// Whether the log starts with a Spec ID Event03 header. Its PCR index is not checked: PC Client
+/// firmware records it at 0, Intel TDX firmware (the CCEL table) at 1.
 pub fn is_crypto_agile(data: &[u8]) -> bool {
     let mut r = Reader::new(data);
-    legacy::read_event(&mut r, 0).is_ok_and(|e| {
-        e.pcr == 0 && e.event_type == EV_NO_ACTION && e.data.starts_with(SPEC_ID_EVENT03)
-    })
+    legacy::read_event(&mut r, 0)
+        .is_ok_and(|e| e.event_type == EV_NO_ACTION && e.data.starts_with(SPEC_ID_EVENT03))
 }
 
 /// A digest algorithm as the Spec ID event declares it.
@@ -101,7 +101,13 @@ pub fn parse(data: &[u8]) -> Result<EventLog, EventLogError> {
         .filter_map(|a| Bank::from_alg_id(a.alg_id))
         .collect();
     let mut events = vec![header];
+    let mut padding = None;
     while r.remaining() > 0 {
+        if let Some(p) = super::Padding::at(&r) {
+            warnings.push(p.describe());
+            padding = Some(p);
+            break;
+        }
         let index = events.len();
         let offset = r.pos();
         let pcr = r.u32("TCG_PCR_EVENT2.pcrIndex")?;
@@ -152,5 +158,6 @@ pub fn parse(data: &[u8]) -> Result<EventLog, EventLogError> {
         banks,
         events,
         warnings,
+        padding,
     })
 }

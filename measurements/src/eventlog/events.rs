@@ -176,6 +176,38 @@ fn utf16(data: &[u8]) -> String {
     String::from_utf16_lossy(&units).chars().take(200).collect()
 }
 
+/// EV_S_CRTM_VERSION: a NUL-terminated UTF-16 version string, or (as some firmware records it) a
+/// 16-byte GUID, printed in its byte order.
+fn crtm_version(data: &[u8]) -> String {
+    let units: Vec<u16> = data
+        .chunks_exact(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        .collect();
+    let text_len = units.iter().position(|u| *u == 0);
+    let is_text = data.len() % 2 == 0
+        && text_len.is_some_and(|n| {
+            n > 0
+                && units[n..].iter().all(|u| *u == 0)
+                && char::decode_utf16(units[..n].iter().copied())
+                    .all(|c| c.is_ok_and(|c| !c.is_control()))
+        });
+    if is_text {
+        return utf16(data);
+    }
+    if data.len() == 16 {
+        let h = hex::encode(data);
+        return format!(
+            "GUID {}-{}-{}-{}-{}",
+            &h[0..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..32]
+        );
+    }
+    ascii(data)
+}
+
 fn guid(b: &[u8]) -> String {
     if b.len() != 16 {
         return "?".into();
@@ -219,10 +251,7 @@ pub fn summary(e: &Event) -> String {
         EV_EFI_ACTION | EV_ACTION | EV_S_CRTM_VERSION if e.event_type != EV_S_CRTM_VERSION => {
             ascii(&e.data)
         }
-        EV_S_CRTM_VERSION => {
-            let u = utf16(&e.data);
-            if u.is_empty() { ascii(&e.data) } else { u }
-        }
+        EV_S_CRTM_VERSION => crtm_version(&e.data),
         EV_IPL => {
             let a = ascii(&e.data);
             if a.len() <= 1 && e.data.len() > 2 {

@@ -25,7 +25,14 @@ pub(crate) fn read_event(r: &mut Reader<'_>, index: usize) -> Result<Event, Even
 pub fn parse(data: &[u8]) -> Result<EventLog, EventLogError> {
     let mut r = Reader::new(data);
     let mut events = Vec::new();
+    let mut padding = None;
     while r.remaining() > 0 {
+        if !events.is_empty() {
+            if let Some(p) = super::Padding::at(&r) {
+                padding = Some(p);
+                break;
+            }
+        }
         events.push(read_event(&mut r, events.len())?);
     }
     if events.is_empty() {
@@ -40,6 +47,7 @@ pub fn parse(data: &[u8]) -> Result<EventLog, EventLogError> {
         format: Format::LegacySha1,
         banks: vec![Bank::Sha1],
         events,
-        warnings: Vec::new(),
+        warnings: padding.iter().map(super::Padding::describe).collect(),
+        padding,
     })
 }

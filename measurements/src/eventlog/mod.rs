@@ -234,6 +234,54 @@ pub struct EventLog {
     pub events: Vec<Event>,
     /// What a reader should know: unknown algorithms skipped, digests that do not match their data.
     pub warnings: Vec<String>,
+    /// Where the records ended before the end of the input, when they did: an all-0xFF or
+    /// all-zero record header (the fill of a fixed-size log area, as Intel TDX firmware leaves
+    /// the CCEL table) and what follows it.
+    pub padding: Option<Padding>,
+}
+
+/// The unused rest of a fixed-size log area.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Padding {
+    /// Byte offset where the records ended.
+    pub offset: usize,
+    /// Bytes from there to the end of the input.
+    pub len: usize,
+    /// The fill byte, when every one of those bytes is it (0xFF or 0x00).
+    pub fill: Option<u8>,
+}
+
+impl Padding {
+    /// The padding at `r`'s position if the next record header (pcrIndex, eventType) is all 0xFF
+    /// or all zero; `None` if a record follows.
+    pub(crate) fn at(r: &Reader<'_>) -> Option<Self> {
+        let rest = &r.data[r.pos..];
+        // A whole header: fewer bytes are a truncated record, not padding.
+        let header = rest.get(..8)?;
+        let fill = header.first().copied()?;
+        if !(fill == 0xff || fill == 0) || header.iter().any(|b| *b != fill) {
+            return None;
+        }
+        Some(Self {
+            offset: r.pos,
+            len: rest.len(),
+            fill: rest.iter().all(|b| *b == fill).then_some(fill),
+        })
+    }
+
+    /// For people: where the log ended and what followed.
+    pub fn describe(&self) -> String {
+        match self.fill {
+            Some(f) => format!(
+                "the log ends at byte offset {}: {} bytes of {f:#04x} padding follow (an empty record header)",
+                self.offset, self.len
+            ),
+            None => format!(
+                "the log ends at byte offset {} (an empty record header); {} bytes follow that are not uniform padding and were not read",
+                self.offset, self.len
+            ),
+        }
+    }
 }
 
 /// PCR values by bank and index.

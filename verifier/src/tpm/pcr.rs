@@ -279,6 +279,92 @@ impl PcrValues {
         Ok(values)
     }
 
+    /// Reads the PCR file `tpm2_quote -o` (and `tpm2_pcrread -o -F serialized`) writes by
+    /// default: tpm2-tools' in-memory structures, little-endian — a `TPML_PCR_SELECTION` (u32
+    /// count, 16 × {u16 hash, u8 sizeofSelect, u8 pcrSelect[4], 1 pad byte}), a u32 count of
+    /// `TPML_DIGEST`s, then each `TPML_DIGEST` (u32 count ≤ 8, 8 × {u16 size, 64 bytes}). The values
+    /// follow the selection's order. Returns the selection and the values.
+    pub fn from_tpm2_tools_serialized(bytes: &[u8]) -> Result<(PcrSelection, Self)> {
+        const SELECTION_LEN: usize = 4 + 16 * 8;
+        const DIGEST_LIST_LEN: usize = 4 + 8 * 66;
+        let bad = |expected: String, found: String| {
+            TpmError::input("tpm2-tools PCR file (serialized)", expected, found)
+        };
+        let u32_at = |at: usize| -> Result<u32> {
+            bytes
+                .get(at..at + 4)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .ok_or_else(|| {
+                    bad(
+                        format!("4 bytes at {at}"),
+                        format!("{} bytes in all", bytes.len()),
+                    )
+                })
+        };
+        let count = u32_at(0)? as usize;
+        if count == 0 || count > 16 {
+            return Err(bad("1 to 16 banks".into(), count.to_string()));
+        }
+        let mut selection = PcrSelection::default();
+        for i in 0..count {
+            let at = 4 + i * 8;
+            let e = bytes
+                .get(at..at + 8)
+                .ok_or_else(|| bad(format!("a selection at {at}"), "the end of the file".into()))?;
+            let id = u16::from_le_bytes([e[0], e[1]]);
+            let bank = HashAlg::from_alg_id(id)
+                .ok_or_else(|| bad("a SHA-1/256/384/512 bank".into(), format!("{id:#06x}")))?;
+            let size = usize::from(e[2]);
+            if size > 4 {
+                return Err(bad("sizeofSelect ≤ 4".into(), size.to_string()));
+            }
+            let pcrs: Vec<PcrIndex> = (0..size * 8)
+                .filter(|n| e[3 + n / 8] >> (n % 8) & 1 == 1)
+                .map(|n| n as PcrIndex)
+                .collect();
+            selection.banks.push(PcrBankSelection { bank, pcrs });
+        }
+        let lists = u32_at(SELECTION_LEN)? as usize;
+        let expected_len = SELECTION_LEN + 4 + lists * DIGEST_LIST_LEN;
+        if lists > 8 || bytes.len() != expected_len {
+            return Err(bad(
+                format!("{} bytes for {lists} TPML_DIGEST lists", expected_len),
+                format!("{} bytes", bytes.len()),
+            ));
+        }
+        let mut digests = Vec::new();
+        for l in 0..lists {
+            let base = SELECTION_LEN + 4 + l * DIGEST_LIST_LEN;
+            let n = u32_at(base)? as usize;
+            if n > 8 {
+                return Err(bad(
+                    "at most 8 digests per TPML_DIGEST".into(),
+                    n.to_string(),
+                ));
+            }
+            for d in 0..n {
+                let at = base + 4 + d * 66;
+                let size = usize::from(u16::from_le_bytes([bytes[at], bytes[at + 1]]));
+                if size > 64 {
+                    return Err(bad("a digest of at most 64 bytes".into(), size.to_string()));
+                }
+                digests.push(bytes[at + 2..at + 2 + size].to_vec());
+            }
+        }
+        let wanted: Vec<(HashAlg, PcrIndex)> = selection.iter().collect();
+        if wanted.len() != digests.len() {
+            return Err(bad(
+                format!("{} values for the selection {selection}", wanted.len()),
+                format!("{} values", digests.len()),
+            ));
+        }
+        let mut values = Self::new();
+        for ((bank, index), value) in wanted.into_iter().zip(digests) {
+            values.insert(bank, index, value)?;
+        }
+        Ok((selection, values))
+    }
+
     /// Reads `{"sha256": {"0": "<hex>", ...}, "sha1": {...}}`.
     pub fn from_json(text: &str) -> Result<Self> {
         let what = "PCR values JSON";

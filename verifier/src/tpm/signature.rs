@@ -137,6 +137,60 @@ impl TpmSignature {
         }
     }
 
+    /// A signature without the `TPMT_SIGNATURE` header, as `tpm2_quote -f plain` and other stacks
+    /// write it: for an RSA key the bare signature (`scheme` RSASSA or RSAPSS), for an ECC key a
+    /// DER `ECDSA-Sig-Value` (SEC 1 §C.5). `hash` is the scheme's hash, which the bytes do not say.
+    ///
+    /// # Errors
+    /// An ECC key with a signature that is not DER, or a key that cannot sign quotes.
+    pub fn plain(
+        signature: &[u8],
+        key: &VerifyingKey,
+        scheme: SigScheme,
+        hash: HashAlg,
+    ) -> Result<Self> {
+        match key {
+            VerifyingKey::Rsa(_) => Ok(Self {
+                scheme: if scheme == SigScheme::RsaPss {
+                    SigScheme::RsaPss
+                } else {
+                    SigScheme::RsaSsa
+                },
+                hash,
+                value: SignatureValue::Rsa(signature.to_vec()),
+                raw: true,
+            }),
+            VerifyingKey::P256(_) | VerifyingKey::P384(_) => {
+                #[derive(der::Sequence)]
+                struct EcdsaSig<'a> {
+                    r: der::asn1::UintRef<'a>,
+                    s: der::asn1::UintRef<'a>,
+                }
+                let v = <EcdsaSig<'_> as der::Decode<'_>>::from_der(signature).map_err(|e| {
+                    TpmError::input(
+                        "plain ECDSA signature",
+                        "a DER ECDSA-Sig-Value",
+                        e.to_string(),
+                    )
+                })?;
+                Ok(Self {
+                    scheme: SigScheme::EcDsa,
+                    hash,
+                    value: SignatureValue::Ecc {
+                        r: v.r.as_bytes().to_vec(),
+                        s: v.s.as_bytes().to_vec(),
+                    },
+                    raw: true,
+                })
+            }
+            other => Err(TpmError::input(
+                "signature key",
+                "an RSA, P-256 or P-384 key",
+                format!("an {} key", other.describe()),
+            )),
+        }
+    }
+
     /// The marshalled `TPMT_SIGNATURE`.
     pub fn marshal(&self) -> Result<Vec<u8>> {
         let mut out = self.scheme.id().to_be_bytes().to_vec();
