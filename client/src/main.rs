@@ -38,6 +38,8 @@ enum Command {
     Snp(cli::snp::Args),
     /// Appraise an AWS Nitro Enclaves attestation document (COSE ES384, chain to the AWS root, PCRs).
     Nitro(cli::nitro::Args),
+    /// Appraise Azure confidential-VM vTPM evidence (HCL report → SNP report → AK → quote).
+    Azure(cli::azure::Args),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +54,7 @@ fn main() -> ExitCode {
         Command::Receipt(args) => cli::receipt::run(args),
         Command::Snp(args) => cli::snp::run(args),
         Command::Nitro(args) => cli::nitro::run(args),
+        Command::Azure(args) => cli::azure::run(args),
     };
     match result {
         Ok(outcome) => {

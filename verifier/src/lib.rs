@@ -18,6 +18,7 @@
 //! `secllama-client` crate.
 
 pub mod appraise;
+pub mod azure;
 pub mod ear;
 pub mod enclave;
 pub mod nitro;

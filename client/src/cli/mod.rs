@@ -2,6 +2,7 @@
 //! print and whether the check passed; `main.rs` only dispatches, prints and sets the exit code.
 
 pub mod attest;
+pub mod azure;
 pub mod cose;
 pub mod eventlog;
 pub mod generate;
