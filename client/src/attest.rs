@@ -26,6 +26,28 @@ pub struct Attestation {
     pub document: Vec<u8>,
     /// The document, when its signature and nonce verified (even if the result is not affirming).
     pub verified: Option<VerifiedDocument>,
+    /// The verifier's nonce.
+    pub nonce: Vec<u8>,
+    /// The collateral the appraisal used besides the document.
+    pub collateral: Collateral,
+    /// When it was appraised.
+    pub at: std::time::SystemTime,
+}
+
+impl Attestation {
+    /// An evidence bundle of this appraisal against `manifest`
+    /// ([`secllama_verifier::bundle`]).
+    pub fn bundle(&self, manifest: &Manifest) -> anyhow::Result<secllama_verifier::bundle::Bundle> {
+        Ok(secllama_verifier::bundle::Bundle::record(
+            "enclave",
+            &self.document,
+            Some(&self.nonce),
+            &self.collateral,
+            Some(manifest),
+            self.at,
+            &self.result,
+        )?)
+    }
 }
 
 impl Attestation {
@@ -43,6 +65,15 @@ impl Attestation {
 /// fresh random nonce. Transport failures are errors; evidence that does not verify is a result
 /// that is not affirming.
 pub async fn attest(url: &str, manifest: &Manifest) -> anyhow::Result<Attestation> {
+    attest_with(url, manifest, &Collateral::default()).await
+}
+
+/// [`attest`] with `collateral` (AK certificates and intermediates, CRLs).
+pub async fn attest_with(
+    url: &str,
+    manifest: &Manifest,
+    collateral: &Collateral,
+) -> anyhow::Result<Attestation> {
     let endpoint = Endpoint::parse(url)?;
     let mut nonce = [0u8; NONCE_LEN];
     OsRng
@@ -50,7 +81,13 @@ pub async fn attest(url: &str, manifest: &Manifest) -> anyhow::Result<Attestatio
         .map_err(|e| anyhow::anyhow!("random nonce: {e}"))?;
     let nonce = Nonce::new(nonce.to_vec())?;
     let document = endpoint.attestation(&nonce).await?;
-    Ok(appraise(document, &nonce, manifest))
+    Ok(appraise_with(
+        document,
+        &nonce,
+        manifest,
+        collateral,
+        std::time::SystemTime::now(),
+    ))
 }
 
 /// Appraises an attestation document for the verifier's `nonce` against `manifest` (offline, now,
@@ -79,5 +116,8 @@ pub fn appraise_with(
         result: a.result,
         document,
         verified: a.verified,
+        nonce: nonce.as_bytes().to_vec(),
+        collateral: collateral.clone(),
+        at,
     }
 }

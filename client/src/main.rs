@@ -40,6 +40,8 @@ enum Command {
     Nitro(cli::nitro::Args),
     /// Appraise Azure confidential-VM vTPM evidence (HCL report → SNP report → AK → quote).
     Azure(cli::azure::Args),
+    /// Re-appraise an evidence bundle offline (same verdict, or exactly what changed).
+    Bundle(cli::bundle::Args),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +57,7 @@ fn main() -> ExitCode {
         Command::Snp(args) => cli::snp::run(args),
         Command::Nitro(args) => cli::nitro::run(args),
         Command::Azure(args) => cli::azure::run(args),
+        Command::Bundle(args) => cli::bundle::run(args),
     };
     match result {
         Ok(outcome) => {

@@ -19,6 +19,7 @@
 
 pub mod appraise;
 pub mod azure;
+pub mod bundle;
 pub mod ear;
 pub mod enclave;
 pub mod nitro;

@@ -3,6 +3,7 @@
 
 pub mod attest;
 pub mod azure;
+pub mod bundle;
 pub mod cose;
 pub mod eventlog;
 pub mod generate;

@@ -48,10 +48,23 @@ pub fn verify_ak_certificate(
     roots: &[impl AsRef<[u8]>],
     at: SystemTime,
 ) -> CertAppraisal {
+    verify_ak_certificate_with_crls(cert_der, ak, intermediates, roots, at, &[])
+}
+
+/// [`verify_ak_certificate`], also refusing a certificate of the path that a CRL (DER) of its
+/// issuer lists.
+pub fn verify_ak_certificate_with_crls(
+    cert_der: &[u8],
+    ak: &VerifyingKey,
+    intermediates: &[impl AsRef<[u8]>],
+    roots: &[impl AsRef<[u8]>],
+    at: SystemTime,
+    crls: &[Vec<u8>],
+) -> CertAppraisal {
     let policy = PathPolicy {
         at,
         known_critical: &KNOWN_CRITICAL,
-        crls: &[],
+        crls,
     };
     let found = x509::verify_path(cert_der, "AK certificate", intermediates, roots, &policy);
     let mut out = CertAppraisal {

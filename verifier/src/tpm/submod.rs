@@ -223,7 +223,14 @@ fn ak_certificate(ak: &AkPublic, ctx: &Context<'_>, roots: &[String]) -> Result<
     }
     let mut why = Vec::new();
     for (i, c) in certs.iter().enumerate() {
-        let a = crate::tpm::cert::verify_ak_certificate(c, &key, certs, &anchors, ctx.at);
+        let a = crate::tpm::cert::verify_ak_certificate_with_crls(
+            c,
+            &key,
+            certs,
+            &anchors,
+            ctx.at,
+            &ctx.collateral.crls,
+        );
         if a.valid() {
             return Ok(a.path.join(" <- "));
         }
