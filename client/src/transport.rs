@@ -173,6 +173,49 @@ impl Endpoint {
             .await
             .map_err(|_| anyhow!("GET /attestation: no document within {ATTESTATION_TIMEOUT:?}"))?
     }
+
+    /// `POST /attestation/credential`: asks the enclave's TPM to activate a credential
+    /// (TPM2B_ID_OBJECT and TPM2B_ENCRYPTED_SECRET, size-prefixed); returns the released secret.
+    pub async fn activate_credential(
+        &self,
+        id_object: &[u8],
+        encrypted_secret: &[u8],
+    ) -> anyhow::Result<Vec<u8>> {
+        use secllama_protocol::cbor::{self, Key, MapReader};
+        let body = cbor::to_vec(&cbor::map(vec![
+            (
+                Key::Text("id_object"),
+                ciborium::Value::Bytes(id_object.to_vec()),
+            ),
+            (
+                Key::Text("encrypted_secret"),
+                ciborium::Value::Bytes(encrypted_secret.to_vec()),
+            ),
+        ]))?;
+        let fut = async {
+            let resp = self
+                .send("POST", "/attestation/credential", None, body)
+                .await?;
+            let status = resp.status();
+            let body = read_limited(resp.into_body(), 4096).await?;
+            if !status.is_success() {
+                bail!(
+                    "POST /attestation/credential: HTTP {status}: {}",
+                    problem_detail(&body)
+                );
+            }
+            let v = cbor::decode("credential answer", &body, 4096)?;
+            let mut r = MapReader::new("credential answer", v)?;
+            let secret = r.bytes(Key::Text("secret"))?;
+            r.finish()?;
+            Ok(secret)
+        };
+        tokio::time::timeout(ATTESTATION_TIMEOUT, fut)
+            .await
+            .map_err(|_| {
+                anyhow!("POST /attestation/credential: no answer within {ATTESTATION_TIMEOUT:?}")
+            })?
+    }
 }
 
 /// An error and its sources, one line.

@@ -218,6 +218,25 @@ impl Agent {
         Ok(tpm.ak_info(self.ak_handle)?.public)
     }
 
+    /// Credential activation (TPM 2.0 Part 1 §24): releases the secret a verifier protected with
+    /// TPM2_MakeCredential for this TPM's EK and the Name of this agent's AK — proving the AK is
+    /// resident beside that EK. `id_object` and `encrypted_secret` are TPM2B_ID_OBJECT and
+    /// TPM2B_ENCRYPTED_SECRET with their size prefixes.
+    pub fn activate_credential(
+        &self,
+        id_object: &[u8],
+        encrypted_secret: &[u8],
+    ) -> anyhow::Result<Vec<u8>> {
+        let mut tpm = self
+            .tpm
+            .lock()
+            .map_err(|_| anyhow::anyhow!("the TPM lock is poisoned"))?;
+        // The secret is the verifier's challenge, sent back to it: nothing to keep secret after.
+        Ok(tpm
+            .activate_credential(self.ak_handle, id_object, encrypted_secret)?
+            .to_vec())
+    }
+
     /// A signed attestation document for `nonce`, with a fresh quote over the binding.
     /// Refused once a measured artifact changed since the agent hashed it.
     pub fn attestation(&self, nonce: Nonce) -> anyhow::Result<Vec<u8>> {

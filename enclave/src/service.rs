@@ -4,6 +4,7 @@
 //! |---|---|
 //! | `GET /healthz` | `{"status":"ok"}` |
 //! | `GET /attestation?nonce=<hex>` | the COSE_Sign1 attestation document (`application/cose`) |
+//! | `POST /attestation/credential` | credential activation: CBOR `{"id_object": bstr, "encrypted_secret": bstr}` (TPM2_MakeCredential's output for this TPM's EK and the AK's Name) → CBOR `{"secret": bstr}` |
 //! | `POST /v1/sealed/api/{generate,chat,tags,show,ps}` | a sealed stream (see below) |
 //!
 //! A sealed request names the attestation document it was sealed for in the
@@ -91,6 +92,7 @@ pub async fn handle(
             br#"{"status":"ok"}"#.to_vec(),
         ),
         (Method::GET, "/attestation") => attestation(agent, req.uri().query().unwrap_or("")).await,
+        (Method::POST, "/attestation/credential") => credential(agent, req).await,
         (Method::POST, "/v1/sealed/api/generate") => sealed(agent, Endpoint::Generate, req).await,
         (Method::POST, "/v1/sealed/api/chat") => sealed(agent, Endpoint::Chat, req).await,
         (Method::POST, "/v1/sealed/api/tags") => sealed(agent, Endpoint::Tags, req).await,
@@ -131,6 +133,59 @@ async fn attestation(agent: Arc<Agent>, query: &str) -> Response<Body> {
         Err(e) => plain_problem(
             StatusCode::INTERNAL_SERVER_ERROR,
             "Attestation Failed",
+            e.to_string(),
+        ),
+    }
+}
+
+/// Largest credential-activation request: two TPM2Bs of at most a few hundred bytes.
+const MAX_CREDENTIAL_BODY: usize = 4096;
+
+/// `POST /attestation/credential`: TPM2_ActivateCredential with the agent's AK beside the EK.
+async fn credential(agent: Arc<Agent>, req: Request<Incoming>) -> Response<Body> {
+    let bad = |detail: String| plain_problem(StatusCode::BAD_REQUEST, "Bad Credential", detail);
+    let body = match Limited::new(req.into_body(), MAX_CREDENTIAL_BODY)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(e) => return bad(format!("expected at most {MAX_CREDENTIAL_BODY} bytes: {e}")),
+    };
+    let parsed = secllama_protocol::cbor::decode("credential request", &body, MAX_CREDENTIAL_BODY)
+        .and_then(|v| {
+            let mut r = secllama_protocol::cbor::MapReader::new("credential", v)?;
+            let id = r.bytes(secllama_protocol::cbor::Key::Text("id_object"))?;
+            let secret = r.bytes(secllama_protocol::cbor::Key::Text("encrypted_secret"))?;
+            r.finish()?;
+            Ok((id, secret))
+        });
+    let (id, secret) = match parsed {
+        Ok(p) => p,
+        Err(e) => return bad(e.to_string()),
+    };
+    match tokio::task::spawn_blocking(move || agent.activate_credential(&id, &secret)).await {
+        Ok(Ok(released)) => {
+            let v = secllama_protocol::cbor::map(vec![(
+                secllama_protocol::cbor::Key::Text("secret"),
+                ciborium::Value::Bytes(released),
+            )]);
+            match secllama_protocol::cbor::to_vec(&v) {
+                Ok(bytes) => plain(StatusCode::OK, "application/cbor", bytes),
+                Err(e) => plain_problem(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Credential Activation Failed",
+                    e.to_string(),
+                ),
+            }
+        }
+        Ok(Err(e)) => plain_problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Credential Activation Failed",
+            format!("{e:#}"),
+        ),
+        Err(e) => plain_problem(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Credential Activation Failed",
             e.to_string(),
         ),
     }

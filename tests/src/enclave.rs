@@ -98,7 +98,30 @@ pub fn prepare(
     mode: RunnerMode<'_>,
     policy_json: &str,
 ) -> Result<Prepared, PrepareError> {
-    let swtpm = crate::swtpm::Swtpm::start()?;
+    prepare_on(crate::swtpm::Swtpm::start()?, runner_bin, mode, policy_json)
+}
+
+/// [`prepare`] on a TPM provisioned like a manufactured one (an EK certificate in NV, signed by
+/// swtpm's local CA: `/var/lib/swtpm-localca`).
+pub fn prepare_manufactured(
+    runner_bin: &Path,
+    mode: RunnerMode<'_>,
+    policy_json: &str,
+) -> Result<Prepared, PrepareError> {
+    prepare_on(
+        crate::swtpm::Swtpm::start_manufactured()?,
+        runner_bin,
+        mode,
+        policy_json,
+    )
+}
+
+fn prepare_on(
+    swtpm: crate::swtpm::Swtpm,
+    runner_bin: &Path,
+    mode: RunnerMode<'_>,
+    policy_json: &str,
+) -> Result<Prepared, PrepareError> {
     let (runner, runner_addr) = match mode {
         RunnerMode::Started => {
             let (r, addr) = start_runner(runner_bin, &[])?;

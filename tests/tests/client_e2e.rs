@@ -28,13 +28,26 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
+    fixture_on(false)
+}
+
+fn fixture_on(manufactured: bool) -> Fixture {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
     let runner = Path::new(env!("CARGO_BIN_EXE_secllama-test-runner"));
-    let p = prepare(runner, RunnerMode::Started, &policy_for(PROMPT)).unwrap();
+    let p = if manufactured {
+        secllama_tests::enclave::prepare_manufactured(
+            runner,
+            RunnerMode::Started,
+            &policy_for(PROMPT),
+        )
+    } else {
+        prepare(runner, RunnerMode::Started, &policy_for(PROMPT))
+    }
+    .unwrap();
     let (config, base) = (&p.config, &p.base);
     // Pins the AK the agent will quote with, created now.
     let manifest = p.reference_manifest().unwrap();
@@ -892,4 +905,80 @@ fn ak_roots_from_the_client_and_a_bundle_reappraised_after_the_enclave_is_gone()
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// AK trust through `tpm.ek_cas` from the client: on a TPM provisioned with an EK certificate
+/// (swtpm's local CA), the client makes a credential for the document's EK and AK, the enclave's
+/// TPM activates it (`POST /attestation/credential`), and the EK certificate chains to the CA the
+/// manifest names: affirming. Another CA: not affirming, naming the chain. A bundle of that
+/// appraisal re-appraised offline says the activation cannot be replayed.
+#[test]
+fn ek_cas_through_credential_activation_from_the_client() {
+    let f = fixture_on(true);
+    let localca = |name: &str| {
+        std::fs::read_to_string(Path::new("/var/lib/swtpm-localca").join(name)).unwrap()
+    };
+    let mut m = f.manifest.clone();
+    m.tpm.ak_publics.clear();
+    m.tpm.ek_cas = vec![
+        localca("issuercert.pem"),
+        localca("swtpm-localca-rootca-cert.pem"),
+    ];
+    let path = f.write_manifest("ek.toml", &m);
+    let bundle = f.dir.join("ek.bundle");
+    let out = attest::run(&attest::Args {
+        url: f.url(),
+        manifest: path.clone(),
+        save: None,
+        save_bundle: Some(bundle.clone()),
+        certs: Vec::new(),
+        format: Format::Json,
+    })
+    .unwrap();
+    let r: serde_json::Value = serde_json::from_str(&out.report).unwrap();
+    assert!(out.valid, "{r:#}");
+    assert!(
+        r["submods"]["tpm"]["secllama.passed"]
+            .to_string()
+            .contains("credential activation"),
+        "{r:#}"
+    );
+    // Through the TCP relay too (the bridge relays the activation like any request).
+    let (valid, _) = f.attest(&f.tcp_relay(), &path, None);
+    assert!(valid);
+    // Another CA (a fresh self-signed one): the EK certificate does not chain to it.
+    let work = tempfile::tempdir().unwrap();
+    openssl(
+        work.path(),
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "k.pem",
+            "-out",
+            "other.pem",
+            "-days",
+            "30",
+            "-subj",
+            "/CN=swtpm-localca",
+        ],
+    );
+    m.tpm.ek_cas = vec![std::fs::read_to_string(work.path().join("other.pem")).unwrap()];
+    let (valid, r) = f.attest(&f.url(), &f.write_manifest("other-ca.toml", &m), None);
+    assert!(!valid);
+    assert!(reasons(&r, "tpm").contains("tpm.ek_cas"), "{r:#}");
+    // Offline, the activation is not in the bundle: the AK is no longer trusted, and it says why.
+    let (code, v) = bundle_cli(&[bundle.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{v:#}");
+    assert!(
+        v["changes"]
+            .to_string()
+            .contains("cannot be replayed offline"),
+        "{v:#}"
+    );
 }

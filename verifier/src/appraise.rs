@@ -23,6 +23,23 @@ pub struct Collateral {
     pub crls: Vec<Vec<u8>>,
     /// Trust anchors (DER) replacing the built-in roots of a kind, when not empty.
     pub roots: Vec<Vec<u8>>,
+    /// A credential activation the caller performed with the enclave (TPM 2.0 Part 1 §24): not
+    /// evidence anyone can re-check later (the caller chose the secret), so it is never stored in
+    /// a bundle and an offline re-appraisal cannot rely on it.
+    pub credential_activation: Option<CredentialActivation>,
+}
+
+/// The outcome of a credential activation: the caller made a credential for the EK of
+/// `ek_certificate` bound to the Name of `ak_public`, and the enclave's TPM returned its secret
+/// (`Ok`) or did not (`Err`, why).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialActivation {
+    /// The AK's TPM2B_PUBLIC or TPMT_PUBLIC, as the document carries it.
+    pub ak_public: Vec<u8>,
+    /// The EK certificate (DER) whose key the credential was made for.
+    pub ek_certificate: Vec<u8>,
+    /// Whether the TPM released the secret.
+    pub outcome: Result<(), String>,
 }
 
 /// Everything an appraisal uses besides the evidence bytes.

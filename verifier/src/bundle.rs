@@ -93,6 +93,7 @@ impl Bundle {
             report_data: report_data.map(<[u8]>::to_vec),
             collateral: Collateral {
                 roots: Vec::new(),
+                credential_activation: None,
                 ..collateral.clone()
             },
             manifest: manifest
@@ -199,7 +200,7 @@ impl Bundle {
             collateral: Collateral {
                 certificates,
                 crls,
-                roots: Vec::new(),
+                ..Collateral::default()
             },
             manifest,
             at,

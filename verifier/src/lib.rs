@@ -27,5 +27,5 @@ pub mod snp;
 pub mod tpm;
 pub mod x509;
 
-pub use appraise::{Appraiser, Collateral, Context};
+pub use appraise::{Appraiser, Collateral, Context, CredentialActivation};
 pub use ear::{AttestationResult, Status, Submod};

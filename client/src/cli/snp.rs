@@ -74,7 +74,7 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
     let collateral = Collateral {
         certificates,
         crls,
-        roots: Vec::new(),
+        ..Collateral::default()
     };
     let ctx = Context {
         report_data: report_data.as_deref(),

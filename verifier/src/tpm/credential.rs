@@ -152,6 +152,61 @@ fn ek_parameters(ek: &TpmPublic) -> Result<(rsa::RsaPublicKey, u32)> {
     }
 }
 
+/// The TCG default RSA-2048 EK's `authPolicy`: PolicySecret(TPM_RH_ENDORSEMENT) (TCG EK
+/// Credential Profile 2.0 §B.3.3 template L-1).
+const EK_POLICY: [u8; 32] = [
+    0x83, 0x71, 0x97, 0x67, 0x44, 0x84, 0xb3, 0xf8, 0x1a, 0x90, 0xcc, 0x8d, 0x46, 0xa5, 0xd7, 0x24,
+    0xfd, 0x52, 0xd7, 0x6e, 0x06, 0x52, 0x0b, 0x64, 0xf2, 0xa1, 0xda, 0x1b, 0x33, 0x14, 0x69, 0xaa,
+];
+
+/// The EK's `TPMT_PUBLIC` from its certificate: the TCG default RSA-2048 EK template (EK
+/// Credential Profile 2.0 §B.3.3, template L-1: SHA-256 name, fixedTPM|fixedParent|
+/// sensitiveDataOrigin|adminWithPolicy|restricted|decrypt, PolicySecret(endorsement), AES-128-CFB,
+/// exponent 65537) with the certificate's modulus — what a verifier needs for
+/// [`make_credential`] when it has only the EK certificate.
+///
+/// # Errors
+/// A certificate whose key is not RSA-2048 with exponent 65537.
+pub fn ek_public_from_certificate(cert_der: &[u8]) -> Result<TpmPublic> {
+    use rsa::traits::PublicKeyParts;
+    let cert = crate::x509::Cert::parse(cert_der, "EK certificate")
+        .map_err(|e| TpmError::input("EK certificate", "a DER X.509 certificate", e))?;
+    let spki = der::Encode::to_der(cert.spki())
+        .map_err(|e| TpmError::input("EK certificate", "a public key", e.to_string()))?;
+    let key = secllama_protocol::cose::VerifyingKey::from_spki_der(&spki)
+        .map_err(|e| TpmError::input("EK certificate key", "an RSA key", e.to_string()))?;
+    let secllama_protocol::cose::VerifyingKey::Rsa(k) = key else {
+        return Err(TpmError::input(
+            "EK certificate key",
+            "an RSA-2048 key (template L-1)",
+            key.describe(),
+        ));
+    };
+    let n = k.n().to_bytes_be();
+    if n.len() != 256 || k.e() != &rsa::BigUint::from(65537u32) {
+        return Err(TpmError::input(
+            "EK certificate key",
+            "RSA-2048 with exponent 65537 (template L-1)",
+            format!("{} bits, exponent {}", n.len() * 8, k.e()),
+        ));
+    }
+    let mut t = Vec::with_capacity(310);
+    t.extend_from_slice(&0x0001u16.to_be_bytes()); // TPM_ALG_RSA
+    t.extend_from_slice(&0x000bu16.to_be_bytes()); // nameAlg SHA-256
+    t.extend_from_slice(&0x0003_00b2u32.to_be_bytes());
+    t.extend_from_slice(&32u16.to_be_bytes());
+    t.extend_from_slice(&EK_POLICY);
+    t.extend_from_slice(&0x0006u16.to_be_bytes()); // AES
+    t.extend_from_slice(&128u16.to_be_bytes());
+    t.extend_from_slice(&0x0043u16.to_be_bytes()); // CFB
+    t.extend_from_slice(&0x0010u16.to_be_bytes()); // scheme NULL
+    t.extend_from_slice(&2048u16.to_be_bytes());
+    t.extend_from_slice(&0u32.to_be_bytes()); // exponent: default 65537
+    t.extend_from_slice(&256u16.to_be_bytes());
+    t.extend_from_slice(&n);
+    TpmPublic::parse(&t)
+}
+
 /// TPM2_MakeCredential without a TPM: protects `secret` (1 to |H_nameAlg| bytes, e.g. 32 for the
 /// default SHA-256 EK) for the TPM holding `ek`, to be released only to the object named `ak_name`
 /// (`nameAlg ‖ digest`, see [`TpmPublic::name`]). Returns `(TPM2B_ID_OBJECT, TPM2B_ENCRYPTED_SECRET)`,

@@ -161,13 +161,7 @@ fn ak_trust(
     passed: &mut Vec<String>,
 ) -> bool {
     let t = &manifest.tpm;
-    if t.ak_publics.is_empty() && t.ak_roots.is_empty() {
-        if !t.ek_cas.is_empty() {
-            reasons.push(
-                "AK: tpm.ek_cas needs credential activation, which this client does not perform"
-                    .into(),
-            );
-        }
+    if t.ak_publics.is_empty() && t.ak_roots.is_empty() && t.ek_cas.is_empty() {
         return false;
     }
     let ak = match AkPublic::detect(&tpm.ak_public) {
@@ -199,11 +193,71 @@ fn ak_trust(
             Err(e) => misses.push(format!("tpm.ak_roots: {e}")),
         }
     }
+    if !t.ek_cas.is_empty() {
+        match activated(tpm, ctx, &t.ek_cas) {
+            Ok(path) => {
+                passed.push(format!(
+                    "AK resident beside the EK (credential activation), EK certificate chains to tpm.ek_cas: {path}"
+                ));
+                return true;
+            }
+            Err(e) => misses.push(format!("tpm.ek_cas: {e}")),
+        }
+    }
     reasons.push(format!(
         "AK not trusted by the manifest: {}",
         misses.join("; ")
     ));
     true
+}
+
+/// The caller's credential activation for this AK succeeded, and the EK certificate it used is
+/// the document's and chains to one of `cas` (PEM text or hex DER); the path, or why not.
+fn activated(tpm: &TpmEvidence, ctx: &Context<'_>, cas: &[String]) -> Result<String, String> {
+    let a = ctx.collateral.credential_activation.as_ref().ok_or(
+        "no credential activation was performed (the client performs it against the live enclave; \
+         it cannot be replayed offline)",
+    )?;
+    if a.ak_public != tpm.ak_public {
+        return Err("the credential activation was for another AK".into());
+    }
+    let ek = tpm
+        .ek_cert
+        .as_ref()
+        .ok_or("the attestation document carries no EK certificate")?;
+    if &a.ek_certificate != ek {
+        return Err(
+            "the credential activation used another EK certificate than the document's".into(),
+        );
+    }
+    a.outcome
+        .clone()
+        .map_err(|e| format!("credential activation failed: {e}"))?;
+    let mut anchors = Vec::new();
+    for (i, r) in cas.iter().enumerate() {
+        let bytes = pinned_bytes(r).map_err(|e| format!("[{i}]: {e}"))?;
+        anchors.extend(
+            crate::tpm::cert::load_certificates(&bytes).map_err(|e| format!("[{i}]: {e}"))?,
+        );
+    }
+    let path = crate::x509::verify_path(
+        ek,
+        "EK certificate",
+        &ctx.collateral.certificates,
+        &anchors,
+        &crate::x509::PathPolicy {
+            at: ctx.at,
+            // TCG EK Credential Profile: SAN (manufacturer, model, version) critical when the
+            // subject is empty; extKeyUsage and certificatePolicies may be critical.
+            known_critical: &["2.5.29.17", "2.5.29.37", "2.5.29.32"],
+            crls: &ctx.collateral.crls,
+        },
+    );
+    if path.valid() {
+        Ok(path.path.join(" <- "))
+    } else {
+        Err(path.reasons.join("; "))
+    }
 }
 
 /// A certificate of the collateral certifying `ak` and chaining to one of `roots` (PEM text or
