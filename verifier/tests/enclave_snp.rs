@@ -76,8 +76,15 @@ fn the_snp_part_is_appraised_against_the_binding_and_required_when_the_manifest_
     assert_eq!(snp.status, Status::Contraindicated, "{snp:#?}");
     // Authentic (signature, chain to the built-in Milan ARK, launch digest) but bound to another
     // enclave's keys: REPORT_DATA is the only failure.
-    assert!(snp.passed.iter().any(|p| p.contains("ARK-Milan")), "{snp:#?}");
-    assert!(snp.passed.iter().any(|p| p.contains("MEASUREMENT = launch digest")));
+    assert!(
+        snp.passed.iter().any(|p| p.contains("ARK-Milan")),
+        "{snp:#?}"
+    );
+    assert!(
+        snp.passed
+            .iter()
+            .any(|p| p.contains("MEASUREMENT = launch digest"))
+    );
     assert_eq!(snp.reasons.len(), 1, "{:#?}", snp.reasons);
     let binding = payload.binding().unwrap();
     assert!(
@@ -94,7 +101,12 @@ fn the_snp_part_is_appraised_against_the_binding_and_required_when_the_manifest_
         ..m.snp.clone().unwrap()
     });
     let a = appraise_document(&doc, &nonce, &m, &Collateral::default(), at);
-    assert!(a.result.submods["snp"].reasons.iter().any(|r| r.starts_with("MEASUREMENT")));
+    assert!(
+        a.result.submods["snp"]
+            .reasons
+            .iter()
+            .any(|r| r.starts_with("MEASUREMENT"))
+    );
     // A document without SNP evidence when the manifest requires it.
     payload.snp = None;
     let doc = sign_document(&payload, &key).unwrap();

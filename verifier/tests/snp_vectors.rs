@@ -409,7 +409,7 @@ fn a_flip_in_any_certificate_of_the_chain_is_caught() {
         Collateral {
             certificates: vec![vcek.clone()],
             roots: bundle.clone(),
-            crls: vec![],
+            ..Default::default()
         },
         None,
         None,
@@ -424,7 +424,7 @@ fn a_flip_in_any_certificate_of_the_chain_is_caught() {
             Collateral {
                 certificates: vec![vcek.clone()],
                 roots,
-                crls: vec![],
+                ..Default::default()
             },
             None,
             None,

@@ -237,15 +237,24 @@ impl TpmSignature {
                         format!("{} bytes", sig.len()),
                     ));
                 }
-                match self.scheme {
-                    SigScheme::RsaPss => {
-                        let em_len = (k.n().bits() - 1).div_ceil(8);
-                        let max_salt = em_len.saturating_sub(self.hash.size() + 2);
-                        [self.hash.size(), max_salt]
-                            .into_iter()
-                            .any(|salt| k.verify(pss(self.hash, salt), &digest, sig).is_ok())
+                // aws-lc-rs first (openssl's speed); the rsa crate for what it does not take
+                // (keys under 2048 bits, a PSS salt other than the hash length).
+                if aws_lc_rsa(self.scheme, self.hash, k, message, sig) {
+                    true
+                } else {
+                    match self.scheme {
+                        SigScheme::RsaPss => {
+                            let em_len = (k.n().bits() - 1).div_ceil(8);
+                            let max_salt = em_len.saturating_sub(self.hash.size() + 2);
+                            [self.hash.size(), max_salt]
+                                .into_iter()
+                                .any(|salt| k.verify(pss(self.hash, salt), &digest, sig).is_ok())
+                        }
+                        _ => {
+                            k.n().bits() < 2048
+                                && k.verify(pkcs1v15(self.hash), &digest, sig).is_ok()
+                        }
                     }
-                    _ => k.verify(pkcs1v15(self.hash), &digest, sig).is_ok(),
                 }
             }
             (SignatureValue::Ecc { r, s }, VerifyingKey::P256(k)) => padded_rs(r, s, 32)
@@ -264,6 +273,35 @@ impl TpmSignature {
         };
         if ok { Ok(()) } else { Err(bad()) }
     }
+}
+
+/// RSA verification with aws-lc-rs (keys of 2048 to 8192 bits; PSS with a salt as long as the
+/// hash). False when it does not verify or aws-lc-rs does not take the key.
+fn aws_lc_rsa(
+    scheme: SigScheme,
+    hash: HashAlg,
+    key: &rsa::RsaPublicKey,
+    message: &[u8],
+    sig: &[u8],
+) -> bool {
+    use aws_lc_rs::signature::{self as s, VerificationAlgorithm};
+    use rsa::pkcs1::EncodeRsaPublicKey;
+    let alg: &'static dyn VerificationAlgorithm = match (scheme, hash) {
+        (SigScheme::RsaPss, HashAlg::Sha256) => &s::RSA_PSS_2048_8192_SHA256,
+        (SigScheme::RsaPss, HashAlg::Sha384) => &s::RSA_PSS_2048_8192_SHA384,
+        (SigScheme::RsaPss, HashAlg::Sha512) => &s::RSA_PSS_2048_8192_SHA512,
+        (SigScheme::RsaPss, HashAlg::Sha1) => return false,
+        (_, HashAlg::Sha1) => &s::RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY,
+        (_, HashAlg::Sha256) => &s::RSA_PKCS1_2048_8192_SHA256,
+        (_, HashAlg::Sha384) => &s::RSA_PKCS1_2048_8192_SHA384,
+        (_, HashAlg::Sha512) => &s::RSA_PKCS1_2048_8192_SHA512,
+    };
+    let Ok(der) = key.to_pkcs1_der() else {
+        return false;
+    };
+    s::UnparsedPublicKey::new(alg, der.as_bytes())
+        .verify(message, sig)
+        .is_ok()
 }
 
 fn pkcs1v15(hash: HashAlg) -> rsa::Pkcs1v15Sign {
