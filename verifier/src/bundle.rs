@@ -155,7 +155,7 @@ impl Bundle {
         }
         let kind = r.text(Key::Text("kind")).map_err(f)?;
         let evidence = r.bytes(Key::Text("evidence")).map_err(f)?;
-        let report_data = r.opt_bytes(Key::Text("report_data")).map_err(f)?;
+        let report_data = nullable_bytes(&mut r, "report_data")?;
         let mut list = |key: &'static str| -> Result<Vec<Vec<u8>>, BundleError> {
             match r.take(Key::Text(key)) {
                 Some(Value::Array(items)) => items
@@ -183,7 +183,7 @@ impl Bundle {
                 )));
             }
         };
-        let digest = r.opt_bytes(Key::Text("manifest_digest")).map_err(f)?;
+        let digest = nullable_bytes(&mut r, "manifest_digest")?;
         if manifest.as_deref().map(manifest_digest) != digest {
             return Err(BundleError::Manifest(
                 "expected manifest_digest to be the SHA-256 of manifest, found another value"
@@ -223,6 +223,19 @@ impl Bundle {
             .map(Manifest::from_toml)
             .transpose()
             .map_err(|e| BundleError::Manifest(e.to_string()))
+    }
+}
+
+/// A byte string or null at `key`.
+fn nullable_bytes(r: &mut MapReader, key: &'static str) -> Result<Option<Vec<u8>>, BundleError> {
+    match r.take(Key::Text(key)) {
+        Some(Value::Bytes(b)) => Ok(Some(b)),
+        Some(Value::Null) => Ok(None),
+        Some(other) => Err(BundleError::Format(format!(
+            "{key}: expected a byte string or null, found {}",
+            cbor::describe_value(&other)
+        ))),
+        None => Err(BundleError::Format(format!("{key}: expected it, found none"))),
     }
 }
 

@@ -73,5 +73,5 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
         at,
     };
     let submod = secllama_verifier::azure::Evidence.appraise(&evidence, &ctx);
-    super::standalone("azure", &evidence.hcl_report, submod, args.format)
+    super::standalone("azure", &evidence.hcl_report, submod, args.format, None)
 }

@@ -173,18 +173,52 @@ pub fn load_crl(path: &Path) -> anyhow::Result<Vec<u8>> {
     Ok(der)
 }
 
+/// What a single-kind subcommand (`snp`, `nitro`) records in an evidence bundle when asked.
+pub struct BundleRequest<'a> {
+    /// Where to write it.
+    pub path: &'a Path,
+    /// The report data or nonce compared.
+    pub report_data: Option<&'a [u8]>,
+    /// The collateral used.
+    pub collateral: &'a secllama_verifier::Collateral,
+    /// The manifest used.
+    pub manifest: Option<&'a secllama_measurements::manifest::Manifest>,
+    /// The appraisal time.
+    pub at: std::time::SystemTime,
+}
+
 /// Renders a standalone appraisal (one evidence kind, no enclave document) and its verdict: valid
-/// when no check failed (a `warning` submod is valid and says what was not compared).
+/// when no check failed (a `warning` submod is valid and says what was not compared). With
+/// `bundle`, also writes an evidence bundle of it.
 pub fn standalone(
     kind: &str,
     evidence: &[u8],
     submod: secllama_verifier::Submod,
     format: Format,
+    bundle: Option<BundleRequest<'_>>,
 ) -> anyhow::Result<Outcome> {
+    use anyhow::Context;
     use secllama_verifier::{AttestationResult, Status};
     let valid = matches!(submod.status, Status::Affirming | Status::Warning);
     let mut result = AttestationResult::new(secllama_protocol::sha256(&[evidence]));
     result.insert(kind, submod);
+    if let Some(m) = bundle.as_ref().and_then(|b| b.manifest) {
+        result.set_appraisal_policy(m);
+    }
+    if let Some(b) = bundle {
+        let bytes = secllama_verifier::bundle::Bundle::record(
+            kind,
+            evidence,
+            b.report_data,
+            b.collateral,
+            b.manifest,
+            b.at,
+            &result,
+        )?
+        .to_bytes()?;
+        std::fs::write(b.path, bytes)
+            .with_context(|| format!("writing the evidence bundle to {}", b.path.display()))?;
+    }
     let report = match format {
         Format::Json => serde_json::to_string_pretty(&result)?,
         Format::Text => format!(

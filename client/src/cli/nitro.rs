@@ -29,6 +29,10 @@ pub struct Args {
     /// The reference manifest (TOML) whose `[nitro]` section the document must meet.
     #[arg(long)]
     pub manifest: Option<PathBuf>,
+    /// Write an evidence bundle (the evidence, collateral, manifest, time and verdict) for
+    /// `secllama-verify bundle` to re-appraise offline.
+    #[arg(long)]
+    pub save_bundle: Option<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value = "json")]
     pub format: Format,
@@ -76,5 +80,15 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
         at,
     };
     let submod = secllama_verifier::nitro::Document.appraise(&doc, &ctx);
-    super::standalone("nitro", &doc, submod, args.format)
+    let bundle = args
+        .save_bundle
+        .as_deref()
+        .map(|path| super::BundleRequest {
+            path,
+            report_data: nonce.as_deref(),
+            collateral: &collateral,
+            manifest: manifest.as_ref(),
+            at,
+        });
+    super::standalone("nitro", &doc, submod, args.format, bundle)
 }

@@ -33,6 +33,10 @@ pub struct Args {
     /// Appraise as of this time (RFC 3339); default now.
     #[arg(long)]
     pub at: Option<String>,
+    /// Write an evidence bundle (the evidence, collateral, manifest, time and verdict) for
+    /// `secllama-verify bundle` to re-appraise offline.
+    #[arg(long)]
+    pub save_bundle: Option<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value = "json")]
     pub format: Format,
@@ -83,5 +87,15 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
         at,
     };
     let submod = secllama_verifier::snp::Report.appraise(&report, &ctx);
-    super::standalone("snp", &report, submod, args.format)
+    let bundle = args
+        .save_bundle
+        .as_deref()
+        .map(|path| super::BundleRequest {
+            path,
+            report_data: report_data.as_deref(),
+            collateral: &collateral,
+            manifest: manifest.as_ref(),
+            at,
+        });
+    super::standalone("snp", &report, submod, args.format, bundle)
 }
