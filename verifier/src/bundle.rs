@@ -235,7 +235,9 @@ fn nullable_bytes(r: &mut MapReader, key: &'static str) -> Result<Option<Vec<u8>
             "{key}: expected a byte string or null, found {}",
             cbor::describe_value(&other)
         ))),
-        None => Err(BundleError::Format(format!("{key}: expected it, found none"))),
+        None => Err(BundleError::Format(format!(
+            "{key}: expected it, found none"
+        ))),
     }
 }
 

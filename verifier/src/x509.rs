@@ -56,8 +56,8 @@ pub struct Cert<'a> {
     tbs: &'a [u8],
     subject: Vec<u8>,
     issuer: Vec<u8>,
-    /// `role "subject"`, for messages.
-    pub label: String,
+    /// What the certificate is (`VCEK`, `root #0`), for messages.
+    role: String,
 }
 
 impl<'a> Cert<'a> {
@@ -79,20 +79,28 @@ impl<'a> Cert<'a> {
         let enc = |n: &x509_cert::name::Name| n.to_der().unwrap_or_default();
         let subject = enc(&cert.tbs_certificate.subject);
         let issuer = enc(&cert.tbs_certificate.issuer);
-        let name = cert.tbs_certificate.subject.to_string();
-        let label = if name.is_empty() {
-            format!("{role} (serial {})", cert.tbs_certificate.serial_number)
-        } else {
-            format!("{role} \"{name}\"")
-        };
         Ok(Self {
             der,
             cert,
             tbs,
             subject,
             issuer,
-            label,
+            role: role.to_string(),
         })
+    }
+
+    /// `role "subject"` (or the serial number when the subject is empty), for messages: computed
+    /// only when needed (naming attributes is a lookup per attribute).
+    pub fn label(&self) -> String {
+        let name = self.cert.tbs_certificate.subject.to_string();
+        if name.is_empty() {
+            format!(
+                "{} (serial {})",
+                self.role, self.cert.tbs_certificate.serial_number
+            )
+        } else {
+            format!("{} \"{name}\"", self.role)
+        }
     }
 
     /// The subject public key.
@@ -228,16 +236,19 @@ fn check_signature(child: &Cert<'_>, issuer: &Cert<'_>) -> Result<(), String> {
     if outer != &child.cert.tbs_certificate.signature {
         return Err(format!(
             "{}: expected the same signature algorithm inside and outside the TBSCertificate, found {} and {}",
-            child.label, child.cert.tbs_certificate.signature.oid, outer.oid
+            child.label(),
+            child.cert.tbs_certificate.signature.oid,
+            outer.oid
         ));
     }
-    let sig = child
-        .cert
-        .signature
-        .as_bytes()
-        .ok_or_else(|| format!("{}: signature is not a whole number of bytes", child.label))?;
+    let sig = child.cert.signature.as_bytes().ok_or_else(|| {
+        format!(
+            "{}: signature is not a whole number of bytes",
+            child.label()
+        )
+    })?;
     verify_signature(outer, issuer.spki(), child.tbs, sig)
-        .map_err(|e| format!("{}: {e} (issuer {})", child.label, issuer.label))
+        .map_err(|e| format!("{}: {e} (issuer {})", child.label(), issuer.label()))
 }
 
 /// What [`verify_path`] found.
@@ -298,7 +309,7 @@ pub fn verify_path(
         check_cert(&leaf, now, policy.known_critical, &mut out.reasons);
         out.reasons.push(format!(
             "{}: expected a chain to a trusted root, found none from issuer \"{}\"{}",
-            leaf.label,
+            leaf.label(),
             leaf.cert.tbs_certificate.issuer,
             if tried.is_empty() {
                 String::new()
@@ -326,7 +337,7 @@ pub fn verify_path(
         }
     }
     check_crls(&chain, policy, &mut out.reasons);
-    out.path = chain.iter().map(|c| c.label.clone()).collect();
+    out.path = chain.iter().map(|c| c.label()).collect();
     out.certificates = chain.iter().map(|c| c.der.to_vec()).collect();
     out
 }
@@ -401,7 +412,7 @@ fn check_cert(c: &Cert<'_>, now: Duration, known: &[&str], reasons: &mut Vec<Str
     if now < from || now > to {
         reasons.push(format!(
             "{}: expected validity {} to {} to include {}, found it outside",
-            c.label,
+            c.label(),
             v.not_before,
             v.not_after,
             rfc3339(now)
@@ -412,7 +423,7 @@ fn check_cert(c: &Cert<'_>, now: Duration, known: &[&str], reasons: &mut Vec<Str
         if e.critical && !ALWAYS_KNOWN.contains(&oid.as_str()) && !known.contains(&oid.as_str()) {
             reasons.push(format!(
                 "{}: expected only understood critical extensions, found critical {oid}",
-                c.label
+                c.label()
             ));
         }
     }
@@ -437,19 +448,19 @@ fn check_issuer(c: &Cert<'_>, below: usize, reasons: &mut Vec<String>) {
                 if below > usize::from(max) {
                     reasons.push(format!(
                         "{}: expected at most {max} intermediate CAs below it (pathLenConstraint), found {below}",
-                        c.label
+                        c.label()
                     ));
                 }
             }
         }
         Some(Ok(_)) => reasons.push(format!(
             "{}: expected basicConstraints cA TRUE on an issuer, found FALSE",
-            c.label
+            c.label()
         )),
-        Some(Err(e)) => reasons.push(format!("{}: basicConstraints: {e}", c.label)),
+        Some(Err(e)) => reasons.push(format!("{}: basicConstraints: {e}", c.label())),
         None => reasons.push(format!(
             "{}: expected basicConstraints cA TRUE on an issuer, found no basicConstraints",
-            c.label
+            c.label()
         )),
     }
     match c
@@ -458,9 +469,10 @@ fn check_issuer(c: &Cert<'_>, below: usize, reasons: &mut Vec<String>) {
     {
         Some(Ok(ku)) if !ku.key_cert_sign() => reasons.push(format!(
             "{}: expected keyUsage keyCertSign on an issuer, found {:?}",
-            c.label, ku.0
+            c.label(),
+            ku.0
         )),
-        Some(Err(e)) => reasons.push(format!("{}: keyUsage: {e}", c.label)),
+        Some(Err(e)) => reasons.push(format!("{}: keyUsage: {e}", c.label())),
         _ => {}
     }
 }
@@ -490,7 +502,7 @@ fn check_crls(chain: &[&Cert<'_>], policy: &PathPolicy<'_>, reasons: &mut Vec<St
                 break;
             };
             if let Err(e) = verify_signature(&crl.signature_algorithm, issuer.spki(), signed, sig) {
-                reasons.push(format!("CRL #{n} of {}: {e}", issuer.label));
+                reasons.push(format!("CRL #{n} of {}: {e}", issuer.label()));
                 break;
             }
             // The certificates this issuer signed on the path (the one below it; itself when
@@ -510,7 +522,9 @@ fn check_crls(chain: &[&Cert<'_>], policy: &PathPolicy<'_>, reasons: &mut Vec<St
                 {
                     reasons.push(format!(
                         "{}: revoked (serial {serial} is listed in CRL #{n} of {}, issued {})",
-                        c.label, issuer.label, crl.tbs_cert_list.this_update
+                        c.label(),
+                        issuer.label(),
+                        crl.tbs_cert_list.this_update
                     ));
                 }
             }

@@ -158,7 +158,7 @@ impl Appraisal {
                     break;
                 }
                 Err(e) => {
-                    tried.push(format!("{}: {e}", cert.label));
+                    tried.push(format!("{}: {e}", cert.label()));
                     let cn = vcek::common_name(&cert).unwrap_or_default();
                     if named.is_none() && cn.starts_with("SEV-V") {
                         named = Some(cert);
@@ -182,7 +182,7 @@ impl Appraisal {
         if signed {
             self.passed.push(format!(
                 "report signature (ECDSA P-384) under {}",
-                vek.label
+                vek.label()
             ));
         } else {
             self.claim("hardware", false);
