@@ -6,9 +6,9 @@
 #  2. a real SEV-SNP report (virtee/sev's Milan report, shared vectors): appraisal in process
 #     (signature + VCEK -> ASK -> ARK chain) and `secllama-verify snp` as a process, vs `openssl
 #     dgst -sha384 -verify` of the same report body under the same VCEK key (a process per call;
-#     signature only) and `openssl speed ecdsap384`, and vs `snpguest verify attestation` (same
-#     report and certificates) when snpguest is installed (`cargo install snpguest`; skipped with a
-#     note otherwise).
+#     signature only) and `openssl speed ecdsap384`, and vs snpguest's `verify attestation` +
+#     `verify certs` (same report and certificates; installed from crates.io into .cache/tools on
+#     first use, skipped with a note if that fails).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=$(mktemp -d)
@@ -110,7 +110,14 @@ cargo bench -q -p secllama-verifier --bench snp -- --output-format bencher 2>/de
 openssl speed -seconds 3 -mr ecdsap384 2>/dev/null | grep '^+F4:' > "$out/p384.txt" || true
 snpguest_ms=""
 snpguest=$(command -v snpguest || true)
-[ -z "$snpguest" ] && [ -x /tmp/snpguest-root/bin/snpguest ] && snpguest=/tmp/snpguest-root/bin/snpguest
+if [ -z "$snpguest" ]; then
+  snpguest=.cache/tools/snpguest/bin/snpguest
+  if [ ! -x "$snpguest" ]; then
+    echo "installing snpguest from crates.io into .cache/tools/snpguest (once; several minutes)"
+    cargo install -q snpguest --locked --root .cache/tools/snpguest >/dev/null 2>&1 || snpguest=""
+  fi
+  [ -x "${snpguest:-/nonexistent}" ] || snpguest=""
+fi
 if [ -n "$snpguest" ]; then
   mkdir -p "$out/certs"
   cp "$case/vcek_milan.der" "$out/certs/vcek.der"
@@ -131,7 +138,7 @@ if [ -n "$snpguest" ]; then
     "$snpguest" verify attestation -p milan "$out/certs" "$case/report.bin" 2>&1 | head -3 || true
   fi
 else
-  echo "note: snpguest is not installed (cargo install snpguest): that comparison is skipped"
+  echo "note: snpguest did not install (cargo install snpguest): that comparison is skipped"
 fi
 python3 - "$out" "$snp_cli_ms" "$openssl_dgst_ms" "$snpguest_ms" <<'PY'
 import re, sys
