@@ -13,7 +13,7 @@
 pub mod digests;
 
 use crate::appraise::{Appraiser, Collateral, Context};
-use crate::ear::{AttestationResult, Status, Submod};
+use crate::ear::{AttestationResult, Submod};
 use secllama_measurements::manifest::Manifest;
 use secllama_protocol::Nonce;
 use secllama_protocol::attestation::{VerifiedDocument, check_nonce, open_document};
@@ -159,14 +159,13 @@ fn appraise_parts(
         None => {}
     }
     result.insert(Document::KIND, enclave_submod(v, Some(manifest)));
-    // Every submod's status already reflects `required`; nothing else to do for `none` ones.
-    let _ = Status::None;
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::ear::Status;
     use secllama_measurements::manifest::{EnclaveDigests, Required, TpmTrust};
 
     #[test]
