@@ -280,3 +280,127 @@ fn bundles_give_the_recorded_verdict_years_later_or_say_what_changed() {
     assert_eq!(run(&["bundle", s(&cut)]).0, Some(2));
     assert_eq!(run(&["bundle", s(&doc)]).0, Some(2));
 }
+
+/// What a new user broke on a fresh clone, each now a usage error (exit 2) or the right verdict:
+/// a non-ASCII `--at`, a device or FIFO given as a file, empty hex, a bundle whose time is out of
+/// range, and a time a fraction of a second past a certificate's end, which must stay past it in
+/// the bundle.
+#[test]
+fn hostile_inputs_are_usage_errors_and_bundles_keep_sub_second_times() {
+    let case = vectors().join("snp-report/virtee-milan-v2");
+    let (report, vcek) = (case.join("report.bin"), case.join("vcek_milan.der"));
+    for bad in [
+        vec![
+            "snp",
+            "--report",
+            s(&report),
+            "--vcek",
+            s(&vcek),
+            "--at",
+            "2024-09-07T14:38:06+0\u{e9}00",
+        ],
+        vec!["snp", "--report", "/dev/zero", "--vcek", s(&vcek)],
+        vec!["snp", "--report", s(&case), "--vcek", s(&vcek)],
+        vec![
+            "snp",
+            "--report",
+            s(&report),
+            "--vcek",
+            s(&vcek),
+            "--report-data",
+            "",
+        ],
+        vec![
+            "snp",
+            "--report",
+            s(&report),
+            "--vcek",
+            s(&vcek),
+            "--report-data",
+            "01 02",
+        ],
+        vec!["snp", "--report", s(&report)],
+        vec!["nitro", "--doc", s(&report), "--nonce", ""],
+    ] {
+        let (code, _, e) = run(&bad);
+        assert_eq!(code, Some(2), "{bad:?}: {e}");
+        assert!(e.contains("error:") && !e.contains("panicked"), "{e}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let (code, _, e) = run(&["snp", "--report", s(&fifo), "--vcek", s(&vcek)]);
+    assert_eq!(code, Some(2), "{e}");
+    assert!(e.contains("expected a regular file"), "{e}");
+    // A Nitro document appraised 0.9 s after its leaf expired: INVALID, and so is its bundle.
+    let doc =
+        vectors().join("nitro/blindai-debug-2023-03-22/nitro_attestation_document_valid.cbor");
+    let b = dir.path().join("late.bundle");
+    let (code, v, _) = run(&[
+        "nitro",
+        "--doc",
+        s(&doc),
+        "--at",
+        "2023-03-22T17:28:27.900Z",
+        "--save-bundle",
+        s(&b),
+    ]);
+    assert_eq!(code, Some(1));
+    assert!(
+        v["submods"]["nitro"]["reasons"]
+            .to_string()
+            .contains("17:28:27.900Z"),
+        "{v:#}"
+    );
+    let (code, v, _) = run(&["bundle", s(&b)]);
+    assert_eq!(code, Some(1), "{v:#}");
+    assert_eq!(v["same_verdict"], true, "{v:#}");
+    // A bundle edited to an appraisal time past year 9999: refused, not a panic.
+    let bytes = std::fs::read(&b).unwrap();
+    let ciborium::Value::Map(mut m) =
+        ciborium::de::from_reader::<ciborium::Value, _>(&bytes[..]).unwrap()
+    else {
+        panic!("a bundle is a map");
+    };
+    for (k, v) in &mut m {
+        if k.as_text() == Some("at") {
+            *v = ciborium::Value::Integer(u64::MAX.into());
+        }
+    }
+    let edited = dir.path().join("edited.bundle");
+    std::fs::write(
+        &edited,
+        secllama_protocol::cbor::to_vec(&ciborium::Value::Map(m)).unwrap(),
+    )
+    .unwrap();
+    let (code, _, e) = run(&["bundle", s(&edited)]);
+    assert_eq!(code, Some(2), "{e}");
+    assert!(e.contains("before year 10000"), "{e}");
+    // A manifest for a bare SNP report: no [enclave], [required] with one key.
+    let m = dir.path().join("snp.toml");
+    let digest = hex::encode(&std::fs::read(&report).unwrap()[0x90..0xC0]);
+    std::fs::write(&m, format!("version = 1\n[required]\ntpm = false\n[snp]\nlaunch_digest = \"{digest}\"\nguest_policy = \"0x30000\"\n")).unwrap();
+    let (code, v, e) = run(&[
+        "snp",
+        "--report",
+        s(&report),
+        "--vcek",
+        s(&vcek),
+        "--manifest",
+        s(&m),
+        "--at",
+        "2026-01-01T00:00:00Z",
+    ]);
+    assert_eq!(code, Some(0), "{e} {v:#}");
+    assert!(
+        v["submods"]["snp"]["secllama.passed"]
+            .to_string()
+            .contains("MEASUREMENT = launch digest")
+    );
+}

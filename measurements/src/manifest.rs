@@ -34,10 +34,16 @@ pub enum ManifestError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Required {
-    /// TPM quote + event log.
+    /// TPM quote + event log (default true).
+    #[serde(default = "yes")]
     pub tpm: bool,
-    /// AMD SEV-SNP report.
+    /// AMD SEV-SNP report (default false).
+    #[serde(default)]
     pub snp: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for Required {
@@ -157,8 +163,8 @@ pub struct Manifest {
     /// Expected PCR values: bank name → PCR index (as a string key) → hex.
     #[serde(default)]
     pub pcrs: BTreeMap<String, BTreeMap<String, String>>,
-    /// Expected enclave digests (may be left out only by a manifest for a foreign enclave, one
-    /// with a `[nitro]` section; a secllama enclave appraised against it then fails every digest).
+    /// Expected enclave digests (may be left out by a manifest for evidence without a secllama
+    /// enclave document; a secllama enclave appraised against it then fails every digest).
     #[serde(default)]
     pub enclave: EnclaveDigests,
     /// AK trust.
@@ -257,7 +263,10 @@ impl Manifest {
         }
         self.expected_pcrs()?;
         let e = &self.enclave;
-        let foreign = self.nitro.is_some() && e == &EnclaveDigests::default();
+        // Left out entirely: a manifest for evidence without a secllama enclave document (a Nitro
+        // enclave, a bare SNP report, an Azure CVM). A secllama document appraised against it
+        // fails every digest.
+        let foreign = e == &EnclaveDigests::default();
         for (k, v) in [
             ("agent", &e.agent),
             ("runner", &e.runner),
@@ -351,7 +360,7 @@ impl Manifest {
         if self.required.tpm && self.pcrs.is_empty() {
             return Err(ManifestError::Invalid {
                 key: "pcrs".into(),
-                expected: "expected PCR values because required.tpm = true".into(),
+                expected: "PCR values because required.tpm = true".into(),
                 found: "none".into(),
             });
         }

@@ -14,7 +14,7 @@
 //! | `certificates`, `crls` | the collateral offered (DER), arrays of byte strings |
 //! | `manifest` | the reference manifest, canonical TOML text, or null |
 //! | `manifest_digest` | SHA-256 of `manifest` (the EAR `ear.appraisal-policy-id`) |
-//! | `at` | the appraisal time, seconds since the Unix epoch |
+//! | `at`, `at_nanos` | the appraisal time: seconds since the Unix epoch (at most year 9999) and nanoseconds |
 //! | `verdict` | the attestation result as recorded, JSON text |
 //!
 //! Trust: nothing in a bundle is trusted. Re-appraisal uses this verifier's built-in roots (AMD,
@@ -32,6 +32,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The `format` value.
 pub const FORMAT: &str = "secllama-evidence-bundle/v1";
+/// Latest appraisal time a bundle may record: 9999-12-31T23:59:59Z.
+pub const MAX_AT: u64 = 253_402_300_799;
 /// Largest bundle read, bytes.
 pub const MAX_BUNDLE_LEN: usize = 16 * 1024 * 1024;
 
@@ -48,8 +50,11 @@ pub struct Bundle {
     pub collateral: Collateral,
     /// The manifest's canonical TOML, if one was used.
     pub manifest: Option<String>,
-    /// The appraisal time, seconds since the epoch.
+    /// The appraisal time, seconds since the epoch (at most [`MAX_AT`]).
     pub at: u64,
+    /// Its nanoseconds (certificates expire to the second: a time a fraction past the end of a
+    /// validity must stay past it).
+    pub at_nanos: u32,
     /// The recorded result, JSON.
     pub verdict: String,
 }
@@ -101,6 +106,9 @@ impl Bundle {
                 .transpose()
                 .map_err(|e| BundleError::Manifest(e.to_string()))?,
             at: seconds(at),
+            at_nanos: at
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos()),
             verdict: serde_json::to_string(result)
                 .map_err(|e| BundleError::Format(e.to_string()))?,
         })
@@ -133,6 +141,7 @@ impl Bundle {
                 opt_bytes(&self.manifest.as_deref().map(manifest_digest)),
             ),
             (Key::Text("at"), Value::Integer(self.at.into())),
+            (Key::Text("at_nanos"), Value::Integer(self.at_nanos.into())),
             (Key::Text("verdict"), Value::Text(self.verdict.clone())),
         ]);
         cbor::to_vec(&value).map_err(|e| BundleError::Format(e.to_string()))
@@ -191,6 +200,20 @@ impl Bundle {
             ));
         }
         let at = r.uint(Key::Text("at")).map_err(f)?;
+        let at_nanos = r.uint(Key::Text("at_nanos")).map_err(f)?;
+        if at > MAX_AT {
+            return Err(BundleError::Format(format!(
+                "at: expected a time before year 10000 (at most {MAX_AT} s), found {at}"
+            )));
+        }
+        let at_nanos = u32::try_from(at_nanos)
+            .ok()
+            .filter(|n| *n < 1_000_000_000)
+            .ok_or_else(|| {
+                BundleError::Format(format!(
+                    "at_nanos: expected 0 to 999999999, found {at_nanos}"
+                ))
+            })?;
         let verdict = r.text(Key::Text("verdict")).map_err(f)?;
         r.finish().map_err(f)?;
         Ok(Self {
@@ -204,13 +227,15 @@ impl Bundle {
             },
             manifest,
             at,
+            at_nanos,
             verdict,
         })
     }
 
-    /// The recorded appraisal time.
+    /// The recorded appraisal time (`at` is bounded by [`MAX_AT`] when decoded; a larger one from
+    /// a hand-built value saturates there).
     pub fn time(&self) -> SystemTime {
-        UNIX_EPOCH + Duration::from_secs(self.at)
+        UNIX_EPOCH + Duration::new(self.at.min(MAX_AT), self.at_nanos % 1_000_000_000)
     }
 
     /// The manifest the bundle carries.
@@ -279,11 +304,13 @@ pub fn reappraise(
         (None, own) => own.clone(),
     };
     let at = at.unwrap_or_else(|| bundle.time());
-    if seconds(at) != bundle.at {
+    if at != bundle.time() {
+        let show =
+            |t: SystemTime| crate::x509::rfc3339(t.duration_since(UNIX_EPOCH).unwrap_or_default());
         changes.push(format!(
-            "appraised as of {}s after the epoch instead of the recorded {}s",
-            seconds(at),
-            bundle.at
+            "appraised as of {} instead of the recorded {}",
+            show(at),
+            show(bundle.time())
         ));
     }
     let mut collateral = bundle.collateral.clone();

@@ -429,11 +429,15 @@ fn check_cert(c: &Cert<'_>, now: Duration, known: &[&str], reasons: &mut Vec<Str
     }
 }
 
-/// `now` as an RFC 3339 UTC time.
+/// `now` as an RFC 3339 UTC time, with milliseconds when it has a fraction of a second.
 pub fn rfc3339(now: Duration) -> String {
-    der::DateTime::from_unix_duration(Duration::from_secs(now.as_secs()))
+    let whole = der::DateTime::from_unix_duration(Duration::from_secs(now.as_secs()))
         .map(|d| d.to_string())
-        .unwrap_or_else(|_| format!("{}s after the epoch", now.as_secs()))
+        .unwrap_or_else(|_| format!("{}s after the epoch", now.as_secs()));
+    match now.subsec_millis() {
+        0 if now.subsec_nanos() == 0 => whole,
+        ms => format!("{}.{ms:03}Z", whole.trim_end_matches('Z')),
+    }
 }
 
 /// An issuer `below` intermediate CAs above the leaf must be a CA allowed that path length.

@@ -41,19 +41,21 @@ pub struct Args {
 
 /// Runs `azure`.
 pub fn run(args: &Args) -> anyhow::Result<Outcome> {
-    let text = std::fs::read_to_string(&args.evidence)
-        .with_context(|| format!("reading {}", args.evidence.display()))?;
-    let hcl = match &args.hcl_report {
-        Some(p) => Some(std::fs::read(p).with_context(|| format!("reading {}", p.display()))?),
-        None => None,
-    };
+    let text = String::from_utf8(super::read_file(&args.evidence)?)
+        .with_context(|| format!("{}: expected JSON text", args.evidence.display()))?;
+    let hcl = args
+        .hcl_report
+        .as_deref()
+        .map(super::read_file)
+        .transpose()?;
     let (evidence, vcek) =
         AzureEvidence::from_json(&text, hcl).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut certificates = vcek.into_iter().collect::<Vec<_>>();
     if let Some(p) = &args.vcek {
         certificates.extend(load_certificates(p)?);
     }
-    let nonce = hex::decode(args.nonce.trim()).context("--nonce: expected hex")?;
+    // TPM2B_DATA qualifying data: at most 64 bytes.
+    let nonce = super::parse_hex("--nonce", &args.nonce, 64)?;
     let manifest = match &args.manifest {
         Some(p) => Some(super::attest::load_manifest(p)?),
         None => None,

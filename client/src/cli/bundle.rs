@@ -7,7 +7,6 @@
 //! bundle cannot be read.
 
 use super::{Format, Outcome, load_crl, parse_time};
-use anyhow::Context as _;
 use secllama_verifier::bundle::{Bundle, reappraise};
 use std::path::PathBuf;
 
@@ -32,8 +31,7 @@ pub struct Args {
 
 /// Runs `bundle`.
 pub fn run(args: &Args) -> anyhow::Result<Outcome> {
-    let bytes = std::fs::read(&args.bundle)
-        .with_context(|| format!("reading {}", args.bundle.display()))?;
+    let bytes = super::read_file(&args.bundle)?;
     let bundle = Bundle::from_bytes(&bytes)?;
     let at = args.at.as_deref().map(parse_time).transpose()?;
     let crls = args
@@ -58,9 +56,14 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
         }))?,
         Format::Text => {
             let mut out = format!(
-                "evidence bundle ({}), appraised at {}s after the epoch\n{}",
+                "evidence bundle ({}), appraised as of {}\n{}",
                 bundle.kind,
-                bundle.at,
+                secllama_verifier::x509::rfc3339(
+                    bundle
+                        .time()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap_or_default()
+                ),
                 r.result.to_text_body()
             );
             if same {

@@ -33,10 +33,59 @@ pub struct Outcome {
     pub valid: bool,
 }
 
+/// Largest input file read, bytes (evidence, certificates, bundles are far smaller).
+pub const MAX_INPUT: u64 = 16 * 1024 * 1024;
+
+/// Reads a regular file of at most [`MAX_INPUT`] bytes: a device, FIFO or folder is refused
+/// rather than read forever.
+pub fn read_file(path: &Path) -> anyhow::Result<Vec<u8>> {
+    use anyhow::Context;
+    use std::io::Read;
+    let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    if !meta.is_file() {
+        anyhow::bail!(
+            "{}: expected a regular file, found {}",
+            path.display(),
+            if meta.is_dir() {
+                "a folder"
+            } else {
+                "a device, FIFO or socket"
+            }
+        );
+    }
+    let mut buf = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_INPUT + 1).read_to_end(&mut buf))
+        .with_context(|| format!("reading {}", path.display()))?;
+    if buf.len() as u64 > MAX_INPUT {
+        anyhow::bail!(
+            "{}: expected at most {MAX_INPUT} bytes, found more",
+            path.display()
+        );
+    }
+    Ok(buf)
+}
+
+/// Hex from the command line: `what` names the flag; empty or odd input is a usage error.
+pub fn parse_hex(what: &str, text: &str, max: usize) -> anyhow::Result<Vec<u8>> {
+    let t = text.trim();
+    if t.is_empty() {
+        anyhow::bail!("{what}: expected hex, found an empty value");
+    }
+    if !t.bytes().all(|b| b.is_ascii_hexdigit()) || t.len() % 2 != 0 {
+        anyhow::bail!("{what}: expected an even number of hex digits (no spaces), found {t:?}");
+    }
+    let b = hex::decode(t).map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
+    if b.len() > max {
+        anyhow::bail!("{what}: expected at most {max} bytes, found {}", b.len());
+    }
+    Ok(b)
+}
+
 /// Reads a file that may hold raw bytes or hex text (whitespace ignored).
 pub fn read_bytes_or_hex(path: &Path) -> anyhow::Result<Vec<u8>> {
     use anyhow::Context;
-    let raw = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let raw = read_file(path)?;
     let text: Vec<u8> = raw
         .iter()
         .copied()
@@ -55,7 +104,7 @@ pub fn parse_time(text: &str) -> anyhow::Result<std::time::SystemTime> {
     let bad =
         || anyhow!("--at: expected an RFC 3339 time such as 2024-09-07T14:38:06Z, found {text:?}");
     let t = text.trim();
-    if t.len() < 20 || !t.is_char_boundary(19) {
+    if t.len() < 20 || !t.is_ascii() {
         return Err(bad());
     }
     let (main, rest) = t.split_at(19);
@@ -138,7 +187,7 @@ pub fn load_certificates(path: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
     };
     let mut out = Vec::new();
     for f in &files {
-        let bytes = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
+        let bytes = read_file(f)?;
         out.extend(
             secllama_verifier::x509::load_certificates(&bytes)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?,
@@ -152,9 +201,8 @@ pub fn load_certificates(path: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
 
 /// Reads a CRL, DER or PEM (`X509 CRL`).
 pub fn load_crl(path: &Path) -> anyhow::Result<Vec<u8>> {
-    use anyhow::Context;
     use der::Decode;
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let bytes = read_file(path)?;
     let der = if bytes.trim_ascii_start().starts_with(b"-----BEGIN") {
         let (label, der) = der::pem::decode_vec(&bytes)
             .map_err(|e| anyhow::anyhow!("{}: expected a PEM CRL, found {e}", path.display()))?;

@@ -7,7 +7,6 @@
 //! are printed as claims. Exit 0 valid, 1 invalid, 2 unusable input.
 
 use super::{Format, Outcome, load_certificates, parse_time, read_bytes_or_hex};
-use anyhow::Context as _;
 use secllama_verifier::{Appraiser, Collateral, Context};
 use std::path::PathBuf;
 
@@ -57,10 +56,17 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
         Some(p) => load_certificates(p)?,
         None => Vec::new(),
     };
-    let nonce = match &args.nonce {
-        Some(h) => Some(hex::decode(h.trim()).context("--nonce: expected hex")?),
-        None => None,
-    };
+    let nonce = args
+        .nonce
+        .as_deref()
+        .map(|h| {
+            super::parse_hex(
+                "--nonce",
+                h,
+                secllama_verifier::nitro::document::MAX_USER_FIELD,
+            )
+        })
+        .transpose()?;
     let manifest = match &args.manifest {
         Some(p) => Some(super::attest::load_manifest(p)?),
         None => None,

@@ -5,7 +5,6 @@
 //! the expected report data when given. Exit 0 valid, 1 invalid, 2 unusable input.
 
 use super::{Format, Outcome, load_certificates, load_crl, parse_time, read_bytes_or_hex};
-use anyhow::Context as _;
 use secllama_verifier::{Appraiser, Collateral, Context};
 use std::path::PathBuf;
 
@@ -16,7 +15,7 @@ pub struct Args {
     #[arg(long)]
     pub report: PathBuf,
     /// The VCEK or VLEK certificate, PEM or DER (a PEM file may also hold the ASK/ASVK and ARK).
-    #[arg(long, required_unless_present = "certs", conflicts_with = "certs")]
+    #[arg(long, conflicts_with = "certs")]
     pub vcek: Option<PathBuf>,
     /// A PEM bundle, or a folder of certificates as `snpguest fetch` writes them.
     #[arg(long)]
@@ -47,26 +46,20 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
     let report = read_bytes_or_hex(&args.report)?;
     let certificates = match (&args.vcek, &args.certs) {
         (Some(p), _) | (None, Some(p)) => load_certificates(p)?,
-        (None, None) => anyhow::bail!("expected --vcek or --certs"),
+        (None, None) => anyhow::bail!(
+            "expected the VCEK or VLEK: --vcek F (PEM or DER) or --certs PATH (a PEM bundle or an snpguest folder)"
+        ),
     };
     let crls = args
         .crl
         .iter()
         .map(|p| load_crl(p))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let report_data = match &args.report_data {
-        Some(h) => {
-            let b = hex::decode(h.trim()).context("--report-data: expected hex")?;
-            if b.len() > 64 {
-                anyhow::bail!(
-                    "--report-data: expected at most 64 bytes, found {}",
-                    b.len()
-                );
-            }
-            Some(b)
-        }
-        None => None,
-    };
+    let report_data = args
+        .report_data
+        .as_deref()
+        .map(|h| super::parse_hex("--report-data", h, 64))
+        .transpose()?;
     let manifest = match &args.manifest {
         Some(p) => Some(super::attest::load_manifest(p)?),
         None => None,

@@ -239,13 +239,15 @@ fn finish(
     vector: BTreeMap<String, i8>,
     claims: BTreeMap<String, String>,
 ) -> Submod {
-    let (status, reasons) = if !reasons.is_empty() {
-        (Status::Contraindicated, reasons)
+    let status = if !reasons.is_empty() {
+        Status::Contraindicated
     } else if !warnings.is_empty() {
-        (Status::Warning, warnings)
+        Status::Warning
     } else {
-        (Status::Affirming, Vec::new())
+        Status::Affirming
     };
+    let mut reasons = reasons;
+    reasons.extend(warnings);
     Submod {
         status,
         required: true,

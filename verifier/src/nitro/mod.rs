@@ -205,11 +205,12 @@ impl Appraiser for Document {
         let status = if !reasons.is_empty() {
             Status::Contraindicated
         } else if !warnings.is_empty() {
-            reasons = warnings;
             Status::Warning
         } else {
             Status::Affirming
         };
+        // Notes of what was not compared follow the failures, failed checks or not.
+        reasons.extend(warnings);
         Submod {
             status,
             required: true,

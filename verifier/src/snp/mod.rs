@@ -497,9 +497,9 @@ impl Appraisal {
         } else {
             (Status::Affirming, Vec::new())
         };
-        if status != Status::Contraindicated {
-            reasons.extend(self.warnings);
-        }
+        // What was not compared stays said, failed checks or not (a re-appraisal compares
+        // reasons: a note must not look like it disappeared when a check starts failing).
+        reasons.extend(self.warnings);
         Submod {
             status,
             required,
