@@ -85,6 +85,56 @@ pub mod tier {
     }
 }
 
+/// The outcome of a kind's checks, before it becomes a [`Submod`].
+#[derive(Debug, Clone, Default)]
+pub struct Checks {
+    /// Failed checks: what was expected and what was found.
+    pub failed: Vec<String>,
+    /// What could not be compared (no manifest, no expected report data…).
+    pub notes: Vec<String>,
+    /// Checks that passed.
+    pub passed: Vec<String>,
+    /// AR4SI claims.
+    pub trust_vector: BTreeMap<String, i8>,
+    /// Claims exposed for binding.
+    pub claims: BTreeMap<String, String>,
+}
+
+impl Checks {
+    /// Raises claim `name` to contraindicated when `ok` is false (never lowers it).
+    pub fn claim(&mut self, name: &str, ok: bool) {
+        let t = self
+            .trust_vector
+            .entry(name.to_string())
+            .or_insert(tier::AFFIRMING);
+        *t = (*t).max(tier::of(ok));
+    }
+
+    /// The submod: contraindicated when a check failed, else warning when something was not
+    /// compared, else affirming. Notes follow the failures in `reasons` either way, so a
+    /// re-appraisal that starts failing does not look like it lost them.
+    pub fn into_submod(self, required: bool) -> Submod {
+        let status = if !self.failed.is_empty() {
+            Status::Contraindicated
+        } else if !self.notes.is_empty() {
+            Status::Warning
+        } else {
+            Status::Affirming
+        };
+        let mut reasons = self.failed;
+        reasons.extend(self.notes);
+        Submod {
+            status,
+            required,
+            reasons,
+            passed: self.passed,
+            trust_vector: self.trust_vector,
+            claims: self.claims,
+            policy_id: String::new(),
+        }
+    }
+}
+
 impl Submod {
     /// A contraindicated submod with `reasons`.
     pub fn failed(required: bool, reasons: Vec<String>) -> Self {

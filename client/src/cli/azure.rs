@@ -7,7 +7,7 @@
 //! `tpm-quote` JSON (`{"signature", "message", "pcrs"}`) with `--hcl-report` and `--vcek`. Exit 0
 //! valid, 1 invalid, 2 unusable input.
 
-use super::{Format, Outcome, load_certificates, parse_time};
+use super::{Format, Outcome, load_certificates};
 use anyhow::Context as _;
 use secllama_verifier::azure::AzureEvidence;
 use secllama_verifier::{Appraiser, Collateral, Context};
@@ -56,14 +56,7 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
     }
     // TPM2B_DATA qualifying data: at most 64 bytes.
     let nonce = super::parse_hex("--nonce", &args.nonce, 64)?;
-    let manifest = match &args.manifest {
-        Some(p) => Some(super::attest::load_manifest(p)?),
-        None => None,
-    };
-    let at = match &args.at {
-        Some(t) => parse_time(t)?,
-        None => std::time::SystemTime::now(),
-    };
+    let (manifest, at) = super::manifest_and_time(args.manifest.as_deref(), args.at.as_deref())?;
     let collateral = Collateral {
         certificates,
         ..Collateral::default()

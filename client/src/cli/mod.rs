@@ -163,6 +163,23 @@ pub fn parse_time(text: &str) -> anyhow::Result<std::time::SystemTime> {
     Ok(std::time::UNIX_EPOCH + std::time::Duration::new(secs, when.subsec_nanos()))
 }
 
+/// The optional `--manifest` and `--at` of the single-kind subcommands: the manifest read and
+/// validated, the time parsed (now when not given).
+pub fn manifest_and_time(
+    manifest: Option<&Path>,
+    at: Option<&str>,
+) -> anyhow::Result<(
+    Option<secllama_measurements::manifest::Manifest>,
+    std::time::SystemTime,
+)> {
+    Ok((
+        manifest.map(attest::load_manifest).transpose()?,
+        at.map(parse_time)
+            .transpose()?
+            .unwrap_or_else(std::time::SystemTime::now),
+    ))
+}
+
 /// Reads certificates (DER or PEM, one or many) from a file, or from every `.pem`, `.der`,
 /// `.crt`, `.cer` or `.cert` file of a folder (as `snpguest fetch` writes them: `vcek.der`/`vcek.pem`, `ask.pem`, `ark.pem`, or one
 /// `cert_chain.pem`), in name order.

@@ -6,7 +6,7 @@
 //! given, and the manifest's `[nitro]` PCRs and debug rule. `nonce`, `user_data` and `public_key`
 //! are printed as claims. Exit 0 valid, 1 invalid, 2 unusable input.
 
-use super::{Format, Outcome, load_certificates, parse_time, read_bytes_or_hex};
+use super::{Format, Outcome, load_certificates, read_bytes_or_hex};
 use secllama_verifier::{Appraiser, Collateral, Context};
 use std::path::PathBuf;
 
@@ -67,14 +67,7 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
             )
         })
         .transpose()?;
-    let manifest = match &args.manifest {
-        Some(p) => Some(super::attest::load_manifest(p)?),
-        None => None,
-    };
-    let at = match &args.at {
-        Some(t) => parse_time(t)?,
-        None => std::time::SystemTime::now(),
-    };
+    let (manifest, at) = super::manifest_and_time(args.manifest.as_deref(), args.at.as_deref())?;
     let collateral = Collateral {
         roots,
         ..Collateral::default()

@@ -4,7 +4,7 @@
 //! built-in ARK, chip ID and TCB against the certificate, then the manifest's `[snp]` section and
 //! the expected report data when given. Exit 0 valid, 1 invalid, 2 unusable input.
 
-use super::{Format, Outcome, load_certificates, load_crl, parse_time, read_bytes_or_hex};
+use super::{Format, Outcome, load_certificates, load_crl, read_bytes_or_hex};
 use secllama_verifier::{Appraiser, Collateral, Context};
 use std::path::PathBuf;
 
@@ -60,14 +60,7 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
         .as_deref()
         .map(|h| super::parse_hex("--report-data", h, 64))
         .transpose()?;
-    let manifest = match &args.manifest {
-        Some(p) => Some(super::attest::load_manifest(p)?),
-        None => None,
-    };
-    let at = match &args.at {
-        Some(t) => parse_time(t)?,
-        None => std::time::SystemTime::now(),
-    };
+    let (manifest, at) = super::manifest_and_time(args.manifest.as_deref(), args.at.as_deref())?;
     let collateral = Collateral {
         certificates,
         crls,

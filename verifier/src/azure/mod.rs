@@ -239,22 +239,12 @@ fn finish(
     vector: BTreeMap<String, i8>,
     claims: BTreeMap<String, String>,
 ) -> Submod {
-    let status = if !reasons.is_empty() {
-        Status::Contraindicated
-    } else if !warnings.is_empty() {
-        Status::Warning
-    } else {
-        Status::Affirming
-    };
-    let mut reasons = reasons;
-    reasons.extend(warnings);
-    Submod {
-        status,
-        required: true,
-        reasons,
+    crate::ear::Checks {
+        failed: reasons,
+        notes: warnings,
         passed,
         trust_vector: vector,
         claims,
-        policy_id: String::new(),
     }
+    .into_submod(true)
 }

@@ -14,7 +14,7 @@
 pub mod document;
 
 use crate::appraise::{Appraiser, Context};
-use crate::ear::{Status, Submod, tier};
+use crate::ear::{Submod, tier};
 use crate::x509::{self, PathPolicy};
 use document::{ES384, NitroDocument};
 use std::collections::BTreeMap;
@@ -202,23 +202,13 @@ impl Appraiser for Document {
             None => warnings
                 .push("no [nitro] reference values: PCRs and debug mode were not compared".into()),
         }
-        let status = if !reasons.is_empty() {
-            Status::Contraindicated
-        } else if !warnings.is_empty() {
-            Status::Warning
-        } else {
-            Status::Affirming
-        };
-        // Notes of what was not compared follow the failures, failed checks or not.
-        reasons.extend(warnings);
-        Submod {
-            status,
-            required: true,
-            reasons,
+        crate::ear::Checks {
+            failed: reasons,
+            notes: warnings,
             passed,
             trust_vector: vector,
             claims,
-            policy_id: String::new(),
         }
+        .into_submod(true)
     }
 }

@@ -23,7 +23,7 @@ pub mod vcek;
 pub use report::{Product, REPORT_LEN, Tcb};
 
 use crate::appraise::{Appraiser, Context};
-use crate::ear::{Status, Submod, tier};
+use crate::ear::{Submod, tier};
 use crate::x509::{self, PathPolicy};
 use report::SigningKey;
 use secllama_measurements::manifest::SnpReference;
@@ -489,26 +489,14 @@ impl Appraisal {
     }
 
     fn finish(self, ctx: &Context<'_>) -> Submod {
-        let required = ctx.manifest.is_some_and(|m| m.required.snp);
-        let (status, mut reasons) = if !self.reasons.is_empty() {
-            (Status::Contraindicated, self.reasons)
-        } else if !self.warnings.is_empty() {
-            (Status::Warning, Vec::new())
-        } else {
-            (Status::Affirming, Vec::new())
-        };
-        // What was not compared stays said, failed checks or not (a re-appraisal compares
-        // reasons: a note must not look like it disappeared when a check starts failing).
-        reasons.extend(self.warnings);
-        Submod {
-            status,
-            required,
-            reasons,
+        crate::ear::Checks {
+            failed: self.reasons,
+            notes: self.warnings,
             passed: self.passed,
             trust_vector: self.vector,
             claims: self.claims,
-            policy_id: String::new(),
         }
+        .into_submod(ctx.manifest.is_some_and(|m| m.required.snp))
     }
 }
 
