@@ -19,6 +19,16 @@ use secllama_measurements::eventlog::{Bank, EventLog};
 use secllama_measurements::manifest::Manifest;
 use secllama_protocol::attestation::TpmEvidence;
 
+/// The certificates of a manifest list (`tpm.ak_roots`, `tpm.ek_cas`: PEM text or hex DER), DER.
+fn manifest_certificates(list: &[String]) -> Result<Vec<Vec<u8>>, String> {
+    let mut out = Vec::new();
+    for (i, r) in list.iter().enumerate() {
+        let bytes = pinned_bytes(r).map_err(|e| format!("[{i}]: {e}"))?;
+        out.extend(crate::tpm::cert::load_certificates(&bytes).map_err(|e| format!("[{i}]: {e}"))?);
+    }
+    Ok(out)
+}
+
 /// Decodes one `tpm.ak_publics` entry: PEM as is, else hex.
 fn pinned_bytes(entry: &str) -> Result<Vec<u8>, String> {
     if entry.trim_start().starts_with("-----BEGIN") {
@@ -233,13 +243,7 @@ fn activated(tpm: &TpmEvidence, ctx: &Context<'_>, cas: &[String]) -> Result<Str
     a.outcome
         .clone()
         .map_err(|e| format!("credential activation failed: {e}"))?;
-    let mut anchors = Vec::new();
-    for (i, r) in cas.iter().enumerate() {
-        let bytes = pinned_bytes(r).map_err(|e| format!("[{i}]: {e}"))?;
-        anchors.extend(
-            crate::tpm::cert::load_certificates(&bytes).map_err(|e| format!("[{i}]: {e}"))?,
-        );
-    }
+    let anchors = manifest_certificates(cas)?;
     let path = crate::x509::verify_path(
         ek,
         "EK certificate",
@@ -264,13 +268,7 @@ fn activated(tpm: &TpmEvidence, ctx: &Context<'_>, cas: &[String]) -> Result<Str
 /// hex DER, as the manifest holds them); the path, or why none.
 fn ak_certificate(ak: &AkPublic, ctx: &Context<'_>, roots: &[String]) -> Result<String, String> {
     let key = ak.verifying_key().map_err(|e| e.to_string())?;
-    let mut anchors = Vec::new();
-    for (i, r) in roots.iter().enumerate() {
-        let bytes = pinned_bytes(r).map_err(|e| format!("[{i}]: {e}"))?;
-        anchors.extend(
-            crate::tpm::cert::load_certificates(&bytes).map_err(|e| format!("[{i}]: {e}"))?,
-        );
-    }
+    let anchors = manifest_certificates(roots)?;
     let certs = &ctx.collateral.certificates;
     if certs.is_empty() {
         return Err("no AK certificate was given to chain".into());
