@@ -3,6 +3,7 @@
 //! a short command's run time (`scripts/bench-evidence.sh` times `secllama-verify quote` against
 //! `tpm2_checkquote`, a process per call). Address-space layout randomisation of the executable
 //! itself is given up for this tool, which holds no secrets and serves nothing.
+//! `scripts/build-verify.sh` relinks it statically as well (what the demo, tests and benchmark run).
 fn main() {
     println!("cargo:rustc-link-arg-bin=secllama-verify=-no-pie");
 }

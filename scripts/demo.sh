@@ -28,7 +28,7 @@ cargo build -q --release -p secllama-client -p secllama-host -p secllama-enclave
   -p secllama-runner
 gguf=$(bash scripts/fetch-model.sh)
 bin="$(bash scripts/target-dir.sh)/release"
-verify="$bin/secllama-verify"
+verify=$(bash scripts/build-verify.sh) # statically linked, as users run it
 secllama="$bin/secllama"
 shared="${SECLLAMA_SHARED:-$root/../shared}"
 [ -d "$shared/vectors" ] || { echo "demo: $shared/vectors not found (set SECLLAMA_SHARED)"; exit 1; }

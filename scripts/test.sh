@@ -19,6 +19,9 @@ echo "== cargo test (release)"
 # Every binary first: the end-to-end tests run the launcher, the agent and the verifier as processes
 # (cargo test alone builds only the binaries of packages that have integration tests).
 cargo build --workspace --release --bins
+# The verifier as users run it (statically linked, scripts/build-verify.sh): the tests run it.
+SECLLAMA_VERIFY_BIN=$(bash scripts/build-verify.sh)
+export SECLLAMA_VERIFY_BIN
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e

@@ -2,7 +2,10 @@
 //! the result its README gives: TDX CCEL event logs (Spec ID Event03 at index 1, 0xFF padding
 //! after the last event), an EV_S_CRTM_VERSION holding a GUID, and a real TPM's bare RSASSA-SHA1
 //! signature that needs `--signature-format plain --hash sha1`.
+
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test crate: a failed unwrap is a failed test
+
+mod common;
 
 use serde_json::Value;
 use std::path::PathBuf;
@@ -16,7 +19,7 @@ fn cases() -> PathBuf {
 }
 
 fn run(args: &[&str]) -> (Option<i32>, Value) {
-    let out = Command::new(env!("CARGO_BIN_EXE_secllama-verify"))
+    let out = Command::new(common::verify_bin())
         .args(args)
         .output()
         .unwrap();
@@ -150,7 +153,7 @@ fn a_bare_rsassa_sha1_signature_verifies_once_its_hash_is_named() {
     assert!(signature_check(&v));
     assert_eq!(v["signature"]["hash"], "sha1");
     // --hash contradicting a TPMT_SIGNATURE is a usage error.
-    let out = Command::new(env!("CARGO_BIN_EXE_secllama-verify"))
+    let out = Command::new(common::verify_bin())
         .args([&base[..], &["--signature", &tpmt, "--hash", "sha256"]].concat())
         .output()
         .unwrap();

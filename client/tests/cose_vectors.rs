@@ -9,7 +9,10 @@
 //!   secllama rejects an alg other than the key's.
 //!
 //! EdDSA is not supported; those vectors are listed and must be exactly the skipped ones.
+
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test crate: a failed unwrap is a failed test
+
+mod common;
 
 use base64::Engine;
 use serde_json::Value;
@@ -117,7 +120,7 @@ fn cli_reaches_the_expected_verdict_on_every_supported_vector() {
         let input = tmp.path().join(format!("{i}.hex"));
         std::fs::write(&key, v.jwk.to_string()).unwrap();
         std::fs::write(&input, &v.cose_hex).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_secllama-verify"));
+        let mut cmd = Command::new(common::verify_bin());
         cmd.arg("cose")
             .arg("--key")
             .arg(&key)
@@ -242,7 +245,7 @@ fn keys_are_read_from_pem_cose_key_and_jwk_alike() {
         ));
         let path = tmp.path().join(name);
         std::fs::write(&path, &bytes).unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_secllama-verify"))
+        let out = Command::new(common::verify_bin())
             .args(["cose", "--format", "text", "--key"])
             .arg(&path)
             .arg("--in")
@@ -257,7 +260,7 @@ fn keys_are_read_from_pem_cose_key_and_jwk_alike() {
     // A key file that is none of the three is a usage error (exit 2), not a verdict.
     let junk = tmp.path().join("junk");
     std::fs::write(&junk, b"\x01\x02").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_secllama-verify"))
+    let out = Command::new(common::verify_bin())
         .args(["cose", "--key"])
         .arg(&junk)
         .arg("--in")

@@ -1,6 +1,9 @@
 //! `secllama-verify eventlog` on shared vectors: the JSON shape the issue specifies, text output, and
 //! a clear error (exit 2) for a malformed log.
+
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test crate: a failed unwrap is a failed test
+
+mod common;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -14,7 +17,7 @@ fn vector(case: &str) -> PathBuf {
 }
 
 fn run(args: &[&str], file: &std::path::Path) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_secllama-verify"))
+    Command::new(common::verify_bin())
         .arg("eventlog")
         .arg(file)
         .args(args)

@@ -3,7 +3,10 @@
 //! fetch` writes it; `--at` for Nitro's three-hour leaf certificates; and evidence bundles that
 //! give the same verdict years later (a 2023 Nitro document still valid as of its recorded time) or
 //! say exactly what changed (`--at` past a certificate's validity).
+
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test crate: a failed unwrap is a failed test
+
+mod common;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -17,7 +20,7 @@ fn vectors() -> PathBuf {
 }
 
 fn run(args: &[&str]) -> (Option<i32>, Value, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_secllama-verify"))
+    let out = Command::new(common::verify_bin())
         .args(args)
         .output()
         .unwrap();
@@ -268,7 +271,7 @@ fn bundles_give_the_recorded_verdict_years_later_or_say_what_changed() {
     assert_eq!(code, Some(1));
     assert!(v["changes"].to_string().contains("VCEK"), "{v:#}");
     // Text form says it in words.
-    let out = Command::new(env!("CARGO_BIN_EXE_secllama-verify"))
+    let out = Command::new(common::verify_bin())
         .args(["bundle", s(&sb), "--format", "text"])
         .output()
         .unwrap();
@@ -403,4 +406,34 @@ fn hostile_inputs_are_usage_errors_and_bundles_keep_sub_second_times() {
             .to_string()
             .contains("MEASUREMENT = launch digest")
     );
+}
+
+/// The shipped `secllama-verify` is linked statically (scripts/build-verify.sh; scripts/test.sh
+/// runs these tests on it): host names must still resolve through glibc's NSS modules. A loopback
+/// listener is reached as `localhost` and then closes; nothing leaves the machine.
+#[test]
+fn host_names_resolve_in_the_shipped_build() {
+    use std::sync::mpsc;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        // One connection, closed at once: the client's request fails after it connected.
+        if let Ok((stream, _)) = listener.accept() {
+            drop(stream);
+            let _ = tx.send(());
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("manifest.toml");
+    std::fs::write(&manifest, "version = 1\n[required]\ntpm = false\n").unwrap();
+    let url = format!("http://localhost:{port}");
+    let (code, _, e) = run(&["attest", "--url", &url, "--manifest", s(&manifest)]);
+    assert_eq!(code, Some(2), "{e}");
+    assert!(
+        rx.recv_timeout(std::time::Duration::from_secs(10)).is_ok(),
+        "secllama-verify never connected to localhost:{port}: {e}"
+    );
+    assert!(!e.contains("lookup"), "{e}");
+    assert!(e.contains(&format!("localhost:{port}")), "{e}");
 }

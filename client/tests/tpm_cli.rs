@@ -1,7 +1,10 @@
 //! `secllama-verify quote` run as a process on the shared GCE, Windows and Azure quotes, with the
 //! inputs `tpm2_checkquote` takes, in JSON and text: exit 0 only when valid, 1 when a check fails
 //! (with its reason in the report), 2 for a usage or input error.
+
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test crate: a failed unwrap is a failed test
+
+mod common;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -22,7 +25,7 @@ fn expected(name: &str) -> Value {
 }
 
 fn verify(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_secllama-verify"));
+    let mut c = Command::new(common::verify_bin());
     c.arg("quote");
     for a in args {
         c.arg(a);

@@ -13,8 +13,14 @@ pub mod vm;
 
 /// A binary of another workspace package in the same target folder as this test executable
 /// (`target/<profile>/`); `scripts/test.sh` builds every binary (`cargo build --workspace --bins`)
-/// before the tests.
+/// before the tests. `secllama-verify` is `SECLLAMA_VERIFY_BIN` when set (scripts/test.sh sets it to
+/// the statically linked build of scripts/build-verify.sh).
 pub fn workspace_bin(name: &str) -> std::path::PathBuf {
+    if name == "secllama-verify" {
+        if let Some(p) = std::env::var_os("SECLLAMA_VERIFY_BIN") {
+            return p.into();
+        }
+    }
     let exe = std::env::current_exe().unwrap_or_default();
     // target/<profile>/deps/<test> → target/<profile>/<name>
     let dir = exe
