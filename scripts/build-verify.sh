@@ -8,7 +8,7 @@
 # of CPU dynamic, 113 and 1.35 ms static; scripts/bench-evidence.sh compares both with
 # tpm2_checkquote). Cargo cannot give one binary of a workspace its own target features, so the
 # static link is a `cargo rustc` relink (no dependency is rebuilt) kept at its own path: the next
-# `cargo build` relinks target/release/secllama-verify dynamically, the static copy stays.
+# `cargo build` relinks the target folder's release/secllama-verify dynamically, the static copy stays.
 # Host names still resolve (glibc loads its NSS modules at run time, from the glibc the binary was
 # linked against: build it on the machine that runs it, as every script here does).
 set -euo pipefail
