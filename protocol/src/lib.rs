@@ -12,6 +12,7 @@
 //! | [`attestation`] | RFC 9711 (EAT) | the attestation document payload and the key binding |
 //! | [`seal`] | RFC 9052 COSE_Encrypt / COSE_Encrypt0, RFC 5869 | sealed requests (RSA-OAEP-256 + A256GCM, session reuse), sealed single and streamed responses |
 //! | [`receipt`] | RFC 9052 COSE_Sign1 | the signed receipt that closes every answer |
+//! | [`rfc9162`] | RFC 9162 §2.1 | Merkle tree hashing, inclusion and consistency proofs of the receipt log |
 //!
 //! Private-key rule: the `rsa` crate is only ever given public keys here (client-side OAEP wrapping and
 //! RSA signature verification). Opening a sealed request unwraps its content key through the
@@ -23,6 +24,7 @@ pub mod cose;
 mod error;
 pub mod ollama_name;
 pub mod receipt;
+pub mod rfc9162;
 pub mod seal;
 mod types;
 
