@@ -42,6 +42,8 @@ enum Command {
     Azure(cli::azure::Args),
     /// Re-appraise an evidence bundle offline (same verdict, or exactly what changed).
     Bundle(cli::bundle::Args),
+    /// Verify a receipt log file offline: records, heads, counters; inclusion and consistency proofs.
+    Log(cli::log::Args),
 }
 
 fn main() -> ExitCode {
@@ -58,6 +60,7 @@ fn main() -> ExitCode {
         Command::Nitro(args) => cli::nitro::run(args),
         Command::Azure(args) => cli::azure::run(args),
         Command::Bundle(args) => cli::bundle::run(args),
+        Command::Log(args) => cli::log::run(args),
     };
     match result {
         Ok(outcome) => {

@@ -8,8 +8,8 @@ use crate::config::{Config, KEYS_PCR};
 use crate::endpoint::{RUNNER_SOCKET, RunnerAddr};
 use crate::handoff::Handoff;
 use crate::integrity::Snapshot;
+use crate::log::{LogTpm, ReceiptLog};
 use crate::policy::Policy;
-use crate::receipts::ReceiptLog;
 use crate::replay::{ReplayGuard, SessionCache};
 use anyhow::Context;
 use rand_core::OsRng;
@@ -74,6 +74,77 @@ pub struct Agent {
     banks: Vec<HashAlg>,
     event_log: EventLogWriter,
     isolation: Isolation,
+    log_pcrs: Vec<u32>,
+    log_bank: HashAlg,
+}
+
+/// Shortest time between two signed tree heads: each one increments the TPM's NV counter.
+pub const HEAD_INTERVAL_MS: u64 = 1000;
+
+/// The TPM NV index of the receipt log's monotonic counter (owner range, TPM 2.0 Part 2 §13.4).
+pub const LOG_COUNTER_INDEX: u32 = 0x0100_5ec1;
+
+/// The PCRs the log identity is sealed to: the quoted ones but the key-set PCR (23), which
+/// changes at every start.
+fn log_pcrs(quote_pcrs: &[u32]) -> anyhow::Result<Vec<u32>> {
+    let pcrs: Vec<u32> = quote_pcrs
+        .iter()
+        .copied()
+        .filter(|&p| p != KEYS_PCR)
+        .collect();
+    if pcrs.is_empty() {
+        anyhow::bail!(
+            "quote_pcrs: expected at least one measured PCR besides {KEYS_PCR} to seal the receipt log's identity to, found {quote_pcrs:?}"
+        );
+    }
+    Ok(pcrs)
+}
+
+/// The PCR bank the log identity is sealed to: SHA-256, else the strongest active bank but SHA-1
+/// (a PolicyPCR selection with the SHA-1 bank never unseals on swtpm; see tests/tpm_swtpm.rs).
+fn log_bank(active: &[HashAlg]) -> anyhow::Result<HashAlg> {
+    [HashAlg::Sha256, HashAlg::Sha384, HashAlg::Sha512]
+        .into_iter()
+        .find(|b| active.contains(b))
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "PCR banks: expected SHA-256, SHA-384 or SHA-512 active to seal the receipt log's identity to, found {active:?}"
+            )
+        })
+}
+
+/// The log's TPM operations on the agent's TPM.
+struct AgentTpm<'a> {
+    tpm: &'a mut Tpm,
+    banks: &'a [HashAlg],
+    pcrs: &'a [u32],
+}
+
+impl LogTpm for AgentTpm<'_> {
+    fn seal(&mut self, secret: &[u8]) -> Result<Vec<u8>, String> {
+        self.tpm
+            .seal(secret, self.banks, self.pcrs)
+            .map(|s| s.to_bytes())
+            .map_err(|e| e.to_string())
+    }
+
+    fn unseal(&mut self, sealed: &[u8]) -> Result<zeroize::Zeroizing<Vec<u8>>, String> {
+        let sealed =
+            secllama_tpm::seal::SealedSecret::from_bytes(sealed).map_err(|e| e.to_string())?;
+        self.tpm.unseal(&sealed).map_err(|e| e.to_string())
+    }
+
+    fn counter(&mut self) -> Result<u64, String> {
+        self.tpm
+            .counter_define(LOG_COUNTER_INDEX)
+            .map_err(|e| e.to_string())
+    }
+
+    fn increment(&mut self) -> Result<u64, String> {
+        self.tpm
+            .counter_increment(LOG_COUNTER_INDEX)
+            .map_err(|e| e.to_string())
+    }
 }
 
 impl std::fmt::Debug for Agent {
@@ -180,10 +251,26 @@ impl Agent {
             },
             None => RunnerAddr::Tcp(config.runner_host_port()),
         };
-        let receipts = match handoff.receipts {
-            Some(f) => ReceiptLog::from_file(f, &config.receipts),
-            None => ReceiptLog::open(&config.receipts),
-        }?;
+        let receipts_file = match handoff.receipts {
+            Some(f) => f,
+            None => std::fs::OpenOptions::new()
+                .create(true)
+                .read(true)
+                .append(true)
+                .open(&config.receipts)
+                .with_context(|| format!("opening {}", config.receipts.display()))?,
+        };
+        let log_pcrs = log_pcrs(&config.quote_pcrs)?;
+        let log_bank = log_bank(&banks)?;
+        let receipts = ReceiptLog::open(
+            receipts_file,
+            &config.receipts,
+            &mut AgentTpm {
+                tpm: &mut tpm,
+                banks: &[log_bank],
+                pcrs: &log_pcrs,
+            },
+        )?;
         Ok(Self {
             unwrap,
             signing,
@@ -203,7 +290,35 @@ impl Agent {
             banks,
             event_log: log,
             isolation: config.launch.isolation,
+            log_pcrs,
+            log_bank,
         })
+    }
+
+    /// Signs a tree head over the receipt log as it is now, unless the latest head already
+    /// covers every entry and is younger than [`HEAD_INTERVAL_MS`]; returns the latest head's
+    /// COSE_Sign1. Blocks on `fdatasync` and the TPM (run it with `spawn_blocking`).
+    pub fn log_head(&self) -> anyhow::Result<Vec<u8>> {
+        let mut log = self
+            .receipts
+            .lock()
+            .map_err(|_| anyhow::anyhow!("receipt log lock poisoned"))?;
+        if let Some(h) = log.last_head()
+            && (h.head.size == log.len()
+                || now_ms().saturating_sub(h.head.time_ms) < HEAD_INTERVAL_MS)
+        {
+            return Ok(h.bytes.clone());
+        }
+        let mut tpm = self
+            .tpm
+            .lock()
+            .map_err(|_| anyhow::anyhow!("TPM lock poisoned"))?;
+        let head = log.sign_head(&mut AgentTpm {
+            tpm: &mut tpm,
+            banks: &[self.log_bank],
+            pcrs: &self.log_pcrs,
+        })?;
+        Ok(head.bytes)
     }
 
     /// The AK's TPM2B_PUBLIC (what a manifest pins in `[tpm] ak_publics`).
@@ -272,7 +387,10 @@ impl Agent {
                 .map_err(|_| anyhow::anyhow!("receipt log lock poisoned"))?;
             LogState {
                 size: r.len(),
-                root: Sha256Digest(r.head()),
+                root: Sha256Digest(r.root()),
+                key: r.identity(),
+                // There is always one: the log's creation writes the first.
+                head: r.last_head().map(|h| h.bytes.clone()).unwrap_or_default(),
             }
         };
         let payload = AttestationPayload {

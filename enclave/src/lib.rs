@@ -12,7 +12,7 @@
 //! | [`ijson`] | RFC 7493 §2.3: request bodies with a member name given twice (at any depth) are refused, so the policy and the runner read the same request |
 //! | [`policy`] | the measured evaluation policy: dataset, models, limits; exact-match decisions with the refusing rule named |
 //! | [`replay`] | request-id replay window and the bounded, expiring session cache of content keys |
-//! | [`receipts`] | the append-only, hash-chained receipt log file |
+//! | [`log`] | the receipt log: its file (torn-tail recovery, group-committed durability), RFC 9162 tree, signed heads, identity sealed to the TPM, NV counter |
 //! | [`config`] | the agent's TOML configuration |
 //! | [`agent`] | keys, PCR 23, policy, digests, attestation documents with fresh quotes |
 //! | [`service`] | the enclave API over HTTP/1.1 on a unix listener: attestation, sealed generate/chat/tags streamed to and from the runner, receipts |
@@ -32,8 +32,8 @@ pub mod handoff;
 pub mod ijson;
 pub mod integrity;
 pub mod listener;
+pub mod log;
 pub mod policy;
-pub mod receipts;
 pub mod replay;
 pub mod runner;
 pub mod runner_init;

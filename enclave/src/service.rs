@@ -4,6 +4,7 @@
 //! |---|---|
 //! | `GET /healthz` | `{"status":"ok"}` |
 //! | `GET /attestation?nonce=<hex>` | the COSE_Sign1 attestation document (`application/cose`) |
+//! | `GET /log/head`, `GET /log/proof?index=&size=`, `GET /log/consistency?from=&to=` | the receipt log's signed head and proofs ([`crate::log::api`]) |
 //! | `POST /attestation/credential` | credential activation: CBOR `{"id_object": bstr, "encrypted_secret": bstr}` (TPM2_MakeCredential's output for this TPM's EK and the AK's Name) → CBOR `{"secret": bstr}` |
 //! | `POST /v1/sealed/api/{generate,chat,tags,show,ps}` | a sealed stream (see below) |
 //!
@@ -39,14 +40,18 @@ pub const SEALED_STREAM: &str = "application/vnd.secllama.sealed-stream";
 /// Largest sealed request body.
 pub const MAX_BODY: usize = secllama_protocol::seal::request::MAX_REQUEST_LEN;
 
-type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+pub(crate) type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 
 fn problem(status: StatusCode, title: &str, detail: String) -> Value {
     json!({"type": format!("urn:secllama:problem:{}", title.to_ascii_lowercase().replace(' ', "-")),
            "title": title, "status": status.as_u16(), "detail": detail})
 }
 
-fn plain(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response<Body> {
+pub(crate) fn plain(
+    status: StatusCode,
+    content_type: &'static str,
+    body: Vec<u8>,
+) -> Response<Body> {
     let mut r = Response::new(Full::new(Bytes::from(body)).boxed());
     *r.status_mut() = status;
     r.headers_mut().insert(
@@ -56,7 +61,7 @@ fn plain(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Respo
     r
 }
 
-fn plain_problem(status: StatusCode, title: &str, detail: String) -> Response<Body> {
+pub(crate) fn plain_problem(status: StatusCode, title: &str, detail: String) -> Response<Body> {
     plain(
         status,
         "application/problem+json",
@@ -93,6 +98,13 @@ pub async fn handle(
         ),
         (Method::GET, "/attestation") => attestation(agent, req.uri().query().unwrap_or("")).await,
         (Method::POST, "/attestation/credential") => credential(agent, req).await,
+        (Method::GET, "/log/head") => crate::log::api::head(agent).await,
+        (Method::GET, "/log/proof") => {
+            crate::log::api::proof(&agent, req.uri().query().unwrap_or(""))
+        }
+        (Method::GET, "/log/consistency") => {
+            crate::log::api::consistency(&agent, req.uri().query().unwrap_or(""))
+        }
         (Method::POST, "/v1/sealed/api/generate") => sealed(agent, Endpoint::Generate, req).await,
         (Method::POST, "/v1/sealed/api/chat") => sealed(agent, Endpoint::Chat, req).await,
         (Method::POST, "/v1/sealed/api/tags") => sealed(agent, Endpoint::Tags, req).await,
@@ -336,33 +348,43 @@ async fn sealed(agent: Arc<Agent>, endpoint: Endpoint, req: Request<Incoming>) -
                 return;
             }
         };
-        let receipt = (|| -> anyhow::Result<Vec<u8>> {
-            // An answer produced after a measured artifact changed gets no receipt.
-            agent
-                .integrity
-                .check()
-                .map_err(|e| anyhow::anyhow!("no receipt: {e}"))?;
-            let mut log = agent
-                .receipts
-                .lock()
-                .map_err(|_| anyhow::anyhow!("receipt log lock poisoned"))?;
-            let payload = ReceiptPayload {
-                request_digest: pt.salt.digest(&pt.body),
-                response_digest: Sha256Digest(hasher.finalize().into()),
-                model: allowed.model.clone().unwrap_or_default(),
-                policy_digest: agent.policy_digest,
-                signing_kid: agent.signing.public().kid()?,
-                log_index: log.len(),
-                time: now_ms() / 1000,
-                params: ReceiptParams {
-                    num_predict: allowed.num_predict,
-                    defaults: allowed.defaults.iter().map(|d| (*d).to_string()).collect(),
-                },
-            };
-            let receipt = sign_receipt(&payload, &agent.signing)?;
-            log.append(&receipt)?;
-            Ok(receipt)
-        })();
+        let receipt =
+            (|| -> anyhow::Result<(Vec<u8>, std::sync::Arc<crate::log::file::LogFile>, u64)> {
+                // An answer produced after a measured artifact changed gets no receipt.
+                agent
+                    .integrity
+                    .check()
+                    .map_err(|e| anyhow::anyhow!("no receipt: {e}"))?;
+                let mut log = agent
+                    .receipts
+                    .lock()
+                    .map_err(|_| anyhow::anyhow!("receipt log lock poisoned"))?;
+                let payload = ReceiptPayload {
+                    request_digest: pt.salt.digest(&pt.body),
+                    response_digest: Sha256Digest(hasher.finalize().into()),
+                    model: allowed.model.clone().unwrap_or_default(),
+                    policy_digest: agent.policy_digest,
+                    signing_kid: agent.signing.public().kid()?,
+                    log_index: log.len(),
+                    time: now_ms() / 1000,
+                    params: ReceiptParams {
+                        num_predict: allowed.num_predict,
+                        defaults: allowed.defaults.iter().map(|d| (*d).to_string()).collect(),
+                    },
+                };
+                let receipt = sign_receipt(&payload, &agent.signing)?;
+                let (_, durable_at) = log.append(&receipt)?;
+                Ok((receipt, log.file(), durable_at))
+            })();
+        // The receipt leaves only once its log entry is on disk (group commit, outside the lock).
+        let receipt = match receipt {
+            Ok((r, file, durable_at)) => file
+                .durable(durable_at)
+                .await
+                .map(|()| r)
+                .map_err(anyhow::Error::from),
+            Err(e) => Err(e),
+        };
         let end = match receipt {
             Ok(r) => json!({"status": status, "receipt": hex::encode(r)}).to_string(),
             Err(e) => refuse(

@@ -116,13 +116,17 @@ pub struct SnpEvidence {
     pub vcek: Option<Vec<u8>>,
 }
 
-/// The receipt log's current state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The receipt log's current state, and the key that signs its heads.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogState {
     /// Number of entries.
     pub size: u64,
-    /// RFC 9162 Merkle tree root.
+    /// RFC 9162 Merkle tree root of those entries.
     pub root: Sha256Digest,
+    /// The log identity key (its kid is the log id of every head).
+    pub key: crate::cose::CoseP256Key,
+    /// The latest signed tree head (COSE_Sign1, [`crate::tree_head`]); its size is at most `size`.
+    pub head: Vec<u8>,
 }
 
 /// The attestation document payload.
@@ -230,6 +234,8 @@ impl AttestationPayload {
                 cbor::map(vec![
                     (Key::Text("size"), Value::Integer(self.log.size.into())),
                     (Key::Text("root"), bytes(&self.log.root.0)),
+                    (Key::Text("key"), self.log.key.to_value()),
+                    (Key::Text("head"), bytes(&self.log.head)),
                 ]),
             ),
         ];
@@ -331,6 +337,11 @@ impl AttestationPayload {
         let log = LogState {
             size: l.uint(Key::Text("size"))?,
             root: Sha256Digest(l.array(Key::Text("root"))?),
+            key: crate::cose::CoseP256Key::from_value(
+                "attestation.log.key",
+                l.require(Key::Text("key"), "the log key's COSE_Key")?,
+            )?,
+            head: l.bytes(Key::Text("head"))?,
         };
         l.finish()?;
 

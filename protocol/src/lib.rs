@@ -13,6 +13,8 @@
 //! | [`seal`] | RFC 9052 COSE_Encrypt / COSE_Encrypt0, RFC 5869 | sealed requests (RSA-OAEP-256 + A256GCM, session reuse), sealed single and streamed responses |
 //! | [`receipt`] | RFC 9052 COSE_Sign1 | the signed receipt that closes every answer |
 //! | [`rfc9162`] | RFC 9162 §2.1 | Merkle tree hashing, inclusion and consistency proofs of the receipt log |
+//! | [`tree_head`] | RFC 9162 §4.10 fields, RFC 9052 COSE_Sign1 | signed tree heads and the log identity record |
+//! | [`receipt_log`] | DESIGN.md "Receipts and log" | the receipt log file's records and their verification |
 //!
 //! Private-key rule: the `rsa` crate is only ever given public keys here (client-side OAEP wrapping and
 //! RSA signature verification). Opening a sealed request unwraps its content key through the
@@ -24,8 +26,10 @@ pub mod cose;
 mod error;
 pub mod ollama_name;
 pub mod receipt;
+pub mod receipt_log;
 pub mod rfc9162;
 pub mod seal;
+pub mod tree_head;
 mod types;
 
 pub use error::{ProtocolError, Result};

@@ -63,7 +63,7 @@ proptest! {
         p.measurements = secllama_protocol::attestation::EnclaveDigests { agent, runner, model, policy, config, trees: Default::default() };
         p.tpm = tpm.map(|(attest, signature, ak_public, pcrs, event_log, ek_cert)| TpmEvidence { attest, signature, ak_public, pcrs, event_log, ek_cert });
         p.snp = snp.map(|(report, vcek)| SnpEvidence { report, vcek });
-        p.log = secllama_protocol::attestation::LogState { size: log.0, root: log.1 };
+        p.log = secllama_protocol::attestation::LogState { size: log.0, root: log.1, key: key.public(), head: vec![0xd2, 0x84] };
         let bytes = p.to_bytes().unwrap();
         prop_assert_eq!(&AttestationPayload::from_bytes(&bytes).unwrap(), &p);
         let doc = sign_document(&p, &key).unwrap();

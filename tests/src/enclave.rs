@@ -190,6 +190,35 @@ fn prepare_on(
 }
 
 impl Prepared {
+    /// A reboot and the same launch again: swtpm restarts on its state (NV, persistent objects
+    /// and the receipt log's counter survive; PCRs reset) and the launcher's measurements are
+    /// extended anew, plus `extra` (a changed launch) when given. The agent must be stopped first.
+    pub fn reboot(&mut self, extra: Option<&[u8]>) -> Result<(), PrepareError> {
+        self.swtpm.restart()?;
+        // A restarted swtpm may listen on other ports.
+        self.config.tcti = Some(self.swtpm.tcti());
+        let mut tpm = Tpm::connect(&self.swtpm.tcti())?;
+        let log_path = self.dir.path().join("launch.log");
+        std::fs::remove_file(&log_path)?;
+        let mut log = EventLogWriter::open(&log_path, &self.prediction.banks)?;
+        for m in &self.prediction.measurements {
+            tpm.measure(&mut log, m)?;
+        }
+        if let Some(extra) = extra {
+            tpm.measure(
+                &mut log,
+                &secllama_tpm::eventlog::Measurement::tagged(
+                    15,
+                    &self.prediction.banks,
+                    extra,
+                    "changed",
+                ),
+            )?;
+        }
+        let _ = std::fs::remove_file(&self.sock);
+        Ok(())
+    }
+
     /// The reference manifest for this launch (its PCRs and enclave digests), pinning the AK the
     /// agent will quote with — created now (`ensure_ak` at the config's handle, as the agent and
     /// the launcher do).

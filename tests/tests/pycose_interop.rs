@@ -139,7 +139,12 @@ fn pycose_verifies_our_attestation_document_and_receipt() {
         },
         tpm: None,
         snp: None,
-        log: LogState { size: 0, root: d },
+        log: LogState {
+            size: 0,
+            root: d,
+            key: key.public(),
+            head: vec![0xd2],
+        },
     };
     let doc = sign_document(&payload, &key).unwrap();
     let v = verify_with_pycose(&key, &doc, None, dir.path()).unwrap();

@@ -93,6 +93,43 @@ fn our_event_log_parses_in_tpm2_eventlog_and_replays_to_pcrread() {
     assert!(EventLogWriter::open(&log_path, &[HashAlg::Sha384]).is_err());
 }
 
+/// What the receipt log relies on: a blob stored as bytes unseals after a reboot (swtpm restarted,
+/// PCRs reset) once the same measurements are extended again. Sealed to the SHA-256 bank, as the
+/// agent does: a PolicyPCR selection that includes the SHA-1 bank never unseals on swtpm 0.7
+/// (libtpms), whatever the PCR values — seen here, hence the agent's choice.
+#[test]
+fn a_sealed_blob_unseals_after_a_reboot_into_the_same_state() {
+    let mut sw = Swtpm::start().unwrap();
+    let mut tpm = Tpm::connect(&sw.tcti()).unwrap();
+    let banks = tpm.active_banks().unwrap();
+    tpm.extend(&Measurement::tagged(15, &banks, b"launch", "launch"))
+        .unwrap();
+    let with_sha1 = tpm
+        .seal(b"x", &[HashAlg::Sha1, HashAlg::Sha256], &[15])
+        .unwrap();
+    assert!(
+        tpm.unseal(&with_sha1).is_err(),
+        "swtpm began to unseal with SHA-1 in the selection: the agent may seal to every bank again"
+    );
+    let blob = tpm
+        .seal(b"log identity", &[HashAlg::Sha256], &[15])
+        .unwrap()
+        .to_bytes();
+    drop(tpm);
+    sw.restart().unwrap();
+    let mut tpm = Tpm::connect(&sw.tcti()).unwrap();
+    let sealed = secllama_tpm::seal::SealedSecret::from_bytes(&blob).unwrap();
+    assert!(
+        tpm.unseal(&sealed).is_err(),
+        "PCR 15 is reset: not the sealed state"
+    );
+    tpm.extend(&Measurement::tagged(15, &banks, b"launch", "launch"))
+        .unwrap();
+    assert_eq!(tpm.unseal(&sealed).unwrap().as_slice(), b"log identity");
+    assert!(secllama_tpm::seal::SealedSecret::from_bytes(&blob[..blob.len() - 1]).is_err());
+    assert!(secllama_tpm::seal::SealedSecret::from_bytes(&[&blob[..], &[0]].concat()).is_err());
+}
+
 #[test]
 fn unseal_works_until_a_policy_pcr_changes() {
     let sw = Swtpm::start().unwrap();

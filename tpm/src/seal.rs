@@ -38,6 +38,77 @@ pub struct SealedSecret {
     pub pcrs: Vec<u32>,
 }
 
+impl SealedSecret {
+    /// A byte form for storing the blob: `u16 len ‖ private ‖ u16 len ‖ public ‖ u8 n ‖ n × u16
+    /// bank algorithm id ‖ u8 m ‖ m × u8 PCR index` (big-endian).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(8 + self.private.len() + self.public.len());
+        for part in [&self.private, &self.public] {
+            b.extend_from_slice(&(part.len() as u16).to_be_bytes());
+            b.extend_from_slice(part);
+        }
+        b.push(self.banks.len() as u8);
+        for bank in &self.banks {
+            b.extend_from_slice(&bank.alg_id().to_be_bytes());
+        }
+        b.push(self.pcrs.len() as u8);
+        b.extend(self.pcrs.iter().map(|&p| p as u8));
+        b
+    }
+
+    /// Reads [`SealedSecret::to_bytes`]; anything else (trailing bytes included) is an error.
+    pub fn from_bytes(b: &[u8]) -> Result<Self> {
+        let bad = |found: String| TpmError::Config {
+            what: "sealed secret blob",
+            expected: "private, public, banks and PCR indices as SealedSecret::to_bytes writes them",
+            found,
+        };
+        let mut rest = b;
+        let mut take = |n: usize| -> Result<&[u8]> {
+            if rest.len() < n {
+                return Err(bad(format!(
+                    "{} bytes where {n} more were needed",
+                    rest.len()
+                )));
+            }
+            let (head, tail) = rest.split_at(n);
+            rest = tail;
+            Ok(head)
+        };
+        let mut parts = Vec::new();
+        for _ in 0..2 {
+            let len = take(2)?;
+            let len = u16::from_be_bytes([len[0], len[1]]) as usize;
+            parts.push(take(len)?.to_vec());
+        }
+        let n = take(1)?[0] as usize;
+        let mut banks = Vec::with_capacity(n);
+        for _ in 0..n {
+            let id = take(2)?;
+            let id = u16::from_be_bytes([id[0], id[1]]);
+            banks.push(
+                HashAlg::from_alg_id(id).ok_or_else(|| bad(format!("bank algorithm {id:#06x}")))?,
+            );
+        }
+        let m = take(1)?[0] as usize;
+        let pcrs = take(m)?.iter().map(|&p| u32::from(p)).collect::<Vec<_>>();
+        if let Some(&p) = pcrs.iter().find(|&&p| p > 23) {
+            return Err(bad(format!("PCR index {p}")));
+        }
+        if !rest.is_empty() {
+            return Err(bad(format!("{} trailing bytes", rest.len())));
+        }
+        let public = parts.pop().unwrap_or_default();
+        let private = parts.pop().unwrap_or_default();
+        Ok(Self {
+            private,
+            public,
+            banks,
+            pcrs,
+        })
+    }
+}
+
 impl Tpm {
     fn with_srk<T>(&mut self, f: impl FnOnce(&mut Tpm, KeyHandle) -> Result<T>) -> Result<T> {
         let template = create_restricted_decryption_rsa_public(

@@ -12,6 +12,7 @@
 //! | [`nitro`] | AWS Nitro Enclaves attestation documents | AWS Nitro Enclaves attestation process, RFC 9052 |
 //! | [`azure`] | Azure confidential-VM vTPM evidence (HCL report + quote) | Azure CVM guest attestation |
 //! | [`enclave`] | secllama's COSE attestation document | DESIGN.md "Attestation document" |
+//! | [`log`] | the receipt log file, offline: records, heads, counters, inclusion and consistency proofs | RFC 9162 §2.1, DESIGN.md "Receipts and log" |
 //!
 //! [`x509`] validates certificate paths for all of them; [`bundle`] stores an appraisal's inputs so
 //! it can be replayed offline. The client (sealing, the proxy, the `secllama-verify` CLI) is the
@@ -22,6 +23,7 @@ pub mod azure;
 pub mod bundle;
 pub mod ear;
 pub mod enclave;
+pub mod log;
 pub mod nitro;
 pub mod snp;
 pub mod tpm;

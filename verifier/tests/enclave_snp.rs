@@ -31,6 +31,7 @@ fn vector(file: &str) -> Vec<u8> {
 #[test]
 fn the_snp_part_is_appraised_against_the_binding_and_required_when_the_manifest_says() {
     let key = SigningKey::generate(&mut OsRng);
+    let empty = secllama_protocol::Sha256Digest(secllama_protocol::rfc9162::empty_root());
     let d = secllama_protocol::sha256(&[b"component"]);
     let nonce = Nonce::new(vec![7; 32]).unwrap();
     let report = vector("report.bin");
@@ -58,7 +59,22 @@ fn the_snp_part_is_appraised_against_the_binding_and_required_when_the_manifest_
             report: report.clone(),
             vcek: Some(vector("vcek_milan.der")),
         }),
-        log: LogState { size: 0, root: d },
+        log: LogState {
+            size: 0,
+            root: empty,
+            key: key.public(),
+            head: secllama_protocol::tree_head::sign_tree_head(
+                &secllama_protocol::tree_head::TreeHead {
+                    log_id: key.public().kid().unwrap(),
+                    size: 0,
+                    root: empty,
+                    time_ms: 1,
+                    counter: 1,
+                },
+                &key,
+            )
+            .unwrap(),
+        },
     };
     let h = d.to_hex();
     let mut m = Manifest::from_toml(&format!(

@@ -7,6 +7,7 @@ pub mod bundle;
 pub mod cose;
 pub mod eventlog;
 pub mod generate;
+pub mod log;
 pub mod nitro;
 pub mod proxy;
 pub mod quote;

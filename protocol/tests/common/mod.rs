@@ -75,6 +75,8 @@ pub fn full_payload(key: &SigningKey, spki: &[u8]) -> AttestationPayload {
         log: LogState {
             size: 3,
             root: digest("root"),
+            key: key.public(),
+            head: vec![0xd2, 0x84, 0x40],
         },
     }
 }

@@ -11,6 +11,7 @@
 //! contraindicated.
 
 pub mod digests;
+pub mod log_state;
 
 use crate::appraise::{Appraiser, Collateral, Context};
 use crate::ear::{AttestationResult, Submod};
@@ -53,6 +54,29 @@ fn enclave_submod(v: &VerifiedDocument, manifest: Option<&Manifest>) -> Submod {
         );
     };
     let mut s = digests::appraise(v, manifest);
+    match log_state::appraise(&v.payload.log) {
+        Ok(head) => {
+            s.passed.push(format!(
+                "log head: {} entries (document: {}), counter {}, signed by log key {}",
+                head.size,
+                v.payload.log.size,
+                head.counter,
+                head.log_id.to_hex()
+            ));
+            for (k, val) in [
+                ("log.id", head.log_id.to_hex()),
+                ("log.head_size", head.size.to_string()),
+                ("log.head_time_ms", head.time_ms.to_string()),
+                ("log.head_counter", head.counter.to_string()),
+            ] {
+                s.claims.insert(k.into(), val);
+            }
+        }
+        Err(why) => {
+            s.reasons.push(why);
+            s.status = crate::ear::Status::Contraindicated;
+        }
+    }
     s.passed.splice(
         0..0,
         [
