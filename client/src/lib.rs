@@ -8,6 +8,7 @@
 
 pub mod attest;
 pub mod cli;
+pub mod log_audit;
 pub mod proxy;
 pub mod sealed;
 pub mod transport;

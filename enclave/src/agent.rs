@@ -68,14 +68,41 @@ pub struct Agent {
     pub receipts: Mutex<ReceiptLog>,
     /// Digests of recently issued attestation documents.
     pub issued: Mutex<VecDeque<Sha256Digest>>,
-    tpm: Mutex<Tpm>,
+    /// Request counts (never content), for `GET /status`.
+    pub stats: Stats,
+    /// When the agent started, ms since the Unix epoch.
+    pub started_ms: u64,
+    pub(crate) tpm: Mutex<Tpm>,
     ak_handle: u32,
-    quote_pcrs: Vec<u32>,
-    banks: Vec<HashAlg>,
+    pub(crate) quote_pcrs: Vec<u32>,
+    pub(crate) banks: Vec<HashAlg>,
     event_log: EventLogWriter,
-    isolation: Isolation,
+    pub(crate) isolation: Isolation,
     log_pcrs: Vec<u32>,
     log_bank: HashAlg,
+}
+
+/// Sealed requests by outcome since the agent started (counts only).
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Answered with a receipt.
+    pub served: std::sync::atomic::AtomicU64,
+    /// Refused by the enclave (policy, replay): 4xx.
+    pub refused: std::sync::atomic::AtomicU64,
+    /// Failed (runner, receipt log): 5xx.
+    pub failed: std::sync::atomic::AtomicU64,
+}
+
+impl Stats {
+    /// Counts one sealed request that ended with HTTP `status` (a receipt: 2xx).
+    pub fn count(&self, status: u16) {
+        let c = match status {
+            200..=299 => &self.served,
+            400..=499 => &self.refused,
+            _ => &self.failed,
+        };
+        c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Shortest time between two signed tree heads: each one increments the TPM's NV counter.
@@ -100,8 +127,8 @@ fn log_pcrs(quote_pcrs: &[u32]) -> anyhow::Result<Vec<u32>> {
     Ok(pcrs)
 }
 
-/// The PCR bank the log identity is sealed to: SHA-256, else the strongest active bank but SHA-1
-/// (a PolicyPCR selection with the SHA-1 bank never unseals on swtpm; see tests/tpm_swtpm.rs).
+/// The PCR bank the log identity is sealed to: the strongest active one of SHA-256, SHA-384 and
+/// SHA-512 (each bank's PCRs hold the same measurements; one strong bank binds them all).
 fn log_bank(active: &[HashAlg]) -> anyhow::Result<HashAlg> {
     [HashAlg::Sha256, HashAlg::Sha384, HashAlg::Sha512]
         .into_iter()
@@ -284,6 +311,8 @@ impl Agent {
             sessions: Mutex::new(SessionCache::new(30 * 60 * 1000, 4096)),
             receipts: Mutex::new(receipts),
             issued: Mutex::new(VecDeque::new()),
+            stats: Stats::default(),
+            started_ms: now_ms(),
             tpm: Mutex::new(tpm),
             ak_handle: config.ak_handle,
             quote_pcrs: config.quote_pcrs.clone(),

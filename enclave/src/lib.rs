@@ -15,6 +15,7 @@
 //! | [`log`] | the receipt log: its file (torn-tail recovery, group-committed durability), RFC 9162 tree, signed heads, identity sealed to the TPM, NV counter |
 //! | [`config`] | the agent's TOML configuration |
 //! | [`agent`] | keys, PCR 23, policy, digests, attestation documents with fresh quotes |
+//! | [`status`] | `GET /status`: the operator's view (counts, digests, PCRs, log, TPM counter; never content) |
 //! | [`service`] | the enclave API over HTTP/1.1 on a unix listener: attestation, sealed generate/chat/tags streamed to and from the runner, receipts |
 //! | [`runner`] | runner supervision: start, wait until the API answers, bounded restarts (never after a measured artifact changed) |
 //! | [`handoff`] | the descriptors `secllama launch` hands the agent instead of writable folders |
@@ -38,3 +39,4 @@ pub mod replay;
 pub mod runner;
 pub mod runner_init;
 pub mod service;
+pub mod status;

@@ -4,6 +4,7 @@
 //! |---|---|
 //! | `GET /healthz` | `{"status":"ok"}` |
 //! | `GET /attestation?nonce=<hex>` | the COSE_Sign1 attestation document (`application/cose`) |
+//! | `GET /status` | the operator's view: mode, digests, PCRs, runner, request counts, log and TPM counter ([`crate::status`]) |
 //! | `GET /log/head`, `GET /log/proof?index=&size=`, `GET /log/consistency?from=&to=` | the receipt log's signed head and proofs ([`crate::log::api`]) |
 //! | `POST /attestation/credential` | credential activation: CBOR `{"id_object": bstr, "encrypted_secret": bstr}` (TPM2_MakeCredential's output for this TPM's EK and the AK's Name) → CBOR `{"secret": bstr}` |
 //! | `POST /v1/sealed/api/{generate,chat,tags,show,ps}` | a sealed stream (see below) |
@@ -98,6 +99,7 @@ pub async fn handle(
         ),
         (Method::GET, "/attestation") => attestation(agent, req.uri().query().unwrap_or("")).await,
         (Method::POST, "/attestation/credential") => credential(agent, req).await,
+        (Method::GET, "/status") => crate::status::handle(agent).await,
         (Method::GET, "/log/head") => crate::log::api::head(agent).await,
         (Method::GET, "/log/proof") => {
             crate::log::api::proof(&agent, req.uri().query().unwrap_or(""))
@@ -274,6 +276,7 @@ async fn sealed(agent: Arc<Agent>, endpoint: Endpoint, req: Request<Incoming>) -
     tokio::spawn(async move {
         let mut sealer = StreamSealer::new(keys);
         let refuse = |status: StatusCode, title: &str, detail: String| {
+            agent.stats.count(status.as_u16());
             json!({"status": status.as_u16(), "problem": problem(status, title, detail)})
                 .to_string()
         };
@@ -386,7 +389,10 @@ async fn sealed(agent: Arc<Agent>, endpoint: Endpoint, req: Request<Incoming>) -
             Err(e) => Err(e),
         };
         let end = match receipt {
-            Ok(r) => json!({"status": status, "receipt": hex::encode(r)}).to_string(),
+            Ok(r) => {
+                agent.stats.count(200);
+                json!({"status": status, "receipt": hex::encode(r)}).to_string()
+            }
             Err(e) => refuse(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Receipt",

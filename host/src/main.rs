@@ -29,6 +29,8 @@ enum Command {
     Launch(cli::launch::Args),
     /// Relay TCP connections from remote users to the enclave's listener.
     Bridge(cli::bridge::Args),
+    /// Show a running enclave: mode, digests, PCRs, runner, request counts, receipt log, TPM counter.
+    Status(cli::status::Args),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +40,7 @@ fn main() -> ExitCode {
         Command::Image(i) => cli::image::run(i),
         Command::Launch(a) => cli::launch::run(a),
         Command::Bridge(a) => cli::bridge::run(a),
+        Command::Status(a) => cli::status::run(a),
     };
     match result {
         Ok(out) => {

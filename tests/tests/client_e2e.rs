@@ -153,6 +153,7 @@ fn generate(
         stream,
         num_predict: Some(16),
         options: vec![],
+        heads: None,
     };
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let outcome = generate::run_with(&args, &mut out, &mut err).unwrap();
@@ -173,6 +174,10 @@ fn generate_prints_the_answer_and_a_verified_receipt() {
     // Streamed generate.
     let (valid, out, err) = generate(&f, &good, Some(PROMPT), None, true);
     assert!(valid, "{err}");
+    assert!(
+        err.contains("log: entry 0 is in the signed head of"),
+        "the receipt is proven in the enclave's log: {err}"
+    );
     assert_eq!(out, format!("{answer}\n"));
     assert!(err.contains("receipt: verified"), "{err}");
     assert!(err.contains("log index 0"), "{err}");
@@ -362,6 +367,11 @@ impl Fixture {
                     };
                     let mut buf = vec![0u8; 65536];
                     let sealed = req.starts_with(b"POST /v1/sealed/");
+                    if !sealed && let Some(eol) = req.windows(2).position(|w| w == b"\r\n") {
+                        // One request per connection here (attestation, the log's head and
+                        // proofs): the enclave closes it after answering.
+                        req.splice(eol + 2..eol + 2, b"Connection: close\r\n".iter().copied());
+                    }
                     let mut attack_this = false;
                     if sealed {
                         let mut r = recorded.lock().unwrap();
@@ -441,6 +451,7 @@ fn a_hostile_bridge_never_gets_a_forged_answer_printed() {
             stream,
             num_predict: Some(16),
             options: vec![],
+            heads: None,
         };
         let (mut out, mut err) = (Vec::new(), Vec::new());
         let valid = generate::run_with(&args, &mut out, &mut err)

@@ -4,7 +4,8 @@
 //! (swtpm restarted: PCRs reset, NV kept) the same measured enclave unseals its identity and
 //! continues the same log; a changed measurement cannot; an older copy of the file is refused by
 //! the TPM counter; `secllama-verify log verify|prove|consistency` check the file offline and
-//! catch an edited entry.
+//! catch an edited entry; the client's log audit (what `generate` and the proxy run) proves each
+//! receipt and catches a replayed older head, a head by another key and a false inclusion path.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test crate: a failed unwrap is a failed test
 
 use bytes::Bytes;
@@ -96,6 +97,14 @@ impl Running {
 /// Attests (returns the document's log key) and sends one sealed generate; returns its receipt's
 /// log index and bytes, the receipt verified.
 async fn generate(sock: &Path) -> (CoseP256Key, u64, Vec<u8>) {
+    let (key, end, signing) = exchange(sock, PROMPT).await;
+    let receipt = hex::decode(end["receipt"].as_str().unwrap()).unwrap();
+    let payload = verify_receipt(&receipt, &signing).unwrap();
+    (key, payload.log_index, receipt)
+}
+
+/// One sealed generate of `prompt`: (the document's log key, the final envelope, the signing key).
+async fn exchange(sock: &Path, prompt: &str) -> (CoseP256Key, Value, CoseP256Key) {
     let (status, doc) = http(
         sock,
         "GET",
@@ -113,7 +122,7 @@ async fn generate(sock: &Path) -> (CoseP256Key, u64, Vec<u8>) {
         attestation_digest: v.digest,
     };
     let body =
-        format!(r#"{{"model":"tiny:latest","prompt":"{PROMPT}","options":{{"num_predict":4}}}}"#);
+        format!(r#"{{"model":"tiny:latest","prompt":"{prompt}","options":{{"num_predict":4}}}}"#);
     let pt = RequestPlaintext::new(body.into_bytes(), now_ms(), &mut OsRng).unwrap();
     let (sealed, key) =
         seal_request(&v.payload.keys.encryption_spki, &ctx, &pt, &mut OsRng).unwrap();
@@ -130,9 +139,7 @@ async fn generate(sock: &Path) -> (CoseP256Key, u64, Vec<u8>) {
     let chunks = o.push(&answer).unwrap();
     o.finish().unwrap();
     let end: Value = serde_json::from_slice(&chunks.last().unwrap().data).unwrap();
-    let receipt = hex::decode(end["receipt"].as_str().unwrap()).unwrap();
-    let payload = verify_receipt(&receipt, &v.payload.keys.signing).unwrap();
-    (v.payload.log.key, payload.log_index, receipt)
+    (v.payload.log.key, end, v.payload.keys.signing)
 }
 
 async fn head(sock: &Path, key: &CoseP256Key) -> TreeHead {
@@ -206,6 +213,35 @@ async fn the_same_enclave_continues_its_log_after_a_reboot() {
         assert_eq!(status, 200, "{v}");
         verify_inclusion(&leaf_hash(r), i as u64, 3, &hashes(&v["path"]), &h3.root.0).unwrap();
     }
+    // The operator's view: counts (never content), the log, the TPM counter, the PCRs as launched.
+    let (_, refused, _) = exchange(&p.sock, "a prompt outside the dataset").await;
+    assert_eq!(refused["status"], 403, "{refused}");
+    let (status, st) = get_json(&p.sock, "/status").await;
+    assert_eq!(status, 200, "{st}");
+    assert_eq!(st["requests"]["served"], 3, "{st}");
+    assert_eq!(st["requests"]["refused"], 1, "{st}");
+    assert_eq!(st["log"]["size"], 3);
+    assert_eq!(st["log"]["head"]["counter"], h3.counter);
+    assert_eq!(st["tpm_counter"], h3.counter);
+    assert_eq!(st["runner"]["reachable"], true);
+    assert_eq!(st["isolation"], "process");
+    assert_eq!(
+        st["pcrs"]["sha256"]["15"],
+        hex::encode(&p.prediction.pcrs[&secllama_measurements::eventlog::Bank::Sha256][&15])
+    );
+    assert!(!st.to_string().contains(PROMPT), "no prompt in the status");
+    let out = Command::new(secllama_tests::workspace_bin("secllama"))
+        .args(["status", "--url", &format!("unix:{}", p.sock.display())])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("3 served, 1 refused, 0 failed"), "{text}");
+    assert!(text.contains(&format!("counter {}", h3.counter)), "{text}");
     // Requests outside the tree and ambiguous queries are refused.
     for bad in [
         "/log/proof?index=3&size=3",
@@ -216,6 +252,15 @@ async fn the_same_enclave_continues_its_log_after_a_reboot() {
         assert_eq!(get_json(&p.sock, bad).await.0, 400, "{bad}");
     }
     run.stop().await;
+    let out = Command::new(secllama_tests::workspace_bin("secllama"))
+        .args(["status", "--url", &format!("unix:{}", p.sock.display())])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("down"),
+        "a stopped enclave is down"
+    );
 
     p.reboot(None).unwrap();
     let run = Running::start(&p).unwrap();
@@ -302,5 +347,155 @@ async fn a_changed_measurement_or_an_older_copy_cannot_continue_the_log() {
     let run = Running::start(&p).unwrap();
     let (k, index, _) = generate(&p.sock).await;
     assert_eq!((k, index), (key, 2));
+    run.stop().await;
+}
+
+/// A host in front of the enclave that answers `/log/head` with `head` (when set) and flips a
+/// byte of every inclusion path (when `flip`); everything else goes to the enclave.
+async fn hostile(
+    real: std::path::PathBuf,
+    at: std::path::PathBuf,
+    head: Option<String>,
+    flip: bool,
+) {
+    let listener = tokio::net::UnixListener::bind(&at).unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let (real, head) = (real.clone(), head.clone());
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let (real, head) = (real.clone(), head.clone());
+                        async move {
+                            let path = req.uri().to_string();
+                            let body = if path == "/log/head" && head.is_some() {
+                                Bytes::from(head.unwrap_or_default())
+                            } else {
+                                let (_, mut b) = http(&real, "GET", &path, None, vec![]).await;
+                                if flip && path.starts_with("/log/proof") {
+                                    let mut v: Value = serde_json::from_slice(&b).unwrap();
+                                    if let Some(h) = v["path"].get_mut(0) {
+                                        let mut bytes = hex::decode(h.as_str().unwrap()).unwrap();
+                                        bytes[0] ^= 1;
+                                        *h = Value::String(hex::encode(bytes));
+                                    }
+                                    b = Bytes::from(v.to_string());
+                                }
+                                b
+                            };
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(body)))
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_prove_each_receipt_and_catch_stale_foreign_or_false_proofs() {
+    use secllama_client::log_audit::LogAuditor;
+    use secllama_client::transport::Endpoint;
+    let p = prepared();
+    let run = Running::start(&p).unwrap();
+    let real = Endpoint::parse(&format!("unix:{}", p.sock.display())).unwrap();
+    let heads = p.dir.path().join("heads.jsonl");
+    let (key, i0, r0) = generate(&p.sock).await;
+    let mut auditor = LogAuditor::new(key, Some(&heads)).unwrap();
+    let first = auditor.check(&real, &r0, i0).await.unwrap();
+    assert!(first.consistent_with.is_none());
+    assert_eq!(first.head.size, 1);
+    let (_, i1, r1) = generate(&p.sock).await;
+    let second = auditor.check(&real, &r1, i1).await.unwrap();
+    assert_eq!(second.head.size, 2);
+    assert_eq!(
+        second.consistent_with.unwrap().size,
+        1,
+        "proven to extend the first head"
+    );
+    let (_, old_head) = http(&p.sock, "GET", "/log/head", None, vec![]).await;
+    let (_, i2, r2) = generate(&p.sock).await;
+    // A new run of the client starts from the heads it kept in the file.
+    let mut later = LogAuditor::new(key, Some(&heads)).unwrap();
+    assert_eq!(later.last().unwrap().size, 2);
+    let third = later.check(&real, &r2, i2).await.unwrap();
+    assert_eq!(
+        (third.head.size, third.consistent_with.unwrap().size),
+        (3, 2)
+    );
+
+    // A host that replays the older head to a client that kept a newer one: rolled back.
+    let stale = p.dir.path().join("stale.sock");
+    hostile(
+        p.sock.clone(),
+        stale.clone(),
+        Some(String::from_utf8(old_head.to_vec()).unwrap()),
+        false,
+    )
+    .await;
+    let mut a = LogAuditor::new(key, Some(&heads)).unwrap();
+    let e = a
+        .check(
+            &Endpoint::parse(&format!("unix:{}", stale.display())).unwrap(),
+            &r1,
+            i1,
+        )
+        .await
+        .unwrap_err();
+    assert!(format!("{e:#}").contains("rolled back"), "{e:#}");
+    // A head signed by another key.
+    let other = secllama_protocol::cose::SigningKey::generate(&mut OsRng);
+    let forged = secllama_protocol::tree_head::sign_tree_head(
+        &TreeHead {
+            log_id: other.public().kid().unwrap(),
+            size: 3,
+            root: third.head.root,
+            time_ms: 1,
+            counter: 999,
+        },
+        &other,
+    )
+    .unwrap();
+    let foreign = p.dir.path().join("foreign.sock");
+    let body = serde_json::json!({"head": hex::encode(forged), "log_key": hex::encode(other.public().to_bytes().unwrap())});
+    hostile(
+        p.sock.clone(),
+        foreign.clone(),
+        Some(body.to_string()),
+        false,
+    )
+    .await;
+    let e = LogAuditor::new(key, None)
+        .unwrap()
+        .check(
+            &Endpoint::parse(&format!("unix:{}", foreign.display())).unwrap(),
+            &r2,
+            i2,
+        )
+        .await
+        .unwrap_err();
+    assert!(format!("{e:#}").contains("attested log key"), "{e:#}");
+    // A false inclusion path.
+    let lying = p.dir.path().join("lying.sock");
+    hostile(p.sock.clone(), lying.clone(), None, true).await;
+    let e = LogAuditor::new(key, None)
+        .unwrap()
+        .check(
+            &Endpoint::parse(&format!("unix:{}", lying.display())).unwrap(),
+            &r2,
+            i2,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{e:#}").contains("is not in the signed head"),
+        "{e:#}"
+    );
     run.stop().await;
 }

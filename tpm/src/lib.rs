@@ -72,7 +72,24 @@ impl Tpm {
                 let local = format!("swtpm:host=127.0.0.1,port={}", relay.port());
                 (tcti::parse(&local)?, Some(relay))
             }
-            None => (tcti::parse(tcti)?, None),
+            // libtss2's swtpm TCTI connects for every command without close-on-exec: behind our
+            // relay, a child process that inherits such a socket cannot hold the swtpm.
+            None => match tcti::swtpm_endpoint(tcti)? {
+                Some((host, port)) => {
+                    let addr = std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
+                        .ok()
+                        .and_then(|mut a| a.next())
+                        .ok_or_else(|| TpmError::Config {
+                            what: "TCTI",
+                            expected: "swtpm:host=H,port=P with a resolvable host",
+                            found: tcti.to_string(),
+                        })?;
+                    let relay = relay::LoopbackToUnix::start_tcp(addr)?;
+                    let local = format!("swtpm:host=127.0.0.1,port={}", relay.port());
+                    (tcti::parse(&local)?, Some(relay))
+                }
+                None => (tcti::parse(tcti)?, None),
+            },
         };
         let ctx = Context::new(conf).map_err(TpmError::tss("connecting through the TCTI"))?;
         Ok(Self {

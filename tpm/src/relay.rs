@@ -39,61 +39,79 @@ fn io(what: String) -> impl FnOnce(std::io::Error) -> TpmError {
 
 /// A stream the relay can split into a reading and a writing half.
 trait Duplex: Read + Write + Send + Sized + 'static {
-    fn duplicate(&self) -> std::io::Result<Self>;
     fn close(&self, how: Shutdown);
 }
 
 impl Duplex for TcpStream {
-    fn duplicate(&self) -> std::io::Result<Self> {
-        self.try_clone()
-    }
     fn close(&self, how: Shutdown) {
         let _ = self.shutdown(how);
     }
 }
 
 impl Duplex for UnixStream {
-    fn duplicate(&self) -> std::io::Result<Self> {
-        self.try_clone()
-    }
     fn close(&self, how: Shutdown) {
         let _ = self.shutdown(how);
     }
 }
 
-/// Copies `a` ⇄ `b` on two threads until either side ends.
-fn pump<A: Duplex, B: Duplex>(a: A, b: B) {
-    let (Ok(a2), Ok(b2)) = (a.duplicate(), b.duplicate()) else {
-        a.close(Shutdown::Both);
-        b.close(Shutdown::Both);
-        return;
-    };
-    fn one_way<R: Duplex, W: Duplex>(mut r: R, mut w: W) {
-        let _ = std::io::copy(&mut r, &mut w);
-        r.close(Shutdown::Both);
-        w.close(Shutdown::Both);
+/// Largest TPM command or response relayed (TPM2 buffers are at most a few KiB).
+const MAX_FRAME: usize = 64 * 1024;
+
+/// How long a connection may take to send its command, and the TPM to answer it.
+const FRAME_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Reads one TPM command or response: the 10-byte header (tag, size, code) and the rest of
+/// `size` bytes.
+fn read_frame(r: &mut impl Read) -> std::io::Result<Vec<u8>> {
+    let mut frame = vec![0u8; 10];
+    r.read_exact(&mut frame)?;
+    let size = u32::from_be_bytes([frame[2], frame[3], frame[4], frame[5]]) as usize;
+    if !(10..=MAX_FRAME).contains(&size) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("a TPM frame of {size} bytes"),
+        ));
     }
-    thread::spawn(move || one_way(a, b2));
-    thread::spawn(move || one_way(b, a2));
+    frame.resize(size, 0);
+    r.read_exact(&mut frame[10..])?;
+    Ok(frame)
 }
 
-/// Relays every accepted connection to a new upstream connection until `stop` is set (checked
-/// after each accept; the owner wakes the loop with a connection of its own). A connection whose
-/// upstream cannot be reached is closed.
+/// One exchange, the way libtss2's swtpm TCTI uses a connection (it connects for each command
+/// and closes after the response): one command from `client`, sent on a new upstream
+/// connection, one response back; then both are shut down by the relay itself. So a copy of the
+/// client socket that a child process inherited (libtss2 does not open it close-on-exec) never
+/// holds the swtpm — which serves one connection at a time — and carries nothing more.
+fn exchange<A: Duplex, B: Duplex>(mut client: A, connect: &dyn Fn() -> std::io::Result<B>) {
+    let result = read_frame(&mut client).and_then(|cmd| {
+        let mut up = connect()?;
+        up.write_all(&cmd)?;
+        let response = read_frame(&mut up);
+        up.close(Shutdown::Both);
+        response
+    });
+    if let Ok(response) = result {
+        let _ = client.write_all(&response);
+    }
+    client.close(Shutdown::Both);
+}
+
+/// Relays every accepted connection (one TPM command each, [`exchange`]) to a new upstream
+/// connection until `stop` is set (checked after each accept; the owner wakes the loop with a
+/// connection of its own).
 fn accept_loop<A: Duplex, B: Duplex>(
     incoming: impl Iterator<Item = std::io::Result<A>>,
     stop: &AtomicBool,
-    connect: impl Fn() -> std::io::Result<B>,
+    connect: impl Fn() -> std::io::Result<B> + Send + Sync + 'static,
 ) {
+    let connect = Arc::new(connect);
     for conn in incoming {
         if stop.load(Ordering::Relaxed) {
             break;
         }
         let Ok(conn) = conn else { continue };
-        match connect() {
-            Ok(up) => pump(conn, up),
-            Err(_) => conn.close(Shutdown::Both),
-        }
+        let connect = connect.clone();
+        thread::spawn(move || exchange(conn, &*connect));
     }
 }
 
@@ -113,18 +131,41 @@ impl LoopbackToUnix {
             "the swtpm socket {} (expected a unix socket the launcher relays)",
             server.display()
         )))?;
+        let target = server.to_path_buf();
+        Self::start_with(move || {
+            let s = UnixStream::connect(&target)?;
+            s.set_read_timeout(Some(FRAME_TIMEOUT))?;
+            Ok(s)
+        })
+    }
+
+    /// Starts relaying `127.0.0.1:P` → a swtpm's TCP command port `addr`, one command per
+    /// connection on both sides ([`exchange`]), and answering control requests on `P+1`.
+    /// [`crate::Tpm::connect`] puts every `swtpm:` TCTI behind one, so that no TPM connection of
+    /// this process outlives its command in a child process.
+    pub fn start_tcp(addr: SocketAddr) -> Result<Self> {
+        Self::start_with(move || {
+            let s = TcpStream::connect_timeout(&addr, FRAME_TIMEOUT)?;
+            s.set_nodelay(true)?;
+            s.set_read_timeout(Some(FRAME_TIMEOUT))?;
+            Ok(s)
+        })
+    }
+
+    fn start_with<B: Duplex>(
+        connect: impl Fn() -> std::io::Result<B> + Send + Sync + 'static,
+    ) -> Result<Self> {
         let (a, b) = port_pair()?;
         let port = a.local_addr().map_err(io("local address".into()))?.port();
         let stop = Arc::new(AtomicBool::new(false));
         {
             let stop = stop.clone();
-            let target = server.to_path_buf();
-            let connect = move || UnixStream::connect(&target);
             thread::spawn(move || {
                 accept_loop(
                     a.incoming().map(|c| {
                         c.inspect(|c| {
                             let _ = c.set_nodelay(true);
+                            let _ = c.set_read_timeout(Some(FRAME_TIMEOUT));
                         })
                     }),
                     &stop,
@@ -237,11 +278,19 @@ impl UnixToTcp {
         {
             let stop = stop.clone();
             let connect = move || {
-                TcpStream::connect(addr).inspect(|up| {
-                    let _ = up.set_nodelay(true);
-                })
+                let up = TcpStream::connect(addr)?;
+                up.set_nodelay(true)?;
+                up.set_read_timeout(Some(FRAME_TIMEOUT))?;
+                Ok(up)
             };
-            thread::spawn(move || accept_loop(listener.incoming(), &stop, connect));
+            thread::spawn(move || {
+                let incoming = listener.incoming().map(|c| {
+                    c.inspect(|c| {
+                        let _ = c.set_read_timeout(Some(FRAME_TIMEOUT));
+                    })
+                });
+                accept_loop(incoming, &stop, connect)
+            });
         }
         Ok(Self {
             path: server.to_path_buf(),

@@ -51,6 +51,11 @@ pub struct Args {
     /// `stop=["\n"]`); repeatable, each key once. The enclave's policy must allow it.
     #[arg(long = "option", value_name = "KEY=JSON")]
     pub options: Vec<String>,
+    /// Keep the receipt log's signed heads in FILE (JSON lines) across runs: each new head must
+    /// extend the last one kept (consistency proof, counter). Without it, heads are checked within
+    /// this run only.
+    #[arg(long)]
+    pub heads: Option<PathBuf>,
 }
 
 /// The receipt's parameters in words, e.g. `num_predict 64 (the policy's maximum: the request
@@ -277,6 +282,29 @@ pub fn run_with(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow
             }
             if !(200..300).contains(&status) {
                 return fail(err, &format!("the runner answered HTTP {status}"));
+            }
+            // The receipt is in the enclave's log: a signed head covers it, it extends the head
+            // kept before, and the receipt's inclusion proof verifies (docs/log.md).
+            let included = rt.block_on(async {
+                let mut auditor =
+                    crate::log_audit::LogAuditor::new(doc.payload.log.key, args.heads.as_deref())?;
+                auditor
+                    .check(&endpoint, &receipt_bytes, receipt.log_index)
+                    .await
+            });
+            match included {
+                Ok(i) => writeln!(
+                    err,
+                    "log: entry {} is in the signed head of {} entries (counter {}){}",
+                    i.index,
+                    i.head.size,
+                    i.head.counter,
+                    i.consistent_with.map_or_else(String::new, |p| format!(
+                        ", which extends the kept head of {} entries (counter {})",
+                        p.size, p.counter
+                    ))
+                )?,
+                Err(e) => return fail(err, &format!("{e:#}")),
             }
             out.write_all(&held)?;
             out.flush()?;

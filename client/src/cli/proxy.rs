@@ -27,6 +27,11 @@ pub struct Args {
     /// Append every verified receipt here (JSON lines, no plaintext).
     #[arg(long)]
     pub receipts: Option<PathBuf>,
+    /// Keep the receipt log's signed heads in FILE (JSON lines) across runs: each new head must
+    /// extend the last one kept. Every verified receipt is proven included in a signed head in
+    /// the background; if one is not, the proxy answers 502 from then on (docs/log.md).
+    #[arg(long)]
+    pub heads: Option<PathBuf>,
     /// Seconds between re-attestations.
     #[arg(long, default_value_t = 300)]
     pub reattest: u64,
@@ -90,16 +95,23 @@ pub fn run(args: &Args) -> anyhow::Result<super::Outcome> {
             connections: args.enclave_connections,
             queue: args.max_queue,
         };
-        let proxy =
-            match Proxy::start_with(&args.url, manifest, args.receipts.as_deref(), limits).await {
-                Ok(p) => p,
-                Err(e) => {
-                    return Ok(super::Outcome {
-                        report: format!("secllama proxy: {e:#}"),
-                        valid: false,
-                    });
-                }
-            };
+        let proxy = match Proxy::start_with(
+            &args.url,
+            manifest,
+            args.receipts.as_deref(),
+            args.heads.as_deref(),
+            limits,
+        )
+        .await
+        {
+            Ok(p) => p,
+            Err(e) => {
+                return Ok(super::Outcome {
+                    report: format!("secllama proxy: {e:#}"),
+                    valid: false,
+                });
+            }
+        };
         proxy.spawn_reattest(Duration::from_secs(args.reattest.max(1)));
         let listener = bind(args.listen).with_context(|| format!("binding {}", args.listen))?;
         let bound = listener.local_addr()?;

@@ -43,6 +43,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{RwLock, mpsc};
 
+mod audit;
 mod openai;
 pub mod origin;
 mod serve;
@@ -72,6 +73,8 @@ pub struct Proxy {
     current: RwLock<Result<Current, String>>,
     last: RwLock<Option<Attestation>>,
     receipts: Option<std::sync::Mutex<std::fs::File>>,
+    /// The receipt log audit of every verified receipt.
+    audit: audit::Audit,
     /// Exchanges with the enclave at once: the most connections the pool opens.
     slots: Arc<tokio::sync::Semaphore>,
     /// Exchanges in flight or waiting for a slot; past it, `503` with `Retry-After`.
@@ -174,7 +177,7 @@ impl Proxy {
         manifest: Manifest,
         receipts: Option<&std::path::Path>,
     ) -> anyhow::Result<Arc<Self>> {
-        Self::start_with(url, manifest, receipts, ForwardLimits::default()).await
+        Self::start_with(url, manifest, receipts, None, ForwardLimits::default()).await
     }
 
     /// [`Proxy::start`] with `limits` on forwarding.
@@ -182,6 +185,7 @@ impl Proxy {
         url: &str,
         manifest: Manifest,
         receipts: Option<&std::path::Path>,
+        heads: Option<&std::path::Path>,
         limits: ForwardLimits,
     ) -> anyhow::Result<Arc<Self>> {
         let limits = ForwardLimits {
@@ -198,13 +202,16 @@ impl Proxy {
                     .map(std::sync::Mutex::new)
             })
             .transpose()?;
+        let endpoint = Endpoint::parse(url)?;
+        let audit = audit::Audit::spawn(endpoint.clone(), heads.map(std::path::Path::to_path_buf));
         let proxy = Arc::new(Self {
-            endpoint: Endpoint::parse(url)?,
+            endpoint,
             url: url.to_string(),
             manifest,
             current: RwLock::new(Err("not attested yet".into())),
             last: RwLock::new(None),
             receipts,
+            audit,
             slots: Arc::new(tokio::sync::Semaphore::new(limits.connections)),
             queue: Arc::new(tokio::sync::Semaphore::new(
                 limits.connections + limits.queue,
@@ -215,6 +222,11 @@ impl Proxy {
             anyhow::bail!("the enclave at {url} is not affirming; not serving:\n{why}");
         }
         Ok(proxy)
+    }
+
+    /// Receipts proven included in the enclave's log so far, and why the audit failed if it did.
+    pub fn audit_state(&self) -> (u64, Option<String>) {
+        (self.audit.audited(), self.audit.failure())
     }
 
     /// Attests again; on failure every request gets 503 until an attestation succeeds.
@@ -266,6 +278,14 @@ impl Proxy {
     /// Serves one local request.
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
         let path = req.uri().path().to_string();
+        if let Some(why) = self.audit.failure() {
+            return error(
+                StatusCode::BAD_GATEWAY,
+                format!(
+                    "the enclave's receipt log failed its audit; the proxy serves no more: {why}"
+                ),
+            );
+        }
         if path.starts_with("/v1/") {
             // Ollama's OpenAI-compatible API, on the same sealed exchanges.
             return openai::handle(self, req)
@@ -452,6 +472,11 @@ impl Proxy {
                                 &current.doc,
                                 receipt.log_index,
                                 &receipt_bytes,
+                            );
+                            me.audit.submit(
+                                current.doc.payload.log.key,
+                                &receipt_bytes,
+                                receipt.log_index,
                             );
                             End::Done(status)
                         }

@@ -4,3 +4,4 @@ pub mod bridge;
 pub mod image;
 pub mod launch;
 pub mod measure;
+pub mod status;

@@ -47,6 +47,7 @@ pub const TPM_DIR: &str = "tpm";
 pub const TPM_SOCKET: &str = "tpm.sock";
 
 mod output;
+mod receipts;
 mod start;
 pub use start::Enclave;
 
@@ -417,6 +418,8 @@ pub fn start(
         let _ = std::fs::remove_file(stale);
     }
     let (prediction, ak_auth) = measure_into_tpm(&p, tcti)?;
+    let mut log = log;
+    receipts::retire_foreign_log(&p.config.receipts, &prediction, &mut log)?;
     let pcr = p.config.launch.pcr;
     start::start_measured(p, prediction, &ak_auth, tpm_addr, socket, log).map_err(|e| {
         e.context(format!(
