@@ -103,10 +103,15 @@ impl LogAuditor {
 
     async fn get(endpoint: &Endpoint, path: &str) -> anyhow::Result<Value> {
         let unavailable = |e: anyhow::Error| anyhow::Error::new(Unavailable(format!("{e:#}")));
-        let resp = endpoint
-            .send("GET", path, None, Vec::new())
-            .await
-            .map_err(unavailable)?;
+        // A GET is idempotent: one retry covers a kept-alive connection the other side closed
+        // meanwhile (hyper reports it as a request that never completed).
+        let resp = match endpoint.send("GET", path, None, Vec::new()).await {
+            Ok(r) => r,
+            Err(_) => endpoint
+                .send("GET", path, None, Vec::new())
+                .await
+                .map_err(unavailable)?,
+        };
         let status = resp.status();
         let body = read_limited(resp.into_body(), MAX_LOG_ANSWER)
             .await

@@ -367,9 +367,9 @@ impl Fixture {
                     };
                     let mut buf = vec![0u8; 65536];
                     let sealed = req.starts_with(b"POST /v1/sealed/");
-                    if !sealed && let Some(eol) = req.windows(2).position(|w| w == b"\r\n") {
-                        // One request per connection here (attestation, the log's head and
-                        // proofs): the enclave closes it after answering.
+                    if let Some(eol) = req.windows(2).position(|w| w == b"\r\n") {
+                        // One request per connection here: the enclave closes it after
+                        // answering, so the client does not reuse a connection this relay ends.
                         req.splice(eol + 2..eol + 2, b"Connection: close\r\n".iter().copied());
                     }
                     let mut attack_this = false;
