@@ -3,7 +3,7 @@
 //! input error.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use secllama_client::cli;
 use std::process::ExitCode;
 
@@ -44,6 +44,13 @@ enum Command {
     Bundle(cli::bundle::Args),
     /// Verify a receipt log file offline: records, heads, counters; inclusion and consistency proofs.
     Log(cli::log::Args),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), one section per subcommand.
+    Man,
 }
 
 fn main() -> ExitCode {
@@ -61,6 +68,14 @@ fn main() -> ExitCode {
         Command::Azure(args) => cli::azure::run(args),
         Command::Bundle(args) => cli::bundle::run(args),
         Command::Log(args) => cli::log::run(args),
+        Command::Completions { shell } => Ok(cli::Outcome {
+            report: cli::completions::completions(*shell, Cli::command()),
+            valid: true,
+        }),
+        Command::Man => cli::completions::man(Cli::command()).map(|report| cli::Outcome {
+            report,
+            valid: true,
+        }),
     };
     match result {
         Ok(outcome) => {

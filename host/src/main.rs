@@ -2,7 +2,7 @@
 //! `secllama_host::cli`. Exit codes: 0 success, 1 failure (the error chain is printed).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use secllama_host::cli;
 use std::process::ExitCode;
 
@@ -31,6 +31,13 @@ enum Command {
     Bridge(cli::bridge::Args),
     /// Show a running enclave: mode, digests, PCRs, runner, request counts, receipt log, TPM counter.
     Status(cli::status::Args),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), one section per subcommand.
+    Man,
 }
 
 fn main() -> ExitCode {
@@ -41,6 +48,8 @@ fn main() -> ExitCode {
         Command::Launch(a) => cli::launch::run(a),
         Command::Bridge(a) => cli::bridge::run(a),
         Command::Status(a) => cli::status::run(a),
+        Command::Completions { shell } => Ok(cli::completions::completions(*shell, Cli::command())),
+        Command::Man => cli::completions::man(Cli::command()),
     };
     match result {
         Ok(out) => {

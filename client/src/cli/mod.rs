@@ -4,6 +4,7 @@
 pub mod attest;
 pub mod azure;
 pub mod bundle;
+pub mod completions;
 pub mod cose;
 pub mod eventlog;
 pub mod generate;
