@@ -315,3 +315,46 @@ pub async fn read_request<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> Op
         }
     }
 }
+
+/// One HTTP/1.1 exchange with the agent over its unix socket `sock` (a new connection): `header`
+/// is the `X-Secllama-Attestation` value when given; returns the status and the whole body.
+pub async fn unix_http(
+    sock: &Path,
+    method: &str,
+    path: &str,
+    header: Option<String>,
+    body: Vec<u8>,
+) -> Result<(u16, bytes::Bytes), String> {
+    use http_body_util::BodyExt;
+    let fail = |what: &str, e: &dyn std::fmt::Display| format!("{method} {path}: {what}: {e}");
+    let stream = tokio::net::UnixStream::connect(sock)
+        .await
+        .map_err(|e| fail("connecting", &e))?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| fail("handshake", &e))?;
+    tokio::spawn(conn);
+    let mut req = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "enclave");
+    if let Some(h) = header {
+        req = req.header(secllama_enclave::service::ATTESTATION_HEADER, h);
+    }
+    let req = req
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .map_err(|e| fail("request", &e))?;
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(|e| fail("sending", &e))?;
+    let status = resp.status().as_u16();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| fail("body", &e))?
+        .to_bytes();
+    Ok((status, body))
+}

@@ -6,10 +6,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test crate: a failed unwrap is a failed test
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
 use rand_core::OsRng;
 use secllama_enclave::agent::{Agent, now_ms};
-use secllama_enclave::service::{ATTESTATION_HEADER, run, serve};
+use secllama_enclave::service::{run, serve};
 use secllama_measurements::eventlog::EventLog;
 use secllama_protocol::attestation::{VerifiedDocument, check_nonce, open_document};
 use secllama_protocol::receipt::verify_receipt;
@@ -24,8 +23,7 @@ use secllama_verifier::tpm::{HashAlg, PcrValues, QuotePolicy, appraise_quote_byt
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-const PROMPT: &str = "why is the sky blue";
-
+/// One exchange with the agent's unix socket (`secllama_tests::enclave::unix_http`).
 async fn http(
     sock: &Path,
     method: &str,
@@ -33,26 +31,12 @@ async fn http(
     header: Option<String>,
     body: Vec<u8>,
 ) -> (u16, Bytes) {
-    let stream = tokio::net::UnixStream::connect(sock).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let mut req = hyper::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", "enclave");
-    if let Some(h) = header {
-        req = req.header(ATTESTATION_HEADER, h);
-    }
-    let resp = sender
-        .send_request(req.body(Full::new(Bytes::from(body))).unwrap())
+    secllama_tests::enclave::unix_http(sock, method, path, header, body)
         .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.into_body().collect().await.unwrap().to_bytes())
+        .unwrap()
 }
+
+const PROMPT: &str = "why is the sky blue";
 
 /// Opens a sealed stream: (data bytes, final envelope).
 fn open_stream(

@@ -78,6 +78,12 @@ pub trait LogTpm {
     fn increment(&mut self) -> Result<u64, String>;
 }
 
+/// Maps a TPM failure of `what` on the log at `path` to [`LogError::Tpm`].
+fn tpm_error(path: &str, what: &'static str) -> impl FnOnce(String) -> LogError {
+    let path = path.to_string();
+    move |reason| LogError::Tpm { path, what, reason }
+}
+
 /// The open receipt log.
 #[derive(Debug)]
 pub struct ReceiptLog {
@@ -110,14 +116,7 @@ impl ReceiptLog {
             path: p.clone(),
             reason,
         })?;
-        let tpm_err = |what: &'static str| {
-            let p = p.clone();
-            move |reason: String| LogError::Tpm {
-                path: p,
-                what,
-                reason,
-            }
-        };
+        let tpm_err = |what| tpm_error(&p, what);
         let refused = |what: &'static str, expected: String, found: String| LogError::Refused {
             path: p.clone(),
             what,
@@ -187,14 +186,7 @@ impl ReceiptLog {
 
     fn create(path: &Path, file: Arc<LogFile>, tpm: &mut dyn LogTpm) -> Result<Self, LogError> {
         let p = path.display().to_string();
-        let tpm_err = |what: &'static str| {
-            let p = p.clone();
-            move |reason: String| LogError::Tpm {
-                path: p,
-                what,
-                reason,
-            }
-        };
+        let tpm_err = |what| tpm_error(&p, what);
         let key = SigningKey::generate(&mut rand_core::OsRng);
         let created = tpm.counter().map_err(tpm_err("reading the NV counter"))?;
         let mut secret = Zeroizing::new(key.to_scalar().to_vec());
@@ -278,11 +270,9 @@ impl ReceiptLog {
             reason,
         };
         let count = |tpm: &mut dyn LogTpm, expected: u64| -> Result<u64, LogError> {
-            let counted = tpm.increment().map_err(|reason| LogError::Tpm {
-                path: p.clone(),
-                what: "incrementing the NV counter",
-                reason,
-            })?;
+            let counted = tpm
+                .increment()
+                .map_err(tpm_error(&p, "incrementing the NV counter"))?;
             if counted != expected {
                 return Err(LogError::Refused {
                     path: p.clone(),
