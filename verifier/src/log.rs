@@ -84,8 +84,8 @@ pub fn verify_file(
     {
         return Err(LogVerifyError::Missing {
             what: "log identity",
-            expected: format!("the attested log key {}", hex(&k.kid()?.0)),
-            found: format!("key {}", hex(&identity.key.kid()?.0)),
+            expected: format!("the attested log key {}", k.kid()?.to_hex()),
+            found: format!("key {}", identity.key.kid()?.to_hex()),
         });
     }
     if log.heads.is_empty() {
@@ -106,10 +106,6 @@ pub fn verify_file(
         entries,
         torn_tail: bytes.len() as u64 - parsed.valid_len,
     })
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// An inclusion proof checked against a signed head.
