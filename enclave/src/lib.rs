@@ -14,6 +14,7 @@
 //! | [`replay`] | request-id replay window and the bounded, expiring session cache of content keys |
 //! | [`log`] | the receipt log: its file (torn-tail recovery, group-committed durability), RFC 9162 tree, signed heads, identity sealed to the TPM, NV counter |
 //! | [`config`] | the agent's TOML configuration |
+//! | [`diagnostics`] | the agent's and the launcher's logs (tracing, `RUST_LOG`, text or JSON): never a prompt, answer or key |
 //! | [`agent`] | keys, PCR 23, policy, digests, attestation documents with fresh quotes |
 //! | [`status`] | `GET /status`: the operator's view (counts, digests, PCRs, log, TPM counter; never content) |
 //! | [`service`] | the enclave API over HTTP/1.1 on a unix listener: attestation, sealed generate/chat/tags streamed to and from the runner, receipts |
@@ -23,10 +24,10 @@
 //! | [`runner_init`] | `secllama-enclave runner-init`: pid 1 of the runner's own sandbox — supervises the runner and relays the agent's socket to its loopback port |
 //! | [`integrity`] | run-time watch over the measured artifacts: any change stops attestation, receipts and runner restarts |
 //!
-//! Not yet: vsock listener, the Merkle log.
 
 pub mod agent;
 pub mod config;
+pub mod diagnostics;
 pub mod endpoint;
 pub mod guest;
 pub mod handoff;

@@ -3,6 +3,10 @@
 //!
 //! `secllama-enclave runner-init --config FILE`: the first process of the runner's own sandbox
 //! ([`secllama_enclave::runner_init`]). Prints `runner ready` once the runner answers.
+//!
+//! Both take `--log-format text|json` first (default: `SECLLAMA_LOG_FORMAT`, else text) and
+//! `RUST_LOG` ([`secllama_enclave::diagnostics`]); logs go to stderr, the ready lines to stdout.
+//! Exit codes: 0 stopped cleanly, 1 failed (the error chain is printed), 2 usage error.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use anyhow::Context;
@@ -16,8 +20,8 @@ use std::sync::Arc;
 /// The console line prefix carrying the AK's TPM2B_PUBLIC in hex (VM mode).
 const AK_PUBLIC_LINE: &str = "ak public: ";
 
-const USAGE: &str =
-    "usage: secllama-enclave --config FILE | secllama-enclave runner-init --config FILE";
+const USAGE: &str = "usage: secllama-enclave [--log-format text|json] --config FILE | \
+     secllama-enclave [--log-format text|json] runner-init --config FILE";
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
@@ -36,6 +40,12 @@ fn agent(config: &std::path::Path) -> anyhow::Result<()> {
     let runner_elsewhere = handoff.runner_dir.is_some();
     let addr = config.listener_addr();
     let agent = Arc::new(Agent::start_with(&config, &base, handoff)?);
+    tracing::info!(
+        target: "secllama::agent",
+        isolation = ?config.launch.isolation,
+        listener = %addr,
+        "agent started: keys generated, PCR 23 extended, policy loaded"
+    );
     if let ListenerAddr::Vsock(_) = addr {
         // In a VM the launcher cannot read the vTPM (the guest owns it): the AK's public part
         // goes to the console, from where `secllama launch` writes ak.pub for the manifest.
@@ -64,6 +74,7 @@ fn agent(config: &std::path::Path) -> anyhow::Result<()> {
             std::time::Duration::from_secs(config.runner_ready_secs),
             listener,
             move || {
+                tracing::info!(target: "secllama::agent", listener = %shown, "runner ready; serving");
                 println!("listening on {shown}");
             },
         )
@@ -78,22 +89,54 @@ fn runner_init(config: &std::path::Path) -> anyhow::Result<()> {
     }))
 }
 
-fn run() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    match args.as_slice() {
-        [_, flag, path] if flag == "--config" => agent(std::path::Path::new(path)),
-        [_, cmd, flag, path] if cmd == "runner-init" && flag == "--config" => {
-            runner_init(std::path::Path::new(path))
-        }
-        _ => anyhow::bail!(USAGE),
+/// What the command line asks for.
+enum Mode<'a> {
+    Agent(&'a str),
+    RunnerInit(&'a str),
+}
+
+/// The log format (flag, else environment) and the mode; `None` for a usage error.
+fn parse(args: &[String]) -> Option<(Option<&str>, Mode<'_>)> {
+    let (format, rest) = match args {
+        [flag, f, rest @ ..] if flag == "--log-format" => (Some(f.as_str()), rest),
+        rest => (None, rest),
+    };
+    let mode = match rest {
+        [flag, path] if flag == "--config" => Mode::Agent(path),
+        [cmd, flag, path] if cmd == "runner-init" && flag == "--config" => Mode::RunnerInit(path),
+        _ => return None,
+    };
+    Some((format, mode))
+}
+
+fn run(format: Option<&str>, mode: &Mode<'_>) -> anyhow::Result<()> {
+    use secllama_enclave::diagnostics;
+    let format = match format {
+        Some(f) => f.parse()?,
+        None => diagnostics::format_from_env()?,
+    };
+    diagnostics::init(format)?;
+    match mode {
+        Mode::Agent(path) => agent(std::path::Path::new(path)),
+        Mode::RunnerInit(path) => runner_init(std::path::Path::new(path)),
     }
 }
 
 fn main() -> ExitCode {
-    match run() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some((format, mode)) = parse(&args) else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    match run(format, &mode) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("secllama-enclave: error: {e:#}");
+            use secllama_enclave::diagnostics::{LogFormat, format};
+            if format() == LogFormat::Json {
+                tracing::error!(target: "secllama::agent", error = %format!("{e:#}"), "stopped");
+            } else {
+                eprintln!("secllama-enclave: error: {e:#}");
+            }
             ExitCode::from(1)
         }
     }

@@ -151,8 +151,10 @@ impl Supervisor {
             let _ = child.wait().await;
             let n = self.restarts.fetch_add(1, Ordering::SeqCst) + 1;
             if n > MAX_RESTARTS {
+                tracing::error!(target: "secllama::runner", restarts = n - 1, "runner exited; no restart left");
                 return RunnerError::TooManyRestarts(n - 1);
             }
+            tracing::warn!(target: "secllama::runner", restart = n, max = MAX_RESTARTS, "runner exited; restarting it");
             match self.spawn().await {
                 Ok(c) => child = c,
                 Err(e) => return e,

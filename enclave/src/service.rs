@@ -218,8 +218,36 @@ async fn send(
     }
 }
 
+/// The one log line of a sealed request: endpoint, status, how it ended (`served` or the
+/// refusal's title), its sealed size, time taken and log index — never its content.
+fn log_request(
+    endpoint: Endpoint,
+    status: u16,
+    outcome: &str,
+    sealed_bytes: usize,
+    started: std::time::Instant,
+    log_index: Option<u64>,
+) {
+    let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    tracing::info!(
+        target: "secllama::request",
+        ?endpoint,
+        status,
+        outcome,
+        sealed_bytes,
+        ms,
+        log_index,
+        "sealed request"
+    );
+}
+
 async fn sealed(agent: Arc<Agent>, endpoint: Endpoint, req: Request<Incoming>) -> Response<Body> {
+    let started = std::time::Instant::now();
     let path = req.uri().path().to_string();
+    let early = |status: StatusCode, title: &str, detail: String, bytes: usize| {
+        log_request(endpoint, status.as_u16(), title, bytes, started, None);
+        plain_problem(status, title, detail)
+    };
     let doc = req
         .headers()
         .get(ATTESTATION_HEADER)
@@ -227,23 +255,26 @@ async fn sealed(agent: Arc<Agent>, endpoint: Endpoint, req: Request<Incoming>) -
         .and_then(|h| hex::decode(h).ok())
         .and_then(|b| Sha256Digest::from_slice("attestation digest", &b).ok());
     let Some(doc) = doc else {
-        return plain_problem(
+        return early(
             StatusCode::BAD_REQUEST,
             "Missing Attestation",
             format!("expected the {ATTESTATION_HEADER} header (hex SHA-256)"),
+            0,
         );
     };
     if !agent.issued.lock().is_ok_and(|i| i.contains(&doc)) {
-        return plain_problem(
+        return early(
             StatusCode::CONFLICT,
             "Unknown Attestation",
             "expected a document this enclave issued recently; attest again".into(),
+            0,
         );
     }
     let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
-        Err(e) => return plain_problem(StatusCode::PAYLOAD_TOO_LARGE, "Bad Body", e.to_string()),
+        Err(e) => return early(StatusCode::PAYLOAD_TOO_LARGE, "Bad Body", e.to_string(), 0),
     };
+    let sealed_bytes = body.len();
     let ctx = RequestContext {
         method: "POST",
         path: &path,
@@ -255,15 +286,23 @@ async fn sealed(agent: Arc<Agent>, endpoint: Endpoint, req: Request<Incoming>) -
     });
     let opened = match opened {
         Ok(o) => o,
-        Err(e) => return plain_problem(StatusCode::BAD_REQUEST, "Cannot Open", e.to_string()),
+        Err(e) => {
+            return early(
+                StatusCode::BAD_REQUEST,
+                "Cannot Open",
+                e.to_string(),
+                sealed_bytes,
+            );
+        }
     };
     let keys = match ResponseKeys::derive(&opened.content_key, &opened.plaintext.id) {
         Ok(k) => k,
         Err(e) => {
-            return plain_problem(
+            return early(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Key Derivation",
                 e.to_string(),
+                sealed_bytes,
             );
         }
     };
@@ -277,6 +316,14 @@ async fn sealed(agent: Arc<Agent>, endpoint: Endpoint, req: Request<Incoming>) -
         let mut sealer = StreamSealer::new(keys);
         let refuse = |status: StatusCode, title: &str, detail: String| {
             agent.stats.count(status.as_u16());
+            log_request(
+                endpoint,
+                status.as_u16(),
+                title,
+                sealed_bytes,
+                started,
+                None,
+            );
             json!({"status": status.as_u16(), "problem": problem(status, title, detail)})
                 .to_string()
         };
@@ -336,7 +383,10 @@ async fn sealed(agent: Arc<Agent>, endpoint: Endpoint, req: Request<Incoming>) -
                 &mut sealer,
                 &mut hasher,
             ) => r,
-            () = tx.closed() => return,
+            () = tx.closed() => {
+                log_request(endpoint, 499, "Client Gone", sealed_bytes, started, None);
+                return;
+            }
         };
         let status = match forwarded {
             Ok(s) => s,
@@ -352,7 +402,7 @@ async fn sealed(agent: Arc<Agent>, endpoint: Endpoint, req: Request<Incoming>) -
             }
         };
         let receipt =
-            (|| -> anyhow::Result<(Vec<u8>, std::sync::Arc<crate::log::file::LogFile>, u64)> {
+            (|| -> anyhow::Result<(Vec<u8>, std::sync::Arc<crate::log::file::LogFile>, u64, u64)> {
                 // An answer produced after a measured artifact changed gets no receipt.
                 agent
                     .integrity
@@ -377,20 +427,28 @@ async fn sealed(agent: Arc<Agent>, endpoint: Endpoint, req: Request<Incoming>) -
                 };
                 let receipt = sign_receipt(&payload, &agent.signing)?;
                 let (_, durable_at) = log.append(&receipt)?;
-                Ok((receipt, log.file(), durable_at))
+                Ok((receipt, log.file(), durable_at, payload.log_index))
             })();
         // The receipt leaves only once its log entry is on disk (group commit, outside the lock).
         let receipt = match receipt {
-            Ok((r, file, durable_at)) => file
+            Ok((r, file, durable_at, index)) => file
                 .durable(durable_at)
                 .await
-                .map(|()| r)
+                .map(|()| (r, index))
                 .map_err(anyhow::Error::from),
             Err(e) => Err(e),
         };
         let end = match receipt {
-            Ok(r) => {
+            Ok((r, index)) => {
                 agent.stats.count(200);
+                log_request(
+                    endpoint,
+                    status,
+                    "served",
+                    sealed_bytes,
+                    started,
+                    Some(index),
+                );
                 json!({"status": status, "receipt": hex::encode(r)}).to_string()
             }
             Err(e) => refuse(

@@ -133,16 +133,24 @@ pub async fn serve(
             }
         };
         let Some(peer) = peers.enter(from.ip(), limits.max_per_peer) else {
+            tracing::debug!(target: "secllama::bridge", %from, "closed: this peer is at its connection limit");
             drop(client); // this peer is over its limit: closed at once
             continue;
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
+            tracing::debug!(target: "secllama::bridge", %from, "closed: the bridge is at its connection limit");
             drop(client); // over the limit: closed at once
             continue;
         };
         let enclave = enclave.clone();
         tokio::spawn(async move {
-            let _ = relay(client, &enclave, limits).await;
+            let r = relay(client, &enclave, limits).await;
+            tracing::debug!(
+                target: "secllama::bridge",
+                %from,
+                error = r.err().map(|e| e.to_string()),
+                "connection ended"
+            );
             drop(permit);
             drop(peer);
         });

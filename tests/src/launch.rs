@@ -189,12 +189,22 @@ pub fn launch_with_args(
     config: &Path,
     args: &[&str],
 ) -> Result<(Reaped, Lines, String), PrepareError> {
+    launch_with_env(config, args, &[])
+}
+
+/// As [`launch_with_args`], with `env` added to the launcher's environment (e.g. `RUST_LOG`).
+pub fn launch_with_env(
+    config: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Result<(Reaped, Lines, String), PrepareError> {
     let mut child = Reaped(
         Command::new(bin("secllama")?)
             .args(["launch", "--listen", "127.0.0.1:0"])
             .args(args)
             .arg("--config")
             .arg(config)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()?,

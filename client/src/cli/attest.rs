@@ -13,6 +13,9 @@ use std::path::{Path, PathBuf};
 
 /// Arguments of `secllama-verify attest`.
 #[derive(Debug, Clone, clap::Args)]
+#[command(
+    after_help = "Examples:\n  $ secllama-verify attest --url http://127.0.0.1:11435 --manifest manifest.toml --format text\n  $ secllama-verify attest --url unix:/run/secllama/enclave.sock --manifest manifest.toml --save attestation.cbor"
+)]
 pub struct Args {
     /// The enclave API: unix:PATH or http://HOST:PORT.
     #[arg(long)]

@@ -15,6 +15,9 @@ use std::path::PathBuf;
 
 /// Arguments of `secllama-verify azure`.
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Example:\n  $ secllama-verify azure --evidence evidence.json --nonce 1a2b3c4d --manifest manifest.toml"
+)]
 pub struct Args {
     /// The evidence JSON.
     #[arg(long)]

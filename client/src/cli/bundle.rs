@@ -12,6 +12,9 @@ use std::path::PathBuf;
 
 /// Arguments of `secllama-verify bundle`.
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  $ secllama-verify bundle evidence.bundle --format text\n  $ secllama-verify bundle evidence.bundle --at 2026-11-30T12:00:00Z"
+)]
 pub struct Args {
     /// The evidence bundle (CBOR).
     pub bundle: PathBuf,

@@ -10,6 +10,9 @@ use std::path::PathBuf;
 
 /// Arguments of `secllama-verify cose`.
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  $ secllama-verify cose --key key.pem --in sign1.cbor\n  $ secllama-verify cose --key cose_key.cbor --in receipt.cbor --format text"
+)]
 pub struct Args {
     /// Public key: PEM SubjectPublicKeyInfo, COSE_Key (CBOR) or JWK (JSON).
     #[arg(long)]

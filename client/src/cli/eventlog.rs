@@ -15,6 +15,9 @@ use std::path::PathBuf;
 
 /// Arguments of `secllama-verify eventlog`.
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Example:\n  $ secllama-verify eventlog /sys/kernel/security/tpm0/binary_bios_measurements --format text"
+)]
 pub struct Args {
     /// The binary event log (e.g. /sys/kernel/security/tpm0/binary_bios_measurements).
     pub file: PathBuf,

@@ -23,6 +23,9 @@ use std::path::PathBuf;
 
 /// Arguments of `secllama-verify generate`.
 #[derive(Debug, Clone, clap::Args)]
+#[command(
+    after_help = "Examples:\n  $ secllama-verify generate --url http://127.0.0.1:11435 --manifest manifest.toml --model smollm2:135m --prompt \"What is the capital of France?\" --heads heads.jsonl\n  $ secllama-verify generate --url unix:/run/secllama/enclave.sock --manifest manifest.toml --model smollm2:135m --messages chat.json --stream"
+)]
 #[command(group(clap::ArgGroup::new("input").required(true).args(["prompt", "messages"])))]
 pub struct Args {
     /// The enclave API: unix:PATH or http://HOST:PORT.

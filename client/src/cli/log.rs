@@ -23,6 +23,9 @@ pub const MAX_LOG: u64 = 2 << 30;
 
 /// Arguments of `secllama-verify log`.
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  $ secllama-verify log verify receipts.log --attestation attestation.cbor --format text\n  $ secllama-verify log prove receipts.log --index 2\n  $ secllama-verify log consistency receipts.log --from 3 --to 7"
+)]
 pub struct Args {
     #[command(subcommand)]
     command: Command,
@@ -31,6 +34,9 @@ pub struct Args {
 #[derive(Debug, clap::Subcommand)]
 enum Command {
     /// Verify a whole log file: records, identity, every head, the counter sequence.
+    #[command(
+        after_help = "Example:\n  $ secllama-verify log verify receipts.log --attestation attestation.cbor --format text"
+    )]
     Verify {
         /// The receipt log file (the enclave's `receipts` file).
         file: PathBuf,
@@ -42,6 +48,9 @@ enum Command {
         format: Format,
     },
     /// Prove and verify that entry INDEX is in the signed head of SIZE entries.
+    #[command(
+        after_help = "Example:\n  $ secllama-verify log prove receipts.log --index 2 --size 5"
+    )]
     Prove {
         /// The receipt log file.
         file: PathBuf,
@@ -56,6 +65,9 @@ enum Command {
         format: Format,
     },
     /// Prove and verify that the signed head of TO entries extends the one of FROM entries.
+    #[command(
+        after_help = "Example:\n  $ secllama-verify log consistency receipts.log --from 3 --to 7"
+    )]
     Consistency {
         /// The receipt log file.
         file: PathBuf,

@@ -12,6 +12,9 @@ use std::path::PathBuf;
 
 /// Arguments of `secllama-verify nitro`.
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Example:\n  $ secllama-verify nitro --doc attestation.cbor --root aws_nitro_root.pem --nonce 1a2b3c4d --format text"
+)]
 pub struct Args {
     /// The attestation document (COSE_Sign1 CBOR, raw, hex or base64).
     #[arg(long)]

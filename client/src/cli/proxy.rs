@@ -14,6 +14,9 @@ use std::time::Duration;
 
 /// Arguments of `secllama-verify proxy`.
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Example:\n  $ secllama-verify proxy --url http://127.0.0.1:11435 --manifest manifest.toml --listen 127.0.0.1:11434 --receipts receipts/ --heads heads.jsonl"
+)]
 pub struct Args {
     /// The enclave API: unix:PATH or http://HOST:PORT (e.g. the bridge).
     #[arg(long)]

@@ -24,6 +24,9 @@ use std::path::PathBuf;
 
 /// Arguments of `secllama-verify quote`.
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Example:\n  $ secllama-verify quote --ak ak.pub --message quote.msg --signature quote.sig --nonce 1a2b3c4d --pcrs pcrs.bin --pcr-list sha256:0,1,2,3,7"
+)]
 pub struct Args {
     /// Attestation key: PEM/DER SubjectPublicKeyInfo, JWK, TPM2B_PUBLIC or TPMT_PUBLIC.
     #[arg(long)]

@@ -19,6 +19,9 @@ use std::path::PathBuf;
 
 /// Arguments of `secllama-verify receipt`.
 #[derive(Debug, Clone, clap::Args)]
+#[command(
+    after_help = "Example:\n  $ secllama-verify receipt --receipts receipts/ --attestation attestation.cbor --format text"
+)]
 pub struct Args {
     /// The receipts file (JSON lines, as `secllama-verify proxy --receipts` writes).
     #[arg(long)]

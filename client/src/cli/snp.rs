@@ -10,6 +10,9 @@ use std::path::PathBuf;
 
 /// Arguments of `secllama-verify snp`.
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Example:\n  $ secllama-verify snp --report report.bin --certs certs/ --manifest manifest.toml --format text"
+)]
 pub struct Args {
     /// The 1184-byte attestation report (raw or hex).
     #[arg(long)]

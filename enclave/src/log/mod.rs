@@ -174,6 +174,14 @@ impl ReceiptLog {
                 format!("{tpm_now}: another TPM, or its counter was redefined"),
             ));
         }
+        tracing::info!(
+            target: "secllama::log",
+            path = %p,
+            entries = log.tree.len(),
+            heads = log.heads.len(),
+            counter = tpm_now,
+            "receipt log opened; its identity unsealed"
+        );
         Ok(Self {
             path: path.to_path_buf(),
             file,
@@ -217,6 +225,12 @@ impl ReceiptLog {
             tpm_counter: created,
         };
         this.sign_head(tpm)?;
+        tracing::info!(
+            target: "secllama::log",
+            path = %p,
+            counter = created,
+            "receipt log created: new identity sealed to the measured PCRs"
+        );
         Ok(this)
     }
 

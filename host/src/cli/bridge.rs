@@ -8,6 +8,9 @@ use std::time::Duration;
 
 /// Arguments of `secllama bridge`.
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Example:\n  $ secllama bridge --listen 127.0.0.1:11435 --enclave unix:/run/secllama/enclave.sock"
+)]
 pub struct Args {
     /// TCP address to accept remote users on.
     #[arg(long, default_value = "127.0.0.1:11435")]
@@ -50,11 +53,12 @@ pub fn run(args: &Args) -> anyhow::Result<String> {
         .build()?;
     rt.block_on(async {
         let listener = tokio::net::TcpListener::bind(args.listen).await?;
-        tracing_warning(&format!(
-            "secllama bridge: {} -> {:?}",
-            listener.local_addr()?,
-            args.enclave
-        ));
+        tracing::info!(
+            target: "secllama::bridge",
+            listen = %listener.local_addr()?,
+            enclave = ?args.enclave,
+            "bridge relaying"
+        );
         tokio::select! {
             r = serve(listener, args.enclave.clone(), limits) => r.map_err(anyhow::Error::from),
             _ = tokio::signal::ctrl_c() => Ok(()),
@@ -65,13 +69,10 @@ pub fn run(args: &Args) -> anyhow::Result<String> {
 
 /// Warns that the bridge accepts connections from other hosts.
 pub fn warn_public(listen: SocketAddr) {
-    tracing_warning(&format!(
-        "WARNING: the bridge listens on {listen} (not loopback): remote hosts can reach it; it \
-         carries only ciphertext, but make sure this is intended"
-    ));
-}
-
-#[allow(clippy::print_stderr)]
-fn tracing_warning(msg: &str) {
-    eprintln!("{msg}");
+    tracing::warn!(
+        target: "secllama::bridge",
+        %listen,
+        "the bridge listens on a non-loopback address: remote hosts can reach it; it carries only \
+         ciphertext, but make sure this is intended"
+    );
 }

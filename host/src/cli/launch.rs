@@ -18,6 +18,9 @@ use std::time::Duration;
 
 /// Arguments of `secllama launch`.
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  $ secllama launch --config enclave.toml --tcti swtpm:host=127.0.0.1,port=2321 --listen 127.0.0.1:11435\n  $ RUST_LOG=debug secllama launch --config enclave.toml --log-format json"
+)]
 pub struct Args {
     /// The agent's config (its [launch] table names what is measured; [sandbox] the limits).
     #[arg(long)]
@@ -37,10 +40,14 @@ pub struct Args {
     pub no_bridge: bool,
 }
 
+/// A line for scripts on stdout; with `--log-format json` also a log event on stderr.
 #[allow(clippy::print_stdout, clippy::print_stderr)]
 fn say(line: &str) {
     println!("{line}");
     let _ = std::io::stdout().flush();
+    if secllama_enclave::diagnostics::format() == secllama_enclave::diagnostics::LogFormat::Json {
+        tracing::info!(target: "secllama::launch", "{line}");
+    }
 }
 
 /// Runs the enclave until interrupted or until the agent or the runner's sandbox exits.

@@ -15,6 +15,9 @@ use std::time::Duration;
 
 /// Arguments of `secllama status`.
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  $ secllama status --url unix:/run/secllama/enclave.sock\n  $ secllama status --url http://127.0.0.1:11435 --json"
+)]
 pub struct Args {
     /// The enclave: unix:PATH (the agent's listener) or http://HOST:PORT (the bridge).
     #[arg(long)]

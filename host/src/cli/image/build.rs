@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 /// Arguments of `secllama image build`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Example:\n  $ secllama image build --config enclave-vm.toml --out image/")]
 pub struct Args {
     /// The agent's VM-mode config (`[launch] isolation = "vm"`, a `[vm]` table).
     #[arg(long)]

@@ -20,6 +20,9 @@ pub enum Format {
 
 /// Arguments of `secllama measure launch`.
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Example:\n  $ secllama measure launch --config enclave.toml --ak-public state/ak.pub --manifest manifest.toml"
+)]
 pub struct Args {
     /// A launch description or the agent's config (TOML with a [launch] table); relative paths are
     /// from its folder.

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 /// Arguments of `secllama measure libraries`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Example:\n  $ secllama measure libraries --config enclave.toml")]
 pub struct Args {
     /// The agent's config or a launch description (its [launch] agent and runner).
     #[arg(long)]

@@ -23,6 +23,9 @@ pub enum Mode {
 
 /// Arguments of `secllama measure snp`.
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Example:\n  $ secllama measure snp --mode snp --ovmf OVMF.fd --kernel vmlinuz --initrd initrd.img --append \"console=ttyS0\" --vcpus 2 --vcpu-type EPYC-v4"
+)]
 pub struct Args {
     /// Guest mode.
     #[arg(long, value_enum, default_value = "snp")]

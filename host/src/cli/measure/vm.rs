@@ -25,6 +25,9 @@ use std::path::PathBuf;
 
 /// Arguments of `secllama measure vm`.
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Example:\n  $ secllama measure vm --config enclave-vm.toml --golden-log firmware.log --manifest manifest.toml --ak-public ak.pub"
+)]
 pub struct Args {
     /// The agent's VM-mode config.
     #[arg(long)]

@@ -148,6 +148,17 @@ pub fn forward(
             budget.throttle();
             continue;
         }
+        if secllama_enclave::diagnostics::format() == secllama_enclave::diagnostics::LogFormat::Json
+        {
+            // One JSON object per line: the sandbox's line is a string field, so a sandbox
+            // cannot write a line that passes for one of the launcher's own.
+            if dropped > 0 {
+                tracing::warn!(target: "secllama::sandbox", sandbox = name, dropped, "lines left out: over the output budget");
+                budget.dropped_lines = 0;
+            }
+            tracing::info!(target: "secllama::sandbox", sandbox = name, cut, line = %shown(&line), "output");
+            continue;
+        }
         if let Ok(mut l) = log.lock() {
             if dropped > 0 {
                 let _ = writeln!(

@@ -96,6 +96,20 @@ fn limits(p: &Plan) -> Limits {
     }
 }
 
+/// The launcher's log settings, handed to both sandboxes: its `--log-format` and its `RUST_LOG`
+/// (not measured: they change what is logged, and no setting logs content).
+fn log_env() -> Vec<(OsString, OsString)> {
+    use secllama_enclave::diagnostics::{FILTER_ENV, FORMAT_ENV, format};
+    let mut env = vec![(
+        OsString::from(FORMAT_ENV),
+        OsString::from(format().as_str()),
+    )];
+    if let Some(filter) = std::env::var_os(FILTER_ENV) {
+        env.push((OsString::from(FILTER_ENV), filter));
+    }
+    env
+}
+
 /// Starts the runner's sandbox and the agent's, and waits until the agent is listening.
 pub(super) fn start_measured(
     p: Plan,
@@ -112,7 +126,7 @@ pub(super) fn start_measured(
     let agent_spec = SandboxSpec {
         program: p.agent.clone(),
         args: vec!["--config".into(), p.config_path.clone().into()],
-        env: Vec::new(),
+        env: log_env(),
         read_only: p.read_only.clone(),
         writable_socket_dir: None,
         tmpfs_size: mib(s.tmpfs_mib),
@@ -204,6 +218,7 @@ pub(super) fn start_measured(
         .enumerate()
         .map(|(i, (var, _))| (OsString::from(var), OsString::from((3 + i).to_string())))
         .collect();
+    env.extend(log_env());
     env.push((
         OsString::from(secllama_tpm::TCTI_ENV),
         OsString::from(format!("swtpm-unix:server=/proc/self/fd/{tpm_fd_number}")),
