@@ -19,7 +19,6 @@ use tss_esapi::structures::{
     SymmetricDefinitionObject,
 };
 use tss_esapi::traits::{Marshall, UnMarshall};
-use tss_esapi::utils::create_restricted_decryption_rsa_public;
 use zeroize::Zeroizing;
 
 /// Largest secret a sealed object holds (MAX_SYM_DATA).
@@ -109,14 +108,45 @@ impl SealedSecret {
     }
 }
 
-impl Tpm {
-    fn with_srk<T>(&mut self, f: impl FnOnce(&mut Tpm, KeyHandle) -> Result<T>) -> Result<T> {
-        let template = create_restricted_decryption_rsa_public(
-            SymmetricDefinitionObject::AES_128_CFB,
-            RsaKeyBits::Rsa2048,
-            RsaExponent::default(),
+/// The SRK's public template (see [`Tpm::with_srk`]).
+fn srk_template() -> tss_esapi::Result<Public> {
+    use tss_esapi::attributes::ObjectAttributesBuilder;
+    use tss_esapi::structures::{PublicKeyRsa, PublicRsaParametersBuilder};
+    let attributes = ObjectAttributesBuilder::new()
+        .with_fixed_tpm(true)
+        .with_fixed_parent(true)
+        .with_sensitive_data_origin(true)
+        .with_user_with_auth(true)
+        .with_no_da(true)
+        .with_restricted(true)
+        .with_decrypt(true)
+        .build()?;
+    PublicBuilder::new()
+        .with_public_algorithm(PublicAlgorithm::Rsa)
+        .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
+        .with_object_attributes(attributes)
+        .with_rsa_parameters(
+            PublicRsaParametersBuilder::new_restricted_decryption_key(
+                SymmetricDefinitionObject::AES_128_CFB,
+                RsaKeyBits::Rsa2048,
+                RsaExponent::default(),
+            )
+            .build()?,
         )
-        .map_err(TpmError::tss("building the SRK template"))?;
+        .with_rsa_unique_identifier(PublicKeyRsa::default())
+        .build()
+}
+
+impl Tpm {
+    /// Runs `f` with the storage root key: TCG's RSA-2048 SRK template (TPM 2.0 Provisioning
+    /// Guidance §7.5.1: fixedTPM, fixedParent, sensitiveDataOrigin, userWithAuth, **noDA**,
+    /// restricted, decrypt; AES-128-CFB), created from the owner seed and flushed afterwards.
+    /// `noDA` matters: a TPM that lost power without TPM2_Shutdown counts a dictionary-attack
+    /// failure at its next start, and after a few crashes it refuses every DA-protected
+    /// authorization (lockout) — with a DA-protected SRK, loading the sealed log identity would
+    /// fail then, although its empty auth was never guessed (tested: `tests/tests/log_crash.rs`).
+    fn with_srk<T>(&mut self, f: impl FnOnce(&mut Tpm, KeyHandle) -> Result<T>) -> Result<T> {
+        let template = srk_template().map_err(TpmError::tss("building the SRK template"))?;
         let srk = self
             .ctx()
             .execute_with_nullauth_session(|ctx| {
