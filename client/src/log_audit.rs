@@ -164,6 +164,8 @@ impl LogAuditor {
         let deadline = tokio::time::Instant::now() + HEAD_WAIT;
         let (head, bytes) = loop {
             let (head, bytes) = self.head(endpoint).await?;
+            // A head behind the kept one is a rollback at once, not a head still to come.
+            self.not_rolled_back(&head)?;
             if head.size > max {
                 break (head, bytes);
             }
@@ -196,6 +198,22 @@ impl LogAuditor {
         })
     }
 
+    /// Refuses a head with fewer entries or a lower TPM counter than the kept one.
+    fn not_rolled_back(&self, head: &TreeHead) -> anyhow::Result<()> {
+        if let Some(prev) = self.last
+            && (head.counter < prev.counter || head.size < prev.size)
+        {
+            bail!(
+                "log: rolled back: a kept head has {} entries and counter {}, the enclave's head {} entries and counter {}",
+                prev.size,
+                prev.counter,
+                head.size,
+                head.counter
+            );
+        }
+        Ok(())
+    }
+
     /// The new head against the kept one: same log, counter not lower, size not lower, and a
     /// consistency proof between them.
     async fn consistent(
@@ -206,15 +224,7 @@ impl LogAuditor {
         let Some(prev) = self.last else {
             return Ok(None);
         };
-        if head.counter < prev.counter || head.size < prev.size {
-            bail!(
-                "log: rolled back: a kept head has {} entries and counter {}, the enclave's head {} entries and counter {}",
-                prev.size,
-                prev.counter,
-                head.size,
-                head.counter
-            );
-        }
+        self.not_rolled_back(head)?;
         let proof = if prev.size == 0 || prev.size == head.size {
             Vec::new()
         } else {
