@@ -7,7 +7,9 @@
 #  4. Ollama's API through the verifying proxy vs straight to the runner (first token, total);
 #  5. secllama-runner vs llama.cpp's own server (the xllamacpp wheel) in tokens/s, same GGUF;
 #  6. the real model (SmolLM2) through proxy, bridge and enclave vs plaintext to the same runner;
-#  7. VM mode (TCG here): boot stages, first verified attestation, and sealed requests through
+#  7. receipt log appends (sealed requests, receipts durable before they are sent) vs the disk's
+#     own fdatasync rate in the same run; inclusion/consistency proofs per second vs ct-merkle;
+#  8. VM mode (TCG here): boot stages, first verified attestation, and sealed requests through
 #     vsock vs the same through process mode's unix socket.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -82,5 +84,24 @@ echo
 echo "== the real model through proxy, bridge and enclave vs plaintext to the same runner (first token, total)"
 SECLLAMA_BENCH_GGUF="$gguf" cargo bench -q -p secllama-tests --bench proxy_roundtrip | grep -v '^$'
 
+echo "== receipt log: appends on the real durability path vs the disk's fdatasync rate (same run, same folder)"
+cargo bench -q -p secllama-tests --bench log_append | grep -v '^$'
+echo
+echo "== receipt log proofs: inclusion and consistency, generated and verified, 2^16 entries, vs ct-merkle"
+cargo bench -q -p secllama-protocol --bench rfc9162 -- --output-format bencher 2>/dev/null | tee "$out/proofs.txt" | grep 'bench:'
+python3 - "$out/proofs.txt" <<'PY'
+import re, sys
+ns = {}
+for line in open(sys.argv[1]):
+    m = re.match(r"test (.+?) \.\.\. bench:\s+([\d,]+) ns/iter", line)
+    if m:
+        ns[m.group(1)] = int(m.group(2).replace(",", ""))
+print(f"{'proofs on a log of 65536 entries':44} {'ours /s':>12} {'ct-merkle /s':>14} {'ours/ct-merkle':>15}")
+for kind in ["inclusion", "consistency"]:
+    for op in ["prove", "verify"]:
+        ours, theirs = ns[f"{kind}/{op}/ours"], ns[f"{kind}/{op}/ct_merkle"]
+        print(f"{kind + ' ' + op:44} {1e9 / ours:>12.0f} {1e9 / theirs:>14.0f} {theirs / ours:>14.2f}x")
+PY
+echo
 echo "== VM mode: boot stages, first attestation, sealed requests through vsock vs process mode"
 cargo bench -q -p secllama-tests --bench vm_roundtrip | grep -v '^$'
