@@ -11,6 +11,10 @@
 #   4. `secllama-verify generate` an allowed prompt (answer + verified receipt) and a disallowed one
 #      (refused by the policy), then `secllama-verify attest --format text`; then the verifying
 #      proxy with the official `ollama` Python client, and the receipts it stored checked offline;
+#      then the receipt log: `secllama status`, and the host's log file checked offline by
+#      `secllama-verify log` (every record, a receipt's inclusion proof, a consistency proof
+#      between two signed heads) — each `generate` already proved its receipt in a signed head
+#      extending the one kept before (--heads);
 #   5. other evidence the verifier checks: a real GCE event log, an SEV-SNP launch digest, a
 #      third-party COSE_Sign1 (and the same object tampered);
 #   6. VM mode (docs/vm.md): the same runner, model and policy in a QEMU guest with no network
@@ -127,13 +131,15 @@ step "3. secllama measure launch: the reference manifest (pinning the AK the lau
 "$secllama" measure launch --config "$work/enclave/config.toml" --manifest "$work/manifest.toml" \
   --ak-public "$work/run/ak.pub" | tail -n 4
 
-step "4a. secllama-verify generate: prompts from the dataset (streamed, sealed, receipt verified)"
+step "4a. secllama-verify generate: prompts from the dataset (streamed, sealed, receipt verified, proven in the log)"
 for prompt in "Why is the sky blue?" "Explain in one sentence what a compiler does." \
               "Translate 'good morning' into French."; do
   echo "> $prompt"
   "$verify" generate --url "$url" --manifest "$work/manifest.toml" --model smollm2:135m \
-    --prompt "$prompt" --num-predict 48 --option temperature=0 --option seed=42 --stream
+    --prompt "$prompt" --num-predict 48 --option temperature=0 --option seed=42 --stream \
+    --heads "$work/heads.jsonl"
   echo
+  sleep 1.1 # past the enclave's minimum interval between signed heads: each answer gets its own
 done
 
 step "4b. secllama-verify generate: a prompt outside the dataset"
@@ -177,6 +183,18 @@ PY
 "$verify" attest --url "$url" --manifest "$work/manifest.toml" --save "$work/doc.cose" > /dev/null
 "$verify" receipt --receipts "$work/receipts.jsonl" --attestation "$work/doc.cose"
 stop "$proxy_pid"; proxy_pid=""
+
+step "4e. the receipt log: secllama status; the host's log file checked offline — every record, a receipt's inclusion proof, a consistency proof between two signed heads"
+"$secllama" status --url "unix:$work/run/enclave.sock"
+echo
+"$verify" log verify "$work/run/receipts.log" --attestation "$work/doc.cose" --format text
+"$verify" log prove "$work/run/receipts.log" --index 0 --format text
+read -r from to < <("$verify" log verify "$work/run/receipts.log" | python3 -c '
+import json, sys
+sizes = [h["size"] for h in json.load(sys.stdin)["heads"] if h["size"] > 0]
+print(sizes[0], sizes[-1])')
+[ "$from" -lt "$to" ] || { echo "demo: expected two signed heads of different sizes, found $from and $to"; exit 1; }
+"$verify" log consistency "$work/run/receipts.log" --from "$from" --to "$to" --format text
 
 step "5a. secllama-verify eventlog: a real GCE event log, replayed"
 "$verify" eventlog "$shared/vectors/eventlog/ubuntu2104-gce-nodbx/eventlog.bin" --format text | sed -n '1,6p;/replayed PCRs/,/sha1:14 /p'
