@@ -34,6 +34,21 @@ pub const ISSUED_DOCUMENTS: usize = 256;
 /// Replay window for client timestamps (either side of the enclave's clock).
 pub const REPLAY_WINDOW_MS: u64 = 5 * 60 * 1000;
 
+/// Opens the receipt log: a block device (VM mode's log disk) for reading and writing in place,
+/// anything else as a regular file for reading and appending (created if missing).
+fn open_receipts(path: &Path) -> anyhow::Result<std::fs::File> {
+    use std::os::unix::fs::FileTypeExt;
+    let disk = std::fs::metadata(path).is_ok_and(|m| m.file_type().is_block_device());
+    let mut o = std::fs::OpenOptions::new();
+    if disk {
+        o.read(true).write(true);
+    } else {
+        o.create(true).read(true).append(true);
+    }
+    o.open(path)
+        .with_context(|| format!("opening {}", path.display()))
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     SystemTime::now()
@@ -280,12 +295,7 @@ impl Agent {
         };
         let receipts_file = match handoff.receipts {
             Some(f) => f,
-            None => std::fs::OpenOptions::new()
-                .create(true)
-                .read(true)
-                .append(true)
-                .open(&config.receipts)
-                .with_context(|| format!("opening {}", config.receipts.display()))?,
+            None => open_receipts(&config.receipts)?,
         };
         let log_pcrs = log_pcrs(&config.quote_pcrs)?;
         let log_bank = log_bank(&banks)?;

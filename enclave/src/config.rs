@@ -215,6 +215,10 @@ pub struct VmSettings {
     /// The vhost-user vsock backend program (`vhost-device-vsock`; setup puts it in
     /// `.cache/tools/bin`).
     pub vsock_backend: PathBuf,
+    /// Size of the receipt log disk, MiB (a raw image in `state`, `receipts.img`, attached as a
+    /// virtio disk with serial `secllama-log`; the guest's `receipts` is then
+    /// [`crate::guest::disk::LOG_DISK`]). Grown, never shrunk; about 2000 receipts per MiB.
+    pub log_disk_mib: u64,
 }
 
 /// The modules a guest needs: virtio-pci, virtio-blk, vsock over virtio, dm-verity, squashfs.
@@ -246,6 +250,7 @@ impl Default for VmSettings {
             vsock_backend: "vhost-device-vsock".into(),
             snp_ovmf: PathBuf::new(),
             snp_vcpu_type: "EPYC-v4".into(),
+            log_disk_mib: 64,
         }
     }
 }
@@ -327,13 +332,14 @@ impl Config {
             || v.cid < 3
             || v.cid == u32::MAX
             || v.boot_timeout_secs == 0
+            || !(1..=1 << 20).contains(&v.log_disk_mib)
         {
             return Err(err(
-                "[vm] memory_mib 256..=1048576, vcpus 1..=64, cid 3..=4294967294 and \
-                 boot_timeout_secs > 0",
+                "[vm] memory_mib 256..=1048576, vcpus 1..=64, cid 3..=4294967294, \
+                 boot_timeout_secs > 0 and log_disk_mib 1..=1048576",
                 format!(
-                    "memory_mib {}, vcpus {}, cid {}, boot_timeout_secs {}",
-                    v.memory_mib, v.vcpus, v.cid, v.boot_timeout_secs
+                    "memory_mib {}, vcpus {}, cid {}, boot_timeout_secs {}, log_disk_mib {}",
+                    v.memory_mib, v.vcpus, v.cid, v.boot_timeout_secs, v.log_disk_mib
                 ),
             ));
         }

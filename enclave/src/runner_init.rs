@@ -86,10 +86,7 @@ pub async fn run(config: &Config, base: &Path, ready: impl FnOnce()) -> anyhow::
                 // free them; the relay must not end the enclave over it.
                 Err(e) if transient(&e) => {
                     // runner-init's stderr is the launcher's log of the runner's sandbox.
-                    #[allow(clippy::print_stderr)]
-                    {
-                        eprintln!("runner-init: accepting: {e} (retrying)");
-                    }
+                    tracing::warn!(target: "secllama::runner_init", error = %e, "accepting failed; retrying");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }

@@ -123,8 +123,12 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed> {
         let valid =
             kind.is_some() && after_len[len..len + 32] == checksum(rest[0], &after_len[..len]);
         let Some(kind) = kind.filter(|_| valid) else {
-            // A file extended by a crash before its data landed ends in zeros.
-            let last = kind.is_some() && pos + OVERHEAD + len == bytes.len();
+            // A file extended by a crash before its data landed ends in zeros; so does a log
+            // disk (a block device) after a torn last write.
+            let last = kind.is_some()
+                && bytes
+                    .get(pos + OVERHEAD + len..)
+                    .is_some_and(|after| after.iter().all(|&b| b == 0));
             if last || rest.iter().all(|&b| b == 0) {
                 break;
             }

@@ -72,7 +72,7 @@ impl VmEnclave {
              runner_command = [{command}]\n\
              runner_ready_secs = {ready}\n\
              policy = \"policy.json\"\n\
-             receipts = \"/run/secllama/receipts.log\"\n\
+             receipts = \"/dev/disk/by-id/virtio-secllama-log\"\n\
              event_log = \"/run/secllama/launch.log\"\n\
              tcti = \"device:/dev/tpmrm0\"\n\
              quote_pcrs = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 23]\n\

@@ -317,6 +317,56 @@ fn vm_attest_seal_refuse_and_tamper() {
         "left running after launcher {pid}: {}",
         left()
     );
+
+    // The receipt log lives on the host's disk (state/receipts.img, the guest's log disk): it
+    // verifies offline, and a second boot of the same measured guest continues it with the same
+    // identity, the new head extending the old one.
+    let disk = state.join("receipts.img");
+    let before = log_cli(&["log", "verify", disk.to_str().unwrap()]);
+    let entries = before["entries"].as_u64().unwrap();
+    assert!(entries >= 4, "the answers above are in the log: {before}");
+    assert_eq!(before["torn_tail_bytes"], 0, "{before}");
+    let last_size = before["heads"].as_array().unwrap().last().unwrap()["size"]
+        .as_u64()
+        .unwrap();
+    let (launcher, _output, bridge) = launch_with_args(&config, &[]).unwrap();
+    let url = format!("http://{bridge}");
+    let g = verify_generate(&url, "tiny:latest", PROMPT, &m, &[]).unwrap();
+    assert!(g.status.success(), "{}", text(&g.stderr));
+    assert!(
+        text(&g.stderr).contains(&format!("log: entry {entries} is in the signed head")),
+        "the index continues after the reboot: {}",
+        text(&g.stderr)
+    );
+    drop(launcher);
+    let after = log_cli(&["log", "verify", disk.to_str().unwrap()]);
+    assert_eq!(after["log_id"], before["log_id"], "the same identity");
+    assert_eq!(after["entries"].as_u64().unwrap(), entries + 1, "{after}");
+    let to = after["entries"].as_u64().unwrap().to_string();
+    log_cli(&[
+        "log",
+        "consistency",
+        disk.to_str().unwrap(),
+        "--from",
+        &last_size.to_string(),
+        "--to",
+        &to,
+    ]);
+}
+
+/// `secllama-verify ARGS` (a `log` subcommand): its JSON report, which must say valid.
+fn log_cli(args: &[&str]) -> serde_json::Value {
+    let out = Command::new(secllama_tests::workspace_bin("secllama-verify"))
+        .args(args)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert!(
+        out.status.success() && v["valid"] == true,
+        "{args:?}: {v} {}",
+        text(&out.stderr)
+    );
+    v
 }
 
 #[test]

@@ -37,7 +37,8 @@ pub struct LogFileReport {
     pub log: Verified,
     /// Entry bodies (receipts), in order.
     pub entries: Vec<Vec<u8>>,
-    /// Bytes after the last complete record (a write torn by a crash; 0 normally).
+    /// Bytes after the last complete record up to the last non-zero byte (a write torn by a
+    /// crash; 0 normally). Zeros past the log (a log disk's free space) are not counted.
     pub torn_tail: u64,
 }
 
@@ -104,7 +105,10 @@ pub fn verify_file(
     Ok(LogFileReport {
         log,
         entries,
-        torn_tail: bytes.len() as u64 - parsed.valid_len,
+        torn_tail: bytes
+            .get(usize::try_from(parsed.valid_len).unwrap_or(usize::MAX)..)
+            .and_then(|tail| tail.iter().rposition(|&b| b != 0))
+            .map_or(0, |last| last as u64 + 1),
     })
 }
 

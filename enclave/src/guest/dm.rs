@@ -1,6 +1,6 @@
 //! dm-verity for the model disk (docs/vm.md; kernel `Documentation/admin-guide/device-mapper/
 //! verity.rst`, ioctl interface `include/uapi/linux/dm-ioctl.h`). The init creates a read-only
-//! mapped device over `/dev/vda` whose every read is checked against the hash tree; its parameters
+//! mapped device over the model disk (`guest::disk::MODEL_DISK`) whose every read is checked against the hash tree; its parameters
 //! come from the kernel command line (`secllama.verity=DATA_BLOCKS,HASH_START,ROOT,SALT`), which
 //! PCR 9 covers. A block that does not match its hash fails with an I/O error: the runner gets an
 //! error, never different weights.
@@ -172,7 +172,7 @@ fn as_bytes<T: Copy>(v: &T) -> &[u8] {
     unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), std::mem::size_of::<T>()) }
 }
 
-/// Creates the read-only verity device `name` over `device` (`/dev/vda`); returns its node
+/// Creates the read-only verity device `name` over `device` (the model disk); returns its node
 /// (`/dev/dm-N`).
 ///
 /// # Errors

@@ -12,8 +12,10 @@
 //! 3. `network`: `lo` up; the isolation probe ([`net::probe`]) is printed as
 //!    `secllama-init: isolation …` and a guest with any other interface or route stops here;
 //! 4. `model disk` (when the command line has `secllama.verity=`): the dm-verity device over
-//!    `/dev/vda` ([`dm`]), mounted read-only (squashfs) at [`MODEL_MOUNT`]; the image links each
-//!    model's configured path there;
+//!    the disk with serial `secllama-model` ([`disk`], [`dm`]), mounted read-only (squashfs) at
+//!    [`MODEL_MOUNT`]; the image links each model's configured path there; `log disk` (when the
+//!    config's `receipts` is [`disk::LOG_DISK`]): the host's raw disk with serial
+//!    `secllama-log`, given to the agent's uid (mode 0600), which keeps the receipt log on it;
 //! 5. `tpm`: the firmware's event log is copied to the config's `event_log` (the agent appends its
 //!    key event) and `/dev/tpmrm0` is given to the agent's uid, mode 0600;
 //! 6. `runner`, `agent`: the two processes; the agent says `listening on vsock:PORT`.
@@ -22,6 +24,7 @@
 //! twice over: in the initramfs and in the command line.
 
 pub mod console;
+pub mod disk;
 pub mod dm;
 pub mod kmod;
 pub mod net;
@@ -56,8 +59,8 @@ pub const MOUNT_POINTS: [&str; 5] = ["/proc", "/sys", "/dev", "/run", "/secllama
 /// Where the model disk is mounted in the guest.
 pub const MODEL_MOUNT: &str = "/secllama/model";
 
-/// The model disk's device in the guest (the only virtio-blk disk).
-pub const MODEL_DEVICE: &str = "/dev/vda";
+/// The model disk's device in the guest (linked by its serial: [`disk`]).
+pub const MODEL_DEVICE: &str = disk::MODEL_DISK;
 
 /// Waits up to 10 s for a device node (virtio and device-mapper probing is asynchronous).
 fn wait_for(path: &Path) -> anyhow::Result<()> {
@@ -192,8 +195,17 @@ pub fn run() -> anyhow::Result<()> {
 
     if let Some(v) = param(&cmdline, dm::VERITY_PARAM) {
         stage("model disk");
+        disk::link(disk::MODEL_SERIAL)?;
         model_disk(v)?;
     }
+    // The receipt log on the host's disk: the config's `receipts` names the disk by serial.
+    let log_disk = match disk::serial_of(&config.receipts) {
+        Some(serial) => {
+            stage("log disk");
+            Some(disk::link(serial)?)
+        }
+        None => None,
+    };
 
     stage("tpm");
     let tpm = Path::new(TPM_DEVICE);
@@ -202,9 +214,13 @@ pub fn run() -> anyhow::Result<()> {
         "expected the vTPM at {TPM_DEVICE} (QEMU tpm-crb), found none"
     );
     give(tpm, agent_ids.0, agent_ids.1, 0o600)?;
+    if let Some(dev) = &log_disk {
+        give(dev, agent_ids.0, agent_ids.1, 0o600)?;
+    }
     let log = std::fs::read(FIRMWARE_LOG)
         .with_context(|| format!("reading the firmware's event log {FIRMWARE_LOG}"))?;
-    for dir in [config.event_log.parent(), config.receipts.parent()]
+    let receipts_dir = config.receipts.parent().filter(|_| log_disk.is_none());
+    for dir in [config.event_log.parent(), receipts_dir]
         .into_iter()
         .flatten()
     {

@@ -9,6 +9,12 @@
 //! crash tears is only ever unacknowledged. One `fdatasync` covers every record written while the
 //! previous one ran. If a sync fails, every later append and wait fails: the enclave stops issuing
 //! receipts it cannot persist.
+//!
+//! The file is a regular file (process mode: the launcher's descriptor, opened for appending) or
+//! a whole block device (VM mode: the host-provided log disk, `docs/log.md`). A device has a
+//! fixed size and reads as zeros past the log: records are written at the log's end with
+//! `pwrite`, a torn last write is overwritten with zeros instead of cut off, and an append that
+//! does not fit is refused ([`LogFileError::Full`]).
 
 use secllama_protocol::receipt_log::{self, Kind, Record};
 use std::fs::File;
@@ -36,6 +42,16 @@ pub enum LogFileError {
         path: String,
         /// What is wrong (with the record's index and offset).
         reason: secllama_protocol::ProtocolError,
+    },
+    /// The log disk has no room for the record.
+    #[error(
+        "receipt log {path}: the log disk is full ({capacity} bytes); no more receipts are issued until the operator gives it a larger disk"
+    )]
+    Full {
+        /// The device.
+        path: String,
+        /// Its size in bytes.
+        capacity: u64,
     },
     /// An earlier `fdatasync` failed.
     #[error(
@@ -70,10 +86,23 @@ struct Shared {
     durable: tokio::sync::watch::Sender<u64>,
 }
 
+/// Where the log lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Medium {
+    /// A regular file that grows with each append (open for appending).
+    File,
+    /// A fixed-size disk of `capacity` bytes, zeros past the log (a block device).
+    Disk {
+        /// Its size in bytes.
+        capacity: u64,
+    },
+}
+
 /// An open log file: its records as read at open, then appends with group-committed durability.
 #[derive(Debug)]
 pub struct LogFile {
     path: PathBuf,
+    medium: Medium,
     shared: Arc<Shared>,
     syncer: Option<std::thread::JoinHandle<()>>,
 }
@@ -94,7 +123,35 @@ impl LogFile {
     /// Reads `file` (open for reading and appending: the descriptor the launcher hands over, so
     /// the agent cannot replace the file), cuts off a torn last record, and starts the sync
     /// thread. `path` names the file in messages. Returns the file and its records.
-    pub fn open(mut file: File, path: &Path) -> Result<(Self, Vec<Record>), LogFileError> {
+    pub fn open(file: File, path: &Path) -> Result<(Self, Vec<Record>), LogFileError> {
+        use std::os::unix::fs::FileTypeExt;
+        let meta = file.metadata().map_err(|reason| LogFileError::Io {
+            path: path.display().to_string(),
+            op: "reading its metadata",
+            reason,
+        })?;
+        let medium = if meta.file_type().is_block_device() {
+            let capacity = (&file)
+                .seek(SeekFrom::End(0))
+                .map_err(|reason| LogFileError::Io {
+                    path: path.display().to_string(),
+                    op: "reading the disk's size",
+                    reason,
+                })?;
+            Medium::Disk { capacity }
+        } else {
+            Medium::File
+        };
+        Self::open_on(file, path, medium)
+    }
+
+    /// [`LogFile::open`] with the medium given (a test gives a zero-filled regular file as a
+    /// disk).
+    pub fn open_on(
+        mut file: File,
+        path: &Path,
+        medium: Medium,
+    ) -> Result<(Self, Vec<Record>), LogFileError> {
         let p = path.display().to_string();
         let io = |op: &'static str| {
             let p = p.clone();
@@ -111,11 +168,27 @@ impl LogFile {
             path: p.clone(),
             reason,
         })?;
-        if parsed.valid_len < bytes.len() as u64 {
-            // A torn last record: never acknowledged, since acknowledgement waits for its sync.
-            file.set_len(parsed.valid_len)
-                .map_err(io("cutting off a torn last record"))?;
-            file.sync_data().map_err(io("syncing"))?;
+        // A torn last record: never acknowledged, since acknowledgement waits for its sync.
+        match medium {
+            Medium::File if parsed.valid_len < bytes.len() as u64 => {
+                file.set_len(parsed.valid_len)
+                    .map_err(io("cutting off a torn last record"))?;
+                file.sync_data().map_err(io("syncing"))?;
+            }
+            Medium::Disk { .. } => {
+                let start = usize::try_from(parsed.valid_len).unwrap_or(usize::MAX);
+                let torn = bytes
+                    .get(start..)
+                    .and_then(|tail| tail.iter().rposition(|&b| b != 0))
+                    .map_or(0, |last| last + 1);
+                if torn > 0 {
+                    use std::os::unix::fs::FileExt;
+                    file.write_all_at(&vec![0u8; torn], parsed.valid_len)
+                        .map_err(io("zeroing a torn last record"))?;
+                    file.sync_data().map_err(io("syncing"))?;
+                }
+            }
+            Medium::File => {}
         }
         let (durable, _) = tokio::sync::watch::channel(parsed.valid_len);
         let shared = Arc::new(Shared {
@@ -138,6 +211,7 @@ impl LogFile {
         Ok((
             Self {
                 path: path.to_path_buf(),
+                medium,
                 shared,
                 syncer: Some(syncer),
             },
@@ -162,13 +236,27 @@ impl LogFile {
         if state.failed {
             return Err(self.failed());
         }
-        (&self.shared.file)
-            .write_all(&record)
-            .map_err(|reason| LogFileError::Io {
-                path: self.path.display().to_string(),
-                op: "appending",
-                reason,
-            })?;
+        let io = |reason| LogFileError::Io {
+            path: self.path.display().to_string(),
+            op: "appending",
+            reason,
+        };
+        match self.medium {
+            Medium::File => (&self.shared.file).write_all(&record).map_err(io)?,
+            Medium::Disk { capacity } => {
+                use std::os::unix::fs::FileExt;
+                if state.written + record.len() as u64 > capacity {
+                    return Err(LogFileError::Full {
+                        path: self.path.display().to_string(),
+                        capacity,
+                    });
+                }
+                self.shared
+                    .file
+                    .write_all_at(&record, state.written)
+                    .map_err(io)?;
+            }
+        }
         state.written += record.len() as u64;
         let end = state.written;
         drop(state);

@@ -233,3 +233,60 @@ async fn acknowledgement_waits_for_durability_and_a_failed_sync_stops_the_log() 
     assert!(log.file().durable(end + 1).await.is_err());
     assert!(log.sign_head(&mut tpm).is_err());
 }
+
+/// A log disk (VM mode): fixed size, zeros past the log. Records are written in place, a torn
+/// last write is zeroed rather than cut off, and a record that does not fit is refused.
+#[tokio::test]
+async fn a_log_disk_is_written_in_place_and_refuses_what_does_not_fit() {
+    use crate::log::file::{LogFile, LogFileError, Medium};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log.img");
+    let capacity = 4096u64;
+    std::fs::write(&path, vec![0u8; capacity as usize]).unwrap();
+    let disk = Medium::Disk { capacity };
+    let rw = || {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap()
+    };
+    let (file, records) = LogFile::open_on(rw(), &path, disk).unwrap();
+    assert!(records.is_empty());
+    let mut end = 0;
+    for body in [&b"first receipt"[..], b"second receipt"] {
+        end = file.append(Kind::Entry, body).unwrap();
+        file.durable(end).await.unwrap();
+    }
+    drop(file);
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(bytes.len() as u64, capacity, "a disk keeps its size");
+    assert!(bytes[end as usize..].iter().all(|&b| b == 0));
+    // A torn last write (a record's first bytes, then zeros): zeroed at the next open.
+    let torn = receipt_log::encode(Kind::Entry, b"never acknowledged").unwrap();
+    let mut b = bytes.clone();
+    b[end as usize..end as usize + 20].copy_from_slice(&torn[..20]);
+    std::fs::write(&path, &b).unwrap();
+    let (file, records) = LogFile::open_on(rw(), &path, disk).unwrap();
+    assert_eq!(records.len(), 2);
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        bytes,
+        "the torn write is zeroed"
+    );
+    // Full: the record that does not fit is refused, nothing is written.
+    let big = vec![7u8; capacity as usize];
+    match file.append(Kind::Entry, &big[..3000]) {
+        Ok(e) => file.durable(e).await.unwrap(),
+        Err(e) => panic!("3000 bytes fit: {e}"),
+    }
+    let e = file.append(Kind::Entry, &big[..2000]).unwrap_err();
+    assert!(
+        matches!(e, LogFileError::Full { capacity: 4096, .. }),
+        "{e}"
+    );
+    assert!(e.to_string().contains("the log disk is full"), "{e}");
+    drop(file);
+    let (_, records) = LogFile::open_on(rw(), &path, disk).unwrap();
+    assert_eq!(records.len(), 3);
+}

@@ -10,6 +10,7 @@
 
 pub mod process;
 pub mod qemu;
+pub mod receipts;
 pub mod vm;
 
 pub use process::{AK_AUTH, AK_PUBLIC, Enclave, RECOVERY, TPM_DIR, TPM_SOCKET};

@@ -39,6 +39,8 @@ pub struct VmSpec {
     pub vsock_socket: PathBuf,
     /// The model disk (raw, dm-verity inside), attached read-only.
     pub model_disk: Option<PathBuf>,
+    /// The receipt log disk (raw, read-write), serial `secllama-log`.
+    pub log_disk: Option<PathBuf>,
     /// Where the serial console goes.
     pub serial_log: PathBuf,
     /// KVM or TCG.
@@ -163,7 +165,21 @@ pub fn qemu_args(spec: &VmSpec) -> Vec<OsString> {
             os("-drive"),
             path_arg("if=none,id=model,format=raw,readonly=on,file=", disk, ""),
             os("-device"),
-            os("virtio-blk-pci,drive=model"),
+            os(format!(
+                "virtio-blk-pci,drive=model,serial={}",
+                secllama_enclave::guest::disk::MODEL_SERIAL
+            )),
+        ]);
+    }
+    if let Some(disk) = &spec.log_disk {
+        a.extend([
+            os("-drive"),
+            path_arg("if=none,id=log,format=raw,file=", disk, ""),
+            os("-device"),
+            os(format!(
+                "virtio-blk-pci,drive=log,serial={}",
+                secllama_enclave::guest::disk::LOG_SERIAL
+            )),
         ]);
     }
     a.extend([
@@ -203,6 +219,7 @@ mod tests {
             tpm_socket: "/s/tpm/swtpm.ctrl".into(),
             vsock_socket: "/s/vsock.sock".into(),
             model_disk: disk.then(|| "/s/model.img".into()),
+            log_disk: Some("/s/receipts.img".into()),
             serial_log: "/s/serial.log".into(),
             accel,
             snp: None,
@@ -255,6 +272,9 @@ mod tests {
             "memory-backend-memfd,id=mem,size=512M,share=on",
             "-device vhost-user-vsock-pci,chardev=vsock0",
             "if=none,id=model,format=raw,readonly=on,file=/s/model.img",
+            "-device virtio-blk-pci,drive=model,serial=secllama-model",
+            "-drive if=none,id=log,format=raw,file=/s/receipts.img",
+            "-device virtio-blk-pci,drive=log,serial=secllama-log",
             "-serial file:/s/serial.log",
         ] {
             assert!(a.contains(want), "{want} not in {a}");

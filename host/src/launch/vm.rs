@@ -26,11 +26,39 @@ use secllama_enclave::config::{Confidential, Config};
 use secllama_enclave::listener::ListenerAddr;
 use secllama_measurements::launch::Isolation;
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// The receipt log disk in the state folder (docs/log.md).
+pub const LOG_DISK: &str = "receipts.img";
+
+/// The receipt log disk for this launch: `state/receipts.img`, a raw image of `mib` MiB (created
+/// sparse, grown when `mib` grew, never shrunk). An image another measured boot (kernel,
+/// initramfs, command line) wrote is moved aside first ([`super::receipts`]): only the enclave
+/// whose identity is sealed in it could continue it.
+fn log_disk(state: &Path, image: &Built, mib: u64, log: &mut dyn Write) -> anyhow::Result<PathBuf> {
+    let path = state.join(LOG_DISK);
+    let id =
+        super::receipts::vm_launch_id(&image.kernel_sha256, &image.initrd_sha256, &image.cmdline);
+    super::receipts::retire_foreign(&path, &id, log)?;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("opening the receipt log disk {}", path.display()))?;
+    let want = mib.saturating_mul(1 << 20);
+    let have = f.metadata()?.len();
+    if have < want {
+        f.set_len(want)
+            .with_context(|| format!("sizing the receipt log disk {}", path.display()))?;
+    }
+    Ok(path)
+}
 
 /// The serial console log in the state folder.
 pub const SERIAL_LOG: &str = "serial.log";
@@ -317,6 +345,7 @@ pub fn start(
         hex::encode(image.initrd_sha256)
     );
 
+    let log_disk = log_disk(&state, &image, vm.log_disk_mib, &mut log)?;
     let (swtpm, tpm_socket) = start_swtpm(&state)?;
     let vhost = state.join("vhost-user-vsock.sock");
     let vsock_socket = state.join(VSOCK_SOCKET);
@@ -360,6 +389,7 @@ pub fn start(
         tpm_socket,
         vsock_socket: vhost,
         model_disk: image.model_disk.as_ref().map(|(d, _)| d.clone()),
+        log_disk: Some(log_disk),
         serial_log: serial_log.clone(),
         accel,
         snp: None,

@@ -47,7 +47,6 @@ pub const TPM_DIR: &str = "tpm";
 pub const TPM_SOCKET: &str = "tpm.sock";
 
 mod output;
-mod receipts;
 mod start;
 pub use start::Enclave;
 
@@ -419,7 +418,7 @@ pub fn start(
     }
     let (prediction, ak_auth) = measure_into_tpm(&p, tcti)?;
     let mut log = log;
-    receipts::retire_foreign_log(&p.config.receipts, &prediction, &mut log)?;
+    super::receipts::retire_foreign_log(&p.config.receipts, &prediction, &mut log)?;
     let pcr = p.config.launch.pcr;
     start::start_measured(p, prediction, &ak_auth, tpm_addr, socket, log).map_err(|e| {
         e.context(format!(

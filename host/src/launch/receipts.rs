@@ -1,10 +1,12 @@
 //! Which measured enclave a receipt log on the host's disk belongs to (docs/log.md). The log's
 //! identity is sealed to the PCRs of the launch that created it: only that measured enclave can
-//! continue it. The launcher records each launch's predicted PCR values beside the log
-//! (`<receipts>.launch`: SHA-256 over every bank's predicted PCRs, hex); a launch whose values
-//! differ moves the previous enclave's log aside (`<receipts>.<its launch id prefix>.retired`,
-//! kept, never deleted) so that this enclave starts its own, and says so. A log without a record
-//! is left for the agent, which refuses one it cannot unseal.
+//! continue it. The launcher records each launch's id beside the log (`<receipts>.launch`, hex):
+//! in process mode SHA-256 over every bank's predicted PCRs ([`launch_id`]), in VM mode over the
+//! booted kernel, initramfs and command line ([`vm_launch_id`]; PCRs 4 and 9 follow from them). A
+//! launch whose id differs moves the previous enclave's log — a file, or VM mode's log disk image —
+//! aside (`<receipts>.<its launch id prefix>.retired`, kept, never deleted) so that this enclave
+//! starts its own, and says so. A log without a record is left for the agent, which refuses one
+//! it cannot unseal.
 
 use anyhow::Context;
 use secllama_measurements::launch::Prediction;
@@ -31,6 +33,16 @@ fn marker(receipts: &Path) -> PathBuf {
     PathBuf::from(m)
 }
 
+/// A VM launch's id: SHA-256 over the kernel's and the initramfs's SHA-256 and the command line,
+/// hex.
+pub fn vm_launch_id(kernel_sha256: &[u8; 32], initrd_sha256: &[u8; 32], cmdline: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(kernel_sha256);
+    h.update(initrd_sha256);
+    h.update(cmdline.as_bytes());
+    hex::encode(h.finalize())
+}
+
 /// Moves a receipt log created by another measured launch aside and records this launch's id.
 /// Returns where the old log went, if it moved.
 pub fn retire_foreign_log(
@@ -38,7 +50,15 @@ pub fn retire_foreign_log(
     prediction: &Prediction,
     out: &mut dyn Write,
 ) -> anyhow::Result<Option<PathBuf>> {
-    let this = launch_id(prediction);
+    retire_foreign(receipts, &launch_id(prediction), out)
+}
+
+/// [`retire_foreign_log`] for the launch id `this`.
+pub fn retire_foreign(
+    receipts: &Path,
+    this: &str,
+    out: &mut dyn Write,
+) -> anyhow::Result<Option<PathBuf>> {
     let marker = marker(receipts);
     let previous = match std::fs::read_to_string(&marker) {
         Ok(s) => Some(s.trim().to_string()),
@@ -83,7 +103,7 @@ pub fn retire_foreign_log(
             out,
             "secllama: the measured launch changed (launch id {prefix}… → {}…): the previous \
              enclave's receipt log is kept as {}; this enclave starts a new log",
-            &this[..12],
+            this.get(..12).unwrap_or(this),
             target.display()
         );
         moved = Some(target);
