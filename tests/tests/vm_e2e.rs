@@ -329,7 +329,8 @@ fn vm_attest_seal_refuse_and_tamper() {
     let last_size = before["heads"].as_array().unwrap().last().unwrap()["size"]
         .as_u64()
         .unwrap();
-    let (launcher, _output, bridge) = launch_with_args(&config, &[]).unwrap();
+    // This boot logs as JSON: the launcher's progress and the guest's console lines too.
+    let (launcher, output, bridge) = launch_with_args(&config, &["--log-format", "json"]).unwrap();
     let url = format!("http://{bridge}");
     let g = verify_generate(&url, "tiny:latest", PROMPT, &m, &[]).unwrap();
     assert!(g.status.success(), "{}", text(&g.stderr));
@@ -339,6 +340,16 @@ fn vm_attest_seal_refuse_and_tamper() {
         text(&g.stderr)
     );
     drop(launcher);
+    let logged = output.lock().unwrap().clone();
+    assert!(
+        logged.iter().any(|l| l.contains("secllama-init: stage agent")),
+        "{logged:?}"
+    );
+    for l in &logged {
+        let v: serde_json::Value =
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+        assert!(v["level"].is_string(), "{l}");
+    }
     let after = log_cli(&["log", "verify", disk.to_str().unwrap()]);
     assert_eq!(after["log_id"], before["log_id"], "the same identity");
     assert_eq!(after["entries"].as_u64().unwrap(), entries + 1, "{after}");

@@ -40,6 +40,45 @@ pub struct Args {
     pub no_bridge: bool,
 }
 
+/// The launch's progress and the guest's console lines (VM mode) as log events, one per line,
+/// for `--log-format json`: every line on stderr is then one JSON object, the text a string field.
+#[derive(Default)]
+struct JsonLines(Vec<u8>);
+
+impl JsonLines {
+    fn emit(line: &[u8]) {
+        let text = crate::launch::process::output::shown(line);
+        tracing::info!(target: "secllama::launch", line = %text, "output");
+    }
+}
+
+impl Write for JsonLines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        while let Some(i) = self.0.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.0.drain(..=i).collect();
+            Self::emit(&line[..i]);
+        }
+        // A line without its end so far is bounded like the sandboxes' lines.
+        if self.0.len() > crate::launch::process::output::MAX_LINE {
+            Self::emit(&std::mem::take(&mut self.0));
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for JsonLines {
+    fn drop(&mut self) {
+        if !self.0.is_empty() {
+            Self::emit(&std::mem::take(&mut self.0));
+        }
+    }
+}
+
 /// A line for scripts on stdout; with `--log-format json` also a log event on stderr.
 #[allow(clippy::print_stdout, clippy::print_stderr)]
 fn say(line: &str) {
@@ -59,12 +98,15 @@ pub fn run(args: &Args) -> anyhow::Result<String> {
     if !args.listen.ip().is_loopback() && !args.no_bridge {
         super::bridge::warn_public(args.listen);
     }
-    let mut enclave = crate::launch::start(
-        &args.config,
-        tcti.as_deref(),
-        args.image.as_deref(),
-        std::io::stderr(),
-    )?;
+    let json =
+        secllama_enclave::diagnostics::format() == secllama_enclave::diagnostics::LogFormat::Json;
+    let log: Box<dyn Write + Send> = if json {
+        Box::new(JsonLines::default())
+    } else {
+        Box::new(std::io::stderr())
+    };
+    let mut enclave =
+        crate::launch::start(&args.config, tcti.as_deref(), args.image.as_deref(), log)?;
     say(&enclave.describe());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

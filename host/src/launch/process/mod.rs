@@ -46,7 +46,7 @@ pub const TPM_DIR: &str = "tpm";
 /// The TPM relay socket's name in [`TPM_DIR`].
 pub const TPM_SOCKET: &str = "tpm.sock";
 
-mod output;
+pub mod output;
 mod start;
 pub use start::Enclave;
 
