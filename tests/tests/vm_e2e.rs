@@ -342,7 +342,9 @@ fn vm_attest_seal_refuse_and_tamper() {
     drop(launcher);
     let logged = output.lock().unwrap().clone();
     assert!(
-        logged.iter().any(|l| l.contains("secllama-init: stage agent")),
+        logged
+            .iter()
+            .any(|l| l.contains("secllama-init: stage agent")),
         "{logged:?}"
     );
     for l in &logged {
