@@ -46,16 +46,20 @@ fn bridge(sock: &Path) -> (Reaped, String) {
             ])
             .arg("--enclave")
             .arg(format!("unix:{}", sock.display()))
-            .stderr(Stdio::piped())
+            .stdout(Stdio::piped())
             .spawn()
             .unwrap(),
     );
     // It says where it listens once bound.
-    let mut err = BufReader::new(child.0.stderr.take().unwrap());
+    let mut out = BufReader::new(child.0.stdout.take().unwrap());
     let mut line = String::new();
-    err.read_line(&mut line).unwrap();
-    assert!(line.contains("secllama bridge"), "{line}");
-    std::thread::spawn(move || for _ in err.lines() {});
+    out.read_line(&mut line).unwrap();
+    assert_eq!(
+        line.trim(),
+        format!("bridge listening on {listen}"),
+        "{line}"
+    );
+    std::thread::spawn(move || for _ in out.lines() {});
     (child, listen)
 }
 

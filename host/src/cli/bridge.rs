@@ -1,6 +1,6 @@
 //! `secllama bridge --listen ADDR:PORT --enclave unix:PATH|vsock-uds:PATH:PORT [limits]`: relays TCP
 //! connections to the enclave (see [`crate::bridge`]). Binds loopback by default and warns loudly
-//! when asked to listen elsewhere.
+//! when asked to listen elsewhere. Prints `bridge listening on ADDR:PORT` on stdout once bound.
 
 use crate::bridge::{EnclaveAddr, Limits, serve};
 use std::net::SocketAddr;
@@ -53,6 +53,13 @@ pub fn run(args: &Args) -> anyhow::Result<String> {
         .build()?;
     rt.block_on(async {
         let listener = tokio::net::TcpListener::bind(args.listen).await?;
+        // The line scripts wait for, on stdout (as `secllama launch` prints it).
+        #[allow(clippy::print_stdout)]
+        {
+            use std::io::Write;
+            println!("bridge listening on {}", listener.local_addr()?);
+            let _ = std::io::stdout().flush();
+        }
         tracing::info!(
             target: "secllama::bridge",
             listen = %listener.local_addr()?,
