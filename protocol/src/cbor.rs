@@ -2,8 +2,12 @@
 //!
 //! Encoding sorts every map by the bytewise order of its encoded keys and relies on ciborium's
 //! shortest-form integers and definite lengths. Strict decoding accepts one item of at most a given
-//! size, with no trailing bytes and no duplicate map keys, and — for formats we define — only the
-//! deterministic encoding: the input must equal the re-encoding of what was decoded.
+//! size, with no trailing bytes, no duplicate map keys (compared by value, at any depth, inside
+//! keys too) and no bignums (tags 2 and 3: no format secllama reads uses them, and ciborium turns
+//! some into integers and not others, so their re-encoding is not what was read) — and, for
+//! formats we define, only the deterministic encoding: the input must equal the re-encoding of
+//! what was decoded. Whatever [`decode`] accepts, [`to_vec`] re-encodes into bytes
+//! [`decode_deterministic`] accepts as the same value.
 
 use crate::{ProtocolError, Result};
 pub use ciborium::Value;
@@ -91,8 +95,57 @@ pub fn decode(what: &str, bytes: &[u8], limit: usize) -> Result<Value> {
             found: rest.len(),
         });
     }
+    refuse_bignums(what, bytes)?;
     check_unique_keys(what, &value)?;
     Ok(value)
+}
+
+/// Refuses a bignum (tag 2 or 3, RFC 8949 §3.4.3) anywhere in `bytes`, one well-formed item (as
+/// ciborium accepted it). Every head comes in order, so one pass over the heads, skipping string
+/// contents, sees every tag.
+fn refuse_bignums(what: &str, bytes: &[u8]) -> Result<()> {
+    let malformed = || ProtocolError::Cbor {
+        what: what.into(),
+        reason: "a head that runs past the end of the input".into(),
+    };
+    let mut pos = 0usize;
+    while pos < bytes.len() {
+        let head = bytes[pos];
+        let (major, info) = (head >> 5, head & 0x1f);
+        let width = match info {
+            0..=23 | 31 => 0,
+            24 => 1,
+            25 => 2,
+            26 => 4,
+            27 => 8,
+            _ => return Err(malformed()),
+        };
+        let arg_bytes = bytes.get(pos + 1..pos + 1 + width).ok_or_else(malformed)?;
+        let arg = if width == 0 {
+            u64::from(info)
+        } else {
+            arg_bytes.iter().fold(0u64, |a, b| (a << 8) | u64::from(*b))
+        };
+        pos += 1 + width;
+        match major {
+            // A definite string's content follows its head (an indefinite one's chunks are heads).
+            2 | 3 if info != 31 => {
+                let len = usize::try_from(arg).map_err(|_| malformed())?;
+                pos = pos.checked_add(len).ok_or_else(malformed)?;
+            }
+            6 if arg == 2 || arg == 3 => {
+                return Err(ProtocolError::Cbor {
+                    what: what.into(),
+                    reason: format!(
+                        "a bignum (tag {arg}) at byte offset {}: no secllama format uses them",
+                        pos - 1 - width
+                    ),
+                });
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Like [`decode`], and additionally requires the input to be in deterministic form.
@@ -123,6 +176,10 @@ fn check_unique_keys(what: &str, value: &Value) -> Result<()> {
         Value::Map(entries) => {
             let mut keys = Vec::with_capacity(entries.len());
             for (k, v) in entries {
+                // Keys may be maps too: no duplicates inside them either. Compared by value: the
+                // deterministic encoding of what was decoded (bignums, the one way ciborium keeps
+                // two encodings of one value apart, are refused before).
+                check_unique_keys(what, k)?;
                 keys.push(to_vec(k)?);
                 check_unique_keys(what, v)?;
             }
@@ -398,6 +455,58 @@ mod tests {
             decode("t", &[0u8; 11], 10),
             Err(ProtocolError::TooLarge { .. })
         ));
+    }
+
+    /// Found by fuzzing (issue 16; the inputs are in `../shared/cases/cbor/`, read by
+    /// `protocol/tests/cbor_cases.rs`): bignums in every form, duplicate keys that differ only in
+    /// encoding, and duplicates inside a key.
+    #[test]
+    fn bignums_duplicates_by_value_and_inside_keys_are_refused() {
+        for (bytes, expect) in [
+            (&[0xc3, 0x5f, 0xff][..], "bignum (tag 3)"),
+            (&[0xc2, 0x41, 0x05], "bignum (tag 2)"),
+            (&[0xc3, 0x40], "bignum (tag 3)"),
+            (
+                &[0x82, 0x01, 0xc2, 0x49, 1, 0, 0, 0, 0, 0, 0, 0, 0],
+                "bignum (tag 2)",
+            ),
+            (
+                &[0xa2, 0xc3, 0x5f, 0xff, 0x00, 0x20, 0x00],
+                "bignum (tag 3)",
+            ),
+            (&[0xa1, 0xa2, 0x01, 0x00, 0x01, 0x00, 0x00], "integer 1"),
+            (&[0xa2, 0x18, 0x01, 0x00, 0x01, 0x00], "integer 1"),
+            (
+                &[0xa2, 0x5f, 0x41, 0x61, 0xff, 0x00, 0x41, 0x61, 0x00],
+                "byte string",
+            ),
+        ] {
+            for e in [
+                decode("t", bytes, 64).unwrap_err(),
+                decode_deterministic("t", bytes, 64).unwrap_err(),
+            ] {
+                assert!(
+                    e.to_string().contains(expect),
+                    "{}: {e}",
+                    hex::encode(bytes)
+                );
+            }
+        }
+        // A tag 2 or 3 byte inside a string is content, not a tag.
+        assert!(decode_deterministic("t", &[0x42, 0xc2, 0xc3], 64).is_ok());
+        assert!(decode_deterministic("t", &[0x62, 0x61, 0x62], 64).is_ok());
+    }
+
+    proptest::proptest! {
+        /// Whatever `decode` accepts re-encodes into bytes `decode_deterministic` accepts as the
+        /// same value (the property the fuzzer broke).
+        #[test]
+        fn decode_is_closed_under_the_encoder(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..48)) {
+            if let Ok(v) = decode("t", &bytes, 64) {
+                let again = to_vec(&v).unwrap();
+                proptest::prop_assert_eq!(decode_deterministic("t", &again, 1 << 16).unwrap(), v);
+            }
+        }
     }
 
     #[test]
