@@ -9,6 +9,7 @@
 //! |---|---|---|
 //! | [`cbor`] | RFC 8949 | deterministic encoding and strict decoding of CBOR values |
 //! | [`cose`] | RFC 9052/9053, RFC 8230, RFC 7517 | COSE_Sign1 (ES256/384/512, PS256/384/512), public keys from PEM, COSE_Key and JWK |
+//! | [`pem`] | RFC 7468 | the PEM armour of certificates, CRLs and keys, strictly and in one pass |
 //! | [`attestation`] | RFC 9711 (EAT) | the attestation document payload and the key binding |
 //! | [`seal`] | RFC 9052 COSE_Encrypt / COSE_Encrypt0, RFC 5869 | sealed requests (RSA-OAEP-256 + A256GCM, session reuse), sealed single and streamed responses |
 //! | [`receipt`] | RFC 9052 COSE_Sign1 | the signed receipt that closes every answer |
@@ -25,6 +26,7 @@ pub mod cbor;
 pub mod cose;
 mod error;
 pub mod ollama_name;
+pub mod pem;
 pub mod receipt;
 pub mod receipt_log;
 pub mod rfc9162;

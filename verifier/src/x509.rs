@@ -29,18 +29,30 @@ pub const OID_KEY_USAGE: &str = "2.5.29.15";
 /// Critical extensions every caller understands.
 const ALWAYS_KNOWN: [&str; 2] = [OID_BASIC_CONSTRAINTS, OID_KEY_USAGE];
 
-/// Reads certificates from DER (one) or PEM (one or more `CERTIFICATE` blocks); returns DER.
+/// Most certificates one PEM input may hold (a VCEK chain is 3, a bundle of roots a few more).
+pub const MAX_PEM_CERTIFICATES: usize = 64;
+
+/// Reads certificates from DER (one) or PEM (one to [`MAX_PEM_CERTIFICATES`] `CERTIFICATE`
+/// blocks); returns DER. The PEM armour is read by [`secllama_protocol::pem`] (strict, one pass)
+/// and each block's DER parsed on its own — not by `x509_cert`'s `load_pem_chain`, whose PEM
+/// reader (`der` 0.7) loops forever on some inputs (issue 16: a block whose body is `MA==`).
 ///
 /// # Errors
 /// A message saying what was expected and found.
 pub fn load_certificates(input: &[u8]) -> Result<Vec<Vec<u8>>, String> {
     let bad = |e: der::Error| format!("expected DER or PEM X.509 certificates, found {e}");
     if input.trim_ascii_start().starts_with(b"-----BEGIN") {
-        let certs = Certificate::load_pem_chain(input).map_err(bad)?;
-        if certs.is_empty() {
-            return Err("expected PEM CERTIFICATE blocks, found none".into());
+        let blocks = secllama_protocol::pem::blocks(input, "CERTIFICATE", MAX_PEM_CERTIFICATES)
+            .map_err(|e| format!("expected PEM X.509 certificates: {e}"))?;
+        for (n, der) in blocks.iter().enumerate() {
+            Certificate::from_der(der).map_err(|e| {
+                format!(
+                    "PEM block {}: expected a DER X.509 certificate, found {e}",
+                    n + 1
+                )
+            })?;
         }
-        certs.iter().map(|c| c.to_der().map_err(bad)).collect()
+        Ok(blocks)
     } else {
         Certificate::from_der(input).map_err(bad)?;
         Ok(vec![input.to_vec()])

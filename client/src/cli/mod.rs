@@ -223,15 +223,11 @@ pub fn load_crl(path: &Path) -> anyhow::Result<Vec<u8>> {
     use der::Decode;
     let bytes = read_file(path)?;
     let der = if bytes.trim_ascii_start().starts_with(b"-----BEGIN") {
-        let (label, der) = der::pem::decode_vec(&bytes)
-            .map_err(|e| anyhow::anyhow!("{}: expected a PEM CRL, found {e}", path.display()))?;
-        if label != "X509 CRL" {
-            anyhow::bail!(
-                "{}: expected PEM label X509 CRL, found {label}",
-                path.display()
-            );
-        }
-        der
+        secllama_protocol::pem::blocks(&bytes, "X509 CRL", 1)
+            .map_err(|e| anyhow::anyhow!("{}: expected a PEM CRL: {e}", path.display()))?
+            .into_iter()
+            .next()
+            .unwrap_or_default()
     } else {
         bytes
     };

@@ -123,29 +123,18 @@ impl VerifyingKey {
         }
     }
 
-    /// Reads a PEM `PUBLIC KEY` (SubjectPublicKeyInfo) block. Line length is not enforced, so keys
-    /// pasted without wrapping are accepted; anything outside the one block is ignored.
+    /// Reads a PEM `PUBLIC KEY` (SubjectPublicKeyInfo) block ([`crate::pem`]). Line length is not
+    /// enforced, so keys pasted without wrapping are accepted; text outside the block is ignored,
+    /// another PEM block is an error.
     pub fn from_pem(pem: &str) -> Result<Self> {
-        const BEGIN: &str = "-----BEGIN PUBLIC KEY-----";
-        const END: &str = "-----END PUBLIC KEY-----";
-        let start = pem.find(BEGIN).ok_or_else(|| {
+        let der = crate::pem::blocks(pem.as_bytes(), "PUBLIC KEY", 1).map_err(|e| {
             key_err(
                 "PEM key",
-                "a -----BEGIN PUBLIC KEY----- block (SubjectPublicKeyInfo)",
-                "another or no PEM label",
+                "one PUBLIC KEY block (SubjectPublicKeyInfo)",
+                e.to_string(),
             )
         })?;
-        let body = &pem[start + BEGIN.len()..];
-        let end = body
-            .find(END)
-            .ok_or_else(|| key_err("PEM key", "an -----END PUBLIC KEY----- line", "none"))?;
-        let b64: String = body[..end]
-            .chars()
-            .filter(|c| !c.is_ascii_whitespace())
-            .collect();
-        let der = base64::engine::general_purpose::STANDARD
-            .decode(b64)
-            .map_err(|e| key_err("PEM key", "base64 between the PEM lines", e.to_string()))?;
+        let der = der.into_iter().next().unwrap_or_default();
         Self::from_spki_der(&der)
     }
 
