@@ -24,5 +24,13 @@ hits=$(git ls-files '*.rs' | grep -vE '(^|/)(tests|benches)/' \
 if [ -n "$hits" ]; then
   echo "check-deps: the rsa crate is used with a private key:"; echo "$hits"; fail=1
 fi
-[ $fail -eq 0 ] && echo "check-deps: ok (no serde_cbor; no TPM library in protocol/verifier/measurements; verifier without I/O crates; rsa public-key only)"
+# Every declared dependency is used (cargo-machete, built by scripts/setup.sh).
+machete="$(pwd)/.cache/tools/bin/cargo-machete"
+[ -x "$machete" ] || machete=$(command -v cargo-machete || true)
+if [ -z "$machete" ]; then
+  echo "check-deps: cargo-machete is missing (scripts/setup.sh builds it)"; fail=1
+elif ! out=$("$machete" 2>&1); then
+  echo "check-deps: unused dependencies:"; echo "$out" | sed -n '/found the following/,/^$/p'; fail=1
+fi
+[ $fail -eq 0 ] && echo "check-deps: ok (no serde_cbor; no TPM library in protocol/verifier/measurements; verifier without I/O crates; rsa public-key only; no unused dependency)"
 exit $fail

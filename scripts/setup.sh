@@ -61,6 +61,11 @@ if [ ! -f "$kernel_dir/boot/vmlinuz-$kernel_release" ]; then
   dpkg-deb -x "$deb" "$kernel_dir.tmp"
   rm -rf "$kernel_dir" && mv "$kernel_dir.tmp" "$kernel_dir" && rm -rf "$tmp"
 fi
+machete_version=0.9.2
+if ! "$root/.cache/tools/bin/cargo-machete" --version 2>/dev/null | grep -qx "\(cargo-machete \)\?$machete_version"; then
+  echo "setup: building cargo-machete $machete_version (unused-dependency check; about 4 minutes)"
+  cargo install -q --locked cargo-machete --version "$machete_version" --root "$root/.cache/tools"
+fi
 vhost_version=0.3.0
 if [ "$("$root/.cache/tools/bin/vhost-device-vsock" --version 2>/dev/null)" != "vhost-device-vsock $vhost_version" ]; then
   echo "setup: building vhost-device-vsock $vhost_version (about 3 minutes)"
