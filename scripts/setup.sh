@@ -61,6 +61,11 @@ if [ ! -f "$kernel_dir/boot/vmlinuz-$kernel_release" ]; then
   dpkg-deb -x "$deb" "$kernel_dir.tmp"
   rm -rf "$kernel_dir" && mv "$kernel_dir.tmp" "$kernel_dir" && rm -rf "$tmp"
 fi
+fuzz_version=0.13.2
+if ! "$root/.cache/tools/bin/cargo-fuzz" --version 2>/dev/null | grep -q " $fuzz_version"; then
+  echo "setup: building cargo-fuzz $fuzz_version (the fuzz smoke of scripts/test.sh; about 2 minutes)"
+  cargo install -q --locked cargo-fuzz --version "$fuzz_version" --root "$root/.cache/tools"
+fi
 machete_version=0.9.2
 if ! "$root/.cache/tools/bin/cargo-machete" --version 2>/dev/null | grep -qx "\(cargo-machete \)\?$machete_version"; then
   echo "setup: building cargo-machete $machete_version (unused-dependency check; about 4 minutes)"

@@ -31,4 +31,7 @@ set -e
 # One closing line for the whole run, summed over every test binary.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1) } }
      END { printf "%d passed, %d failed\n", p, f }' "$log"
-exit "$status"
+[ "$status" -eq 0 ] || exit "$status"
+# The fuzz smoke (docs/fuzzing.md): every target 10 s, one job; any finding fails the run.
+echo "== fuzz smoke (scripts/fuzz.sh all 10)"
+bash scripts/fuzz.sh all 10

@@ -492,6 +492,14 @@ mod tests {
                 );
             }
         }
+        // A half-precision NaN with a payload (fuzzing, `fuzz/seeds/cbor/nan-half-payload.bin`):
+        // accepted, and its re-encoding (the canonical NaN) accepted strictly.
+        let nan = decode("t", &[0xf9, 0xff, 0x00], 64).unwrap();
+        let again = to_vec(&nan).unwrap();
+        assert_eq!(
+            to_vec(&decode_deterministic("t", &again, 64).unwrap()).unwrap(),
+            again
+        );
         // A tag 2 or 3 byte inside a string is content, not a tag.
         assert!(decode_deterministic("t", &[0x42, 0xc2, 0xc3], 64).is_ok());
         assert!(decode_deterministic("t", &[0x62, 0x61, 0x62], 64).is_ok());
