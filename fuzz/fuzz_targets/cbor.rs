@@ -11,9 +11,17 @@ fuzz_target!(|data: &[u8]| {
         let back = decode_deterministic("fuzz", &again, 1 << 22)
             .expect("the re-encoding of an accepted value is accepted strictly");
         // Compared by encoding: NaN is a value unequal to itself.
-        assert_eq!(to_vec(&back).expect("re-encodes"), again, "the re-encoding decodes to the same value");
+        assert_eq!(
+            to_vec(&back).expect("re-encodes"),
+            again,
+            "the re-encoding decodes to the same value"
+        );
     }
     if let Ok(v) = decode_deterministic("fuzz", data, 1 << 20) {
-        assert_eq!(to_vec(&v).expect("re-encodes"), data, "deterministic input is its own encoding");
+        assert_eq!(
+            to_vec(&v).expect("re-encodes"),
+            data,
+            "deterministic input is its own encoding"
+        );
     }
 });

@@ -13,7 +13,10 @@ fuzz_target!(|data: &[u8]| {
         ..Sign1Policy::default()
     };
     if sign1::parse(data, &strict).is_ok() {
-        assert!(sign1::parse(data, &lenient).is_ok(), "strict accepted what lenient refused");
+        assert!(
+            sign1::parse(data, &lenient).is_ok(),
+            "strict accepted what lenient refused"
+        );
     }
     let _ = sign1::parse(data, &lenient);
     let _ = VerifyingKey::detect(data);

@@ -15,7 +15,11 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(p) = secllama_protocol::receipt_log::parse(data) {
         assert!(p.valid_len as usize <= data.len());
         if let Ok(v) = secllama_protocol::receipt_log::verify(&p.records) {
-            assert!(v.heads.windows(2).all(|h| h[0].head.counter < h[1].head.counter));
+            assert!(
+                v.heads
+                    .windows(2)
+                    .all(|h| h[0].head.counter < h[1].head.counter)
+            );
         }
     }
     let _ = secllama_protocol::receipt::verify_receipt(data, key());

@@ -42,5 +42,8 @@ fuzz_target!(|data: &[u8]| {
         Ok(chunks) => assert!(chunks.is_empty(), "a forged chunk opened"),
         Err(_) => return,
     }
-    assert!(o.finish().is_err(), "a stream without its authenticated end finished");
+    assert!(
+        o.finish().is_err(),
+        "a stream without its authenticated end finished"
+    );
 });
