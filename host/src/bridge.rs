@@ -104,7 +104,9 @@ impl Default for Limits {
             max_connections: 64,
             max_per_peer: 16,
             header_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(120),
+            // The client's own limit for a silent sealed stream (`secllama-verify`, 300 s): a
+            // long answer computed on a slow machine is not cut off by the bridge first.
+            idle_timeout: Duration::from_secs(300),
             buffer_bytes: 64 * 1024,
         }
     }
@@ -226,8 +228,11 @@ async fn relay(
     drop(first);
     let (cr, cw) = client.into_split();
     let (ur, uw) = upstream.into_split();
-    let up = pump(cr, uw, limits);
-    let down = pump(ur, cw, limits);
+    // Idle means nothing in either direction: a client waiting for a long answer sends nothing
+    // while the answer streams (or is still being computed), and must not be cut off for it.
+    let activity = Activity::new();
+    let up = pump(cr, uw, limits, &activity);
+    let down = pump(ur, cw, limits, &activity);
     // Either direction ending (EOF, error or idle timeout) ends the connection.
     tokio::select! {
         r = up => r,
@@ -293,18 +298,60 @@ pub async fn connect(enclave: &EnclaveAddr, timeout: Duration) -> std::io::Resul
     }
 }
 
-/// Copies `from` to `to` through one fixed buffer, giving up after `idle_timeout` without bytes.
-async fn pump<R, W>(mut from: R, mut to: W, limits: Limits) -> std::io::Result<()>
+/// When a connection last carried bytes, in either direction.
+struct Activity {
+    start: std::time::Instant,
+    last_ms: std::sync::atomic::AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            start: std::time::Instant::now(),
+            last_ms: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn touch(&self) {
+        self.last_ms
+            .store(self.now_ms(), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Time since the last bytes in either direction.
+    fn idle(&self) -> Duration {
+        let last = self.last_ms.load(std::sync::atomic::Ordering::Relaxed);
+        Duration::from_millis(self.now_ms().saturating_sub(last))
+    }
+}
+
+/// Copies `from` to `to` through one fixed buffer, giving up once the connection carried nothing
+/// in either direction for `idle_timeout`, or `to` takes nothing for that long.
+async fn pump<R, W>(
+    mut from: R,
+    mut to: W,
+    limits: Limits,
+    activity: &Activity,
+) -> std::io::Result<()>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
     let mut buf = vec![0u8; limits.buffer_bytes];
     loop {
-        let n = match tokio::time::timeout(limits.idle_timeout, from.read(&mut buf)).await {
-            Ok(r) => r?,
-            Err(_) => return Ok(()),
+        let n = loop {
+            let wait = limits.idle_timeout.saturating_sub(activity.idle());
+            if wait.is_zero() {
+                return Ok(());
+            }
+            if let Ok(r) = tokio::time::timeout(wait, from.read(&mut buf)).await {
+                break r?;
+            }
         };
+        activity.touch();
         if n == 0 {
             to.shutdown().await?;
             return Ok(());
@@ -313,5 +360,6 @@ where
             Ok(r) => r?,
             Err(_) => return Ok(()),
         }
+        activity.touch();
     }
 }

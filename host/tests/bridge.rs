@@ -271,3 +271,42 @@ async fn vsock_uds_does_the_hybrid_handshake_and_refuses_what_is_not_ok() {
         }
     }
 }
+
+/// A slow answer to a silent client: the server writes a byte every 200 ms for 2 s (over three
+/// idle timeouts of 600 ms) while the client sends nothing after its request. Idle means nothing
+/// in either direction, so the answer arrives whole; once both sides are silent the connection
+/// closes after the idle timeout. (The bridge used to time each direction alone and cut such an
+/// answer after the idle timeout: a real model under TCG, silent for minutes, was cut by it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_answer_to_a_silent_client_is_not_idle() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("enclave.sock");
+    let l = UnixListener::bind(&sock).unwrap();
+    tokio::spawn(async move {
+        let (mut s, _) = l.accept().await.unwrap();
+        let mut req = [0u8; 4];
+        s.read_exact(&mut req).await.unwrap();
+        for i in 0..10u8 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            s.write_all(&[b'0' + i]).await.unwrap();
+        }
+        // Then silence, with the connection open.
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    });
+    let addr = bridge(EnclaveAddr::Unix(sock), limits()).await;
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    c.write_all(b"POST").await.unwrap();
+    let mut answer = [0u8; 10];
+    tokio::time::timeout(Duration::from_secs(5), c.read_exact(&mut answer))
+        .await
+        .expect("the answer arrived")
+        .expect("the connection stayed open");
+    assert_eq!(&answer, b"0123456789");
+    let start = Instant::now();
+    assert!(closed(&mut c, Duration::from_secs(3)).await, "then idle");
+    assert!(
+        start.elapsed() >= Duration::from_millis(500),
+        "{:?}",
+        start.elapsed()
+    );
+}

@@ -28,8 +28,8 @@ pub struct Args {
     /// Seconds a client has to send its first bytes.
     #[arg(long, default_value_t = 10)]
     pub header_timeout: u64,
-    /// Seconds a connection may stay silent.
-    #[arg(long, default_value_t = 120)]
+    /// Seconds a connection may carry nothing in either direction.
+    #[arg(long, default_value_t = 300)]
     pub idle_timeout: u64,
     /// Bytes in flight per connection and direction.
     #[arg(long, default_value_t = 65536)]
