@@ -114,13 +114,14 @@ TOML
 sed 's/^/  /' "$work/enclave/config.toml"
 
 step "2. secllama launch: measure into the TPM, start the enclave in the sandbox, bridge on loopback"
-"$secllama" launch --config "$work/enclave/config.toml" --tcti "$tcti" --listen 127.0.0.1:0 > "$work/launch.out" &
+"$secllama" launch --config "$work/enclave/config.toml" --tcti "$tcti" --listen 127.0.0.1:0 \
+  > "$work/launch.out" 2> "$work/launcher.log" &
 launcher_pid=$!
 bridge=""
 for _ in $(seq 600); do
   bridge=$(sed -n 's/^bridge listening on //p' "$work/launch.out")
   [ -n "$bridge" ] && break
-  kill -0 "$launcher_pid" 2>/dev/null || { cat "$work/launch.out"; echo "demo: secllama launch failed"; exit 1; }
+  kill -0 "$launcher_pid" 2>/dev/null || { cat "$work/launch.out" "$work/launcher.log"; echo "demo: secllama launch failed"; exit 1; }
   sleep 0.1
 done
 [ -n "$bridge" ] || { echo "demo: the enclave did not become ready"; exit 1; }
@@ -195,6 +196,8 @@ sizes = [h["size"] for h in json.load(sys.stdin)["heads"] if h["size"] > 0]
 print(sizes[0], sizes[-1])')
 [ "$from" -lt "$to" ] || { echo "demo: expected two signed heads of different sizes, found $from and $to"; exit 1; }
 "$verify" log consistency "$work/run/receipts.log" --from "$from" --to "$to" --format text
+echo "the operator's log (secllama launch's stderr: one line per sealed request, never its content):"
+grep 'secllama::request' "$work/launcher.log" | tail -n 4
 
 step "5a. secllama-verify eventlog: a real GCE event log, replayed"
 "$verify" eventlog "$shared/vectors/eventlog/ubuntu2104-gce-nodbx/eventlog.bin" --format text | sed -n '1,6p;/replayed PCRs/,/sha1:14 /p'
