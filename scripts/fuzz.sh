@@ -2,9 +2,12 @@
 # scripts/fuzz.sh [TARGET|all] [SECONDS]: builds the fuzz targets (fuzz/, cargo-fuzz, libFuzzer; on
 # stable Rust: `cargo fuzz build -s none`, debug assertions and overflow checks on) and runs each
 # for SECONDS (default 60) with one job, then prints per target: inputs run, inputs/s, corpus
-# size and coverage (libFuzzer's cov/ft). Seeds: fuzz/seeds/TARGET (kept minimal in the repository)
-# and the matching files of ../shared/vectors; the growing corpus is fuzz/corpus/TARGET (not in
-# git). Any crash, timeout (10 s per input), memory beyond 2 GiB or leak fails the run; the input
+# size and coverage (libFuzzer's cov/ft). Seeds: fuzz/seeds/TARGET (kept minimal in the repository),
+# the matching files of ../shared/vectors, and valid inputs the project's own code produces
+# (protocol/examples/fuzz_seeds.rs: documents, receipts, logs, sealed requests and answers,
+# policy and proxy requests); the growing corpus is fuzz/corpus/TARGET (not in git). Every input
+# must also be decided within bounds of time and memory that scale with its length
+# (fuzz/src/lib.rs). Any crash, timeout (10 s per input), memory beyond 2 GiB or leak fails the run; the input
 # is kept in fuzz/artifacts/TARGET and the run says how to replay it (docs/fuzzing.md).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -19,9 +22,13 @@ if [ "$which" != all ]; then
   targets=$which
 fi
 shared="${SECLLAMA_SHARED:-$root/../shared}/vectors"
-echo "fuzz: building $(echo "$targets" | wc -w) target(s) (cargo fuzz build -s none; one job)"
-mkdir -p artifacts
-CARGO_BUILD_JOBS=1 cargo fuzz build -s none -O >artifacts/build.log 2>&1 || { tail -30 artifacts/build.log; exit 1; }
+echo "fuzz: building $(echo "$targets" | wc -w) target(s) (cargo fuzz build -s none -O)"
+mkdir -p artifacts corpus
+# The bounds every target decides its inputs under must themselves catch what they promise.
+cargo test -q -p secllama-fuzz-bounds >artifacts/bounds-test.log 2>&1 || { tail -30 artifacts/bounds-test.log; exit 1; }
+cargo fuzz build -s none -O >artifacts/build.log 2>&1 || { tail -30 artifacts/build.log; exit 1; }
+(cd "$root" && cargo run --release -q -p secllama-protocol --example fuzz_seeds -- fuzz/corpus) \
+  >artifacts/seeds.log 2>&1 || { tail -30 artifacts/seeds.log; exit 1; }
 seed() { # target -> extra seed folders from the shared vectors
   case "$1" in
     cose|cbor|attestation|receipt_log) echo "$shared/cose" ;;

@@ -9,7 +9,6 @@
 //!
 //! | module | what |
 //! |---|---|
-//! | [`ijson`] | RFC 7493 §2.3: request bodies with a member name given twice (at any depth) are refused, so the policy and the runner read the same request |
 //! | [`policy`] | the measured evaluation policy: dataset, models, limits; exact-match decisions with the refusing rule named |
 //! | [`replay`] | request-id replay window and the bounded, expiring session cache of content keys |
 //! | [`log`] | the receipt log: its file (torn-tail recovery, group-committed durability), RFC 9162 tree, signed heads, identity sealed to the TPM, NV counter |
@@ -31,7 +30,6 @@ pub mod diagnostics;
 pub mod endpoint;
 pub mod guest;
 pub mod handoff;
-pub mod ijson;
 pub mod integrity;
 pub mod listener;
 pub mod log;

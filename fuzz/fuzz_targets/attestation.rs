@@ -4,5 +4,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = secllama_protocol::attestation::open_document(data);
+    secllama_fuzz_bounds::decided(data, || {
+        let _ = secllama_protocol::attestation::open_document(data);
+    });
 });

@@ -3,7 +3,9 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(log) = secllama_measurements::eventlog::EventLog::parse(data) {
-        let _ = log.replay();
-    }
+    secllama_fuzz_bounds::decided(data, || {
+        if let Ok(log) = secllama_measurements::eventlog::EventLog::parse(data) {
+            let _ = log.replay();
+        }
+    });
 });

@@ -30,20 +30,22 @@ fn keys() -> &'static Keys {
 
 fuzz_target!(|data: &[u8]| {
     let k = keys();
-    let ctx = RequestContext {
-        method: "POST",
-        path: "/v1/sealed/api/generate",
-        attestation_digest: sha256(&[b"fuzz"]),
-    };
-    assert!(open_request(data, &ctx, &k.rsa, |_| Some(k.session.clone())).is_err());
-    assert!(open_single(&k.response, data).is_err());
-    let mut o = StreamOpener::new(k.response.clone());
-    match o.push(data) {
-        Ok(chunks) => assert!(chunks.is_empty(), "a forged chunk opened"),
-        Err(_) => return,
-    }
-    assert!(
-        o.finish().is_err(),
-        "a stream without its authenticated end finished"
-    );
+    secllama_fuzz_bounds::decided(data, || {
+        let ctx = RequestContext {
+            method: "POST",
+            path: "/v1/sealed/api/generate",
+            attestation_digest: sha256(&[b"fuzz"]),
+        };
+        assert!(open_request(data, &ctx, &k.rsa, |_| Some(k.session.clone())).is_err());
+        assert!(open_single(&k.response, data).is_err());
+        let mut o = StreamOpener::new(k.response.clone());
+        match o.push(data) {
+            Ok(chunks) => assert!(chunks.is_empty(), "a forged chunk opened"),
+            Err(_) => return,
+        }
+        assert!(
+            o.finish().is_err(),
+            "a stream without its authenticated end finished"
+        );
+    });
 });

@@ -3,5 +3,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = secllama_verifier::tpm::signature::TpmSignature::parse(data);
+    secllama_fuzz_bounds::decided(data, || {
+        let _ = secllama_verifier::tpm::signature::TpmSignature::parse(data);
+    });
 });

@@ -5,10 +5,12 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(certs) = secllama_verifier::x509::load_certificates(data) {
-        for der in &certs {
-            let _ = secllama_verifier::x509::Cert::parse(der, "fuzz");
+    secllama_fuzz_bounds::decided(data, || {
+        if let Ok(certs) = secllama_verifier::x509::load_certificates(data) {
+            for der in &certs {
+                let _ = secllama_verifier::x509::Cert::parse(der, "fuzz");
+            }
         }
-    }
-    let _ = secllama_protocol::pem::blocks(data, "CERTIFICATE", 64);
+        let _ = secllama_protocol::pem::blocks(data, "CERTIFICATE", 64);
+    });
 });

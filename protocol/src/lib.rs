@@ -9,6 +9,7 @@
 //! |---|---|---|
 //! | [`cbor`] | RFC 8949 | deterministic encoding and strict decoding of CBOR values |
 //! | [`cose`] | RFC 9052/9053, RFC 8230, RFC 7517 | COSE_Sign1 (ES256/384/512, PS256/384/512), public keys from PEM, COSE_Key and JWK |
+//! | [`ijson`] | RFC 7493 §2.3 | JSON request bodies whose member names are unique at every depth (the policy, the runner and the proxy read one request) |
 //! | [`pem`] | RFC 7468 | the PEM armour of certificates, CRLs and keys, strictly and in one pass |
 //! | [`attestation`] | RFC 9711 (EAT) | the attestation document payload and the key binding |
 //! | [`seal`] | RFC 9052 COSE_Encrypt / COSE_Encrypt0, RFC 5869 | sealed requests (RSA-OAEP-256 + A256GCM, session reuse), sealed single and streamed responses |
@@ -25,6 +26,7 @@ pub mod attestation;
 pub mod cbor;
 pub mod cose;
 mod error;
+pub mod ijson;
 pub mod ollama_name;
 pub mod pem;
 pub mod receipt;

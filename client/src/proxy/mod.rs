@@ -44,10 +44,10 @@ use std::time::Duration;
 use tokio::sync::{RwLock, mpsc};
 
 mod audit;
-mod openai;
+pub mod openai;
 pub mod origin;
 mod serve;
-mod stream;
+pub mod stream;
 
 pub use serve::{ServeOptions, serve};
 

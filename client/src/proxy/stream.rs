@@ -38,7 +38,7 @@ pub(super) struct Streamed {
 
 /// Splits NDJSON into lines that may pass now and the part held until the receipt verified.
 #[derive(Debug, Default)]
-pub(super) struct HoldBack {
+pub struct HoldBack {
     /// Bytes after the last newline (an incomplete line).
     partial: Vec<u8>,
     /// The final line and everything after it.
@@ -47,7 +47,7 @@ pub(super) struct HoldBack {
 
 impl HoldBack {
     /// Takes `data`; returns the bytes that may be passed on now.
-    fn push(&mut self, data: &[u8]) -> Vec<u8> {
+    pub fn push(&mut self, data: &[u8]) -> Vec<u8> {
         if !self.held.is_empty() {
             self.held.extend_from_slice(data);
             return Vec::new();
@@ -67,7 +67,7 @@ impl HoldBack {
     }
 
     /// Everything held back: released once the receipt verified.
-    fn release(&mut self) -> Vec<u8> {
+    pub fn release(&mut self) -> Vec<u8> {
         let mut out = std::mem::take(&mut self.held);
         out.append(&mut self.partial);
         out
@@ -76,7 +76,7 @@ impl HoldBack {
 
 /// Whether an NDJSON line is one a client treats as the end of the answer: an object whose
 /// `done` member is `true` (Ollama's generate and chat streams).
-fn is_final_line(line: &[u8]) -> bool {
+pub fn is_final_line(line: &[u8]) -> bool {
     serde_json::from_slice::<serde_json::Value>(line)
         .ok()
         .is_some_and(|v| v.get("done") == Some(&serde_json::Value::Bool(true)))

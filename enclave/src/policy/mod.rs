@@ -161,7 +161,7 @@ impl Policy {
     /// `verbose`; the model must be one of the policy's. The runner is sent
     /// `{"model": CANONICAL[, "verbose": …]}`.
     fn check_show(&self, body: &[u8]) -> Result<Allowed, Refusal> {
-        let v: Value = crate::ijson::from_slice(body).map_err(|e| {
+        let v: Value = secllama_protocol::ijson::from_slice(body).map_err(|e| {
             refuse(
                 "body",
                 format!("a JSON object with unique names, found {e}"),
@@ -238,8 +238,8 @@ impl Policy {
             };
         }
         // The runner reads these same bytes: a name given twice would be read differently by
-        // its parser than by ours (crate::ijson).
-        let v: Value = crate::ijson::from_slice(body).map_err(|e| {
+        // its parser than by ours (secllama_protocol::ijson).
+        let v: Value = secllama_protocol::ijson::from_slice(body).map_err(|e| {
             refuse(
                 "body",
                 format!(
