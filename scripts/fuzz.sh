@@ -53,7 +53,8 @@ for t in $targets; do
   for d in $(seed "$t"); do
     [ -d "$d" ] && find "$d" -type f -size -64k ! -name '*.md' ! -name '*.json' -exec cp -n {} "$corpus"/ \; 2>/dev/null || true
   done
-  log="artifacts/$t/last-run.log"
+  # One log per run (two runs of the script at once do not mix), copied to last-run.log after.
+  log="artifacts/$t/run-$$.log"
   started=$(date +%s)
   set +e
   cargo fuzz run -s none -O "$t" "$corpus" -- -max_total_time="$secs" -runs="$runs" -timeout=10 \
@@ -62,6 +63,7 @@ for t in $targets; do
   rc=$?
   set -e
   took=$(( $(date +%s) - started ))
+  cp "$log" "artifacts/$t/last-run.log"
   ran=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   speed=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
   done_line=$(grep -E '^#[0-9]+.*(DONE|cov:)' "$log" | tail -1 || true)
@@ -74,5 +76,6 @@ for t in $targets; do
     grep -E 'panicked|ERROR: libFuzzer|SUMMARY|Test unit written|timeout|out-of-memory' "$log" | head -8 | sed 's/^/    /'
     echo "    replay: (cd fuzz && cargo fuzz run -s none -O $t artifacts/$t/<the file above>)"
   fi
+  rm -f "$log"
 done
 exit $fail
