@@ -35,6 +35,7 @@ pub mod rfc9162;
 pub mod seal;
 pub mod tree_head;
 mod types;
+pub mod x690;
 
 pub use error::{ProtocolError, Result};
 pub use types::{Kid, Nonce, RequestId, Salt, Sha256Digest, sha256};

@@ -12,6 +12,7 @@
 
 use aws_lc_rs::signature::{self as sig, UnparsedPublicKey, VerificationAlgorithm};
 use der::{Decode, Encode, Reader as _};
+use secllama_protocol::x690;
 use std::time::{Duration, SystemTime};
 use x509_cert::Certificate;
 use x509_cert::crl::CertificateList;
@@ -40,21 +41,18 @@ pub const MAX_PEM_CERTIFICATES: usize = 64;
 /// # Errors
 /// A message saying what was expected and found.
 pub fn load_certificates(input: &[u8]) -> Result<Vec<Vec<u8>>, String> {
-    let bad = |e: der::Error| format!("expected DER or PEM X.509 certificates, found {e}");
     if input.trim_ascii_start().starts_with(b"-----BEGIN") {
         let blocks = secllama_protocol::pem::blocks(input, "CERTIFICATE", MAX_PEM_CERTIFICATES)
             .map_err(|e| format!("expected PEM X.509 certificates: {e}"))?;
         for (n, der) in blocks.iter().enumerate() {
-            Certificate::from_der(der).map_err(|e| {
-                format!(
-                    "PEM block {}: expected a DER X.509 certificate, found {e}",
-                    n + 1
-                )
-            })?;
+            let block = format!("PEM block {}", n + 1);
+            x690::decode::<Certificate>(&block, "a DER X.509 certificate", der)
+                .map_err(|e| e.to_string())?;
         }
         Ok(blocks)
     } else {
-        Certificate::from_der(input).map_err(bad)?;
+        x690::decode::<Certificate>("certificate", "DER or PEM X.509 certificates", input)
+            .map_err(|e| e.to_string())?;
         Ok(vec![input.to_vec()])
     }
 }
@@ -84,8 +82,8 @@ impl<'a> Cert<'a> {
                 der.len()
             ));
         }
-        let cert = Certificate::from_der(der)
-            .map_err(|e| format!("{role}: expected a DER X.509 certificate, found {e}"))?;
+        let cert = x690::decode::<Certificate>(role, "a DER X.509 certificate", der)
+            .map_err(|e| e.to_string())?;
         let tbs = signed_part(der)
             .ok_or_else(|| format!("{role}: expected a TBSCertificate, found none"))?;
         let enc = |n: &x509_cert::name::Name| n.to_der().unwrap_or_default();
@@ -455,10 +453,9 @@ pub fn rfc3339(now: Duration) -> String {
 /// An issuer `below` intermediate CAs above the leaf must be a CA allowed that path length.
 fn check_issuer(c: &Cert<'_>, below: usize, reasons: &mut Vec<String>) {
     use x509_cert::ext::pkix::{BasicConstraints, KeyUsage};
-    match c
-        .extension(OID_BASIC_CONSTRAINTS)
-        .map(|e| BasicConstraints::from_der(e.extn_value.as_bytes()))
-    {
+    match c.extension(OID_BASIC_CONSTRAINTS).map(|e| {
+        x690::decode::<BasicConstraints>("basicConstraints", "DER", e.extn_value.as_bytes())
+    }) {
         Some(Ok(bc)) if bc.ca => {
             if let Some(max) = bc.path_len_constraint {
                 if below > usize::from(max) {
@@ -473,7 +470,7 @@ fn check_issuer(c: &Cert<'_>, below: usize, reasons: &mut Vec<String>) {
             "{}: expected basicConstraints cA TRUE on an issuer, found FALSE",
             c.label()
         )),
-        Some(Err(e)) => reasons.push(format!("{}: basicConstraints: {e}", c.label())),
+        Some(Err(e)) => reasons.push(format!("{}: {e}", c.label())),
         None => reasons.push(format!(
             "{}: expected basicConstraints cA TRUE on an issuer, found no basicConstraints",
             c.label()
@@ -481,14 +478,14 @@ fn check_issuer(c: &Cert<'_>, below: usize, reasons: &mut Vec<String>) {
     }
     match c
         .extension(OID_KEY_USAGE)
-        .map(|e| KeyUsage::from_der(e.extn_value.as_bytes()))
+        .map(|e| x690::decode::<KeyUsage>("keyUsage", "DER", e.extn_value.as_bytes()))
     {
         Some(Ok(ku)) if !ku.key_cert_sign() => reasons.push(format!(
             "{}: expected keyUsage keyCertSign on an issuer, found {:?}",
             c.label(),
             ku.0
         )),
-        Some(Err(e)) => reasons.push(format!("{}: keyUsage: {e}", c.label())),
+        Some(Err(e)) => reasons.push(format!("{}: {e}", c.label())),
         _ => {}
     }
 }
@@ -498,10 +495,10 @@ fn check_issuer(c: &Cert<'_>, below: usize, reasons: &mut Vec<String>) {
 /// another chain appraised with the same collateral).
 fn check_crls(chain: &[&Cert<'_>], policy: &PathPolicy<'_>, reasons: &mut Vec<String>) {
     for (n, der) in policy.crls.iter().enumerate() {
-        let crl = match CertificateList::from_der(der) {
+        let crl = match x690::decode::<CertificateList>(&format!("CRL #{n}"), "a DER CRL", der) {
             Ok(c) => c,
             Err(e) => {
-                reasons.push(format!("CRL #{n}: expected a DER CRL, found {e}"));
+                reasons.push(e.to_string());
                 continue;
             }
         };

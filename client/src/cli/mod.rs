@@ -220,7 +220,6 @@ pub fn load_certificates(path: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
 
 /// Reads a CRL, DER or PEM (`X509 CRL`).
 pub fn load_crl(path: &Path) -> anyhow::Result<Vec<u8>> {
-    use der::Decode;
     let bytes = read_file(path)?;
     let der = if bytes.trim_ascii_start().starts_with(b"-----BEGIN") {
         secllama_protocol::pem::blocks(&bytes, "X509 CRL", 1)
@@ -231,8 +230,8 @@ pub fn load_crl(path: &Path) -> anyhow::Result<Vec<u8>> {
     } else {
         bytes
     };
-    x509_cert::crl::CertificateList::from_der(&der)
-        .map_err(|e| anyhow::anyhow!("{}: expected a DER CRL, found {e}", path.display()))?;
+    let what = path.display().to_string();
+    secllama_protocol::x690::decode::<x509_cert::crl::CertificateList>(&what, "a DER CRL", &der)?;
     Ok(der)
 }
 

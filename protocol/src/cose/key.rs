@@ -140,13 +140,16 @@ impl VerifyingKey {
 
     /// Reads a DER SubjectPublicKeyInfo.
     pub fn from_spki_der(der: &[u8]) -> Result<Self> {
-        use spki::der::Decode;
-        let spki = spki::SubjectPublicKeyInfoRef::from_der(der).map_err(|e| {
-            key_err(
-                "SubjectPublicKeyInfo",
-                "DER SubjectPublicKeyInfo",
-                e.to_string(),
-            )
+        let spki = crate::x690::decode::<spki::SubjectPublicKeyInfoRef<'_>>(
+            "SubjectPublicKeyInfo",
+            "DER SubjectPublicKeyInfo",
+            der,
+        )
+        .map_err(|e| match e {
+            ProtocolError::Mismatch {
+                expected, found, ..
+            } => key_err("SubjectPublicKeyInfo", &expected, found),
+            other => other,
         })?;
         let point = spki.subject_public_key.raw_bytes();
         match spki.algorithm.oid.to_string().as_str() {

@@ -187,6 +187,7 @@ pub fn seal_request(
     rng: &mut impl CryptoRngCore,
 ) -> Result<(Vec<u8>, ContentKey)> {
     use rsa::pkcs8::DecodePublicKey;
+    crate::x690::check("enclave encryption key", enclave_spki_der)?;
     let public = rsa::RsaPublicKey::from_public_key_der(enclave_spki_der).map_err(|e| {
         ProtocolError::Key {
             what: "enclave encryption key".into(),

@@ -13,7 +13,7 @@
 
 use super::report::{Product, Tcb};
 use crate::x509;
-use der::Decode;
+use secllama_protocol::x690;
 use std::sync::OnceLock;
 
 /// AMD's bundles per product: ASK, ARK and ASVK, PEM.
@@ -49,7 +49,7 @@ impl Anchors {
     pub fn sort(certs: Vec<Vec<u8>>) -> Self {
         let mut out = Self::default();
         for der in certs {
-            let self_signed = x509_cert::Certificate::from_der(&der)
+            let self_signed = x690::decode::<x509_cert::Certificate>("certificate", "DER", &der)
                 .map(|c| c.tbs_certificate.subject == c.tbs_certificate.issuer)
                 .unwrap_or(false);
             if self_signed {
@@ -128,11 +128,10 @@ fn spl(cert: &x509::Cert<'_>, oid: &str, name: &str) -> Result<Option<u8>, Strin
     let Some(e) = cert.extension(oid) else {
         return Ok(None);
     };
-    u8::from_der(e.extn_value.as_bytes())
+    let what = format!("VEK extension {name} ({oid})");
+    x690::decode::<u8>(&what, "an INTEGER 0–255", e.extn_value.as_bytes())
         .map(Some)
-        .map_err(|err| {
-            format!("VEK extension {name} ({oid}): expected an INTEGER 0–255, found {err}")
-        })
+        .map_err(|err| err.to_string())
 }
 
 /// Reads the VCEK/VLEK extensions of `cert` for `product` (whose TCB layout applies).
@@ -157,16 +156,16 @@ pub fn extensions(cert: &x509::Cert<'_>, product: Product) -> Result<VekExtensio
     // hwID: an OCTET STRING, or (older KDS certificates) the raw bytes.
     let hw_id = cert.extension(OID_HWID).map(|e| {
         let v = e.extn_value.as_bytes();
-        der::asn1::OctetString::from_der(v)
+        x690::decode::<der::asn1::OctetString>("hwID", "DER", v)
             .map(|o| o.as_bytes().to_vec())
             .unwrap_or_else(|_| v.to_vec())
     });
     let text = |oid: &str| {
         cert.extension(oid).map(|e| {
             let v = e.extn_value.as_bytes();
-            der::asn1::Ia5StringRef::from_der(v)
+            x690::decode::<der::asn1::Ia5StringRef<'_>>(oid, "DER", v)
                 .map(|s| s.to_string())
-                .or_else(|_| String::from_der(v))
+                .or_else(|_| x690::decode::<String>(oid, "DER", v))
                 .unwrap_or_else(|_| String::from_utf8_lossy(v).into_owned())
         })
     };

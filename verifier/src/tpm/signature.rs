@@ -166,7 +166,12 @@ impl TpmSignature {
                     r: der::asn1::UintRef<'a>,
                     s: der::asn1::UintRef<'a>,
                 }
-                let v = <EcdsaSig<'_> as der::Decode<'_>>::from_der(signature).map_err(|e| {
+                let v = secllama_protocol::x690::decode::<EcdsaSig<'_>>(
+                    "plain ECDSA signature",
+                    "a DER ECDSA-Sig-Value",
+                    signature,
+                )
+                .map_err(|e| {
                     TpmError::input(
                         "plain ECDSA signature",
                         "a DER ECDSA-Sig-Value",
