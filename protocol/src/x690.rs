@@ -40,11 +40,18 @@ pub fn check(what: &str, input: &[u8]) -> Result<()> {
 /// `T::from_der(input)` after [`check`] (the reason is in this module's documentation).
 ///
 /// # Errors
-/// [`ProtocolError::Mismatch`] for `what`: `expected`, found what [`check`] found or `der`'s error.
+/// [`ProtocolError::Mismatch`] for `what`: `expected`, found what [`parse`] found.
 pub fn decode<'a, T: Decode<'a>>(what: &str, expected: &str, input: &'a [u8]) -> Result<T> {
-    walk(input)
-        .and_then(|()| T::from_der(input).map_err(|e| e.to_string()))
-        .map_err(|found| ProtocolError::mismatch(what, expected, found))
+    parse(input).map_err(|found| ProtocolError::mismatch(what, expected, found))
+}
+
+/// [`decode`] for callers with their own error type.
+///
+/// # Errors
+/// What was found instead of DER: what [`check`] found, or `der`'s error.
+pub fn parse<'a, T: Decode<'a>>(input: &'a [u8]) -> std::result::Result<T, String> {
+    walk(input)?;
+    T::from_der(input).map_err(|e| e.to_string())
 }
 
 /// The whole check; the error says what was found, where.
@@ -206,6 +213,12 @@ mod tests {
         assert!(
             e.starts_with("t: expected an OCTET STRING, found a length of 268435455"),
             "{e}"
+        );
+        // parse: only what was found, for callers that wrap it in their own error.
+        let found = parse::<OctetString>(&[0x04, 0x84, 0x0f, 0xff, 0xff, 0xff, 0x00]).unwrap_err();
+        assert!(
+            found.starts_with("a length of 268435455 at byte 0"),
+            "{found}"
         );
         // der's own errors keep the caller's words.
         let e = decode::<OctetString>("t", "an OCTET STRING", &[0x02, 0x01, 0x00])

@@ -140,17 +140,8 @@ impl VerifyingKey {
 
     /// Reads a DER SubjectPublicKeyInfo.
     pub fn from_spki_der(der: &[u8]) -> Result<Self> {
-        let spki = crate::x690::decode::<spki::SubjectPublicKeyInfoRef<'_>>(
-            "SubjectPublicKeyInfo",
-            "DER SubjectPublicKeyInfo",
-            der,
-        )
-        .map_err(|e| match e {
-            ProtocolError::Mismatch {
-                expected, found, ..
-            } => key_err("SubjectPublicKeyInfo", &expected, found),
-            other => other,
-        })?;
+        let spki = crate::x690::parse::<spki::SubjectPublicKeyInfoRef<'_>>(der)
+            .map_err(|found| key_err("SubjectPublicKeyInfo", "DER SubjectPublicKeyInfo", found))?;
         let point = spki.subject_public_key.raw_bytes();
         match spki.algorithm.oid.to_string().as_str() {
             OID_EC_PUBLIC_KEY => {

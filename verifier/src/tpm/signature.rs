@@ -166,18 +166,10 @@ impl TpmSignature {
                     r: der::asn1::UintRef<'a>,
                     s: der::asn1::UintRef<'a>,
                 }
-                let v = secllama_protocol::x690::decode::<EcdsaSig<'_>>(
-                    "plain ECDSA signature",
-                    "a DER ECDSA-Sig-Value",
-                    signature,
-                )
-                .map_err(|e| {
-                    TpmError::input(
-                        "plain ECDSA signature",
-                        "a DER ECDSA-Sig-Value",
-                        e.to_string(),
-                    )
-                })?;
+                let v =
+                    secllama_protocol::x690::parse::<EcdsaSig<'_>>(signature).map_err(|found| {
+                        TpmError::input("plain ECDSA signature", "a DER ECDSA-Sig-Value", found)
+                    })?;
                 Ok(Self {
                     scheme: SigScheme::EcDsa,
                     hash,
