@@ -49,7 +49,7 @@ impl Anchors {
     pub fn sort(certs: Vec<Vec<u8>>) -> Self {
         let mut out = Self::default();
         for der in certs {
-            let self_signed = x690::decode::<x509_cert::Certificate>("certificate", "DER", &der)
+            let self_signed = x690::parse::<x509_cert::Certificate>(&der)
                 .map(|c| c.tbs_certificate.subject == c.tbs_certificate.issuer)
                 .unwrap_or(false);
             if self_signed {
@@ -156,16 +156,16 @@ pub fn extensions(cert: &x509::Cert<'_>, product: Product) -> Result<VekExtensio
     // hwID: an OCTET STRING, or (older KDS certificates) the raw bytes.
     let hw_id = cert.extension(OID_HWID).map(|e| {
         let v = e.extn_value.as_bytes();
-        x690::decode::<der::asn1::OctetString>("hwID", "DER", v)
+        x690::parse::<der::asn1::OctetString>(v)
             .map(|o| o.as_bytes().to_vec())
             .unwrap_or_else(|_| v.to_vec())
     });
     let text = |oid: &str| {
         cert.extension(oid).map(|e| {
             let v = e.extn_value.as_bytes();
-            x690::decode::<der::asn1::Ia5StringRef<'_>>(oid, "DER", v)
+            x690::parse::<der::asn1::Ia5StringRef<'_>>(v)
                 .map(|s| s.to_string())
-                .or_else(|_| x690::decode::<String>(oid, "DER", v))
+                .or_else(|_| x690::parse::<String>(v))
                 .unwrap_or_else(|_| String::from_utf8_lossy(v).into_owned())
         })
     };
